@@ -1,0 +1,313 @@
+"""The command line: parse, call the core, render. Errors become one line and an exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from squad import __version__
+from squad.coordinator import Coordinator, PassReport
+from squad.errors import SquadError, UsageError
+from squad.ledger import Ledger
+from squad.records import Draft, Record, describe, render
+from squad.workspace import DECISIONS, Workspace
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class SquadGroup(click.Group):
+    """Turns SquadError into `squad: message` and its exit code (SQUAD_DEBUG=1 re-raises)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SquadError as exc:
+            if os.environ.get("SQUAD_DEBUG"):
+                raise
+            _fail(exc.message, exc.exit_code)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"squad: {message}", err=True)
+    sys.exit(code)
+
+
+def _workspace(ctx: click.Context) -> Workspace:
+    if ctx.obj is None:
+        ctx.obj = Workspace.open(Path.cwd())
+    return ctx.obj
+
+
+@click.group(cls=SquadGroup)
+@click.version_option(__version__, prog_name="squad")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Specialist LLM agents that decide through typed, git-committed records."""
+
+
+def _report(report: PassReport, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({
+            "committed": [{"id": r.id, "title": r.title, "agent": r.agent}
+                          for r in report.committed],
+            "quarantined": [{"drop": n, "reason": why} for n, why in report.quarantined],
+            "recovered": report.recovered,
+        }))
+    else:
+        for record in report.committed:
+            click.echo(f"{record.id:04d}  {record.title}")
+        for name, why in report.quarantined:
+            click.echo(f"squad: quarantined {DECISIONS}/quarantine/{name}: {why}", err=True)
+
+
+def _ingest(ws: Workspace, as_json: bool = False) -> PassReport:
+    coordinator = Coordinator(ws)
+    report = coordinator.ingest()
+    if report.waiting_for is not None:
+        # `ingest` is one pass, but a file copied into the inbox a moment ago belongs to it.
+        import time
+
+        time.sleep(report.waiting_for + 0.05)
+        later = coordinator.ingest()
+        report.committed += later.committed
+        report.quarantined += later.quarantined
+        report.recovered += later.recovered
+    _report(report, as_json)
+    return report
+
+
+@main.command()
+@click.option("--no-agents", is_flag=True, help="Do not install the default specialists.")
+@click.pass_context
+def init(ctx: click.Context, no_agents: bool) -> None:
+    """Scaffold squad.toml, AGENTS.md, agents/ and decisions/ (never overwrites a file)."""
+    from squad.scaffold import init as scaffold
+
+    ws = _workspace(ctx)
+    created = scaffold(ws, with_agents=not no_agents)
+    for path in created:
+        click.echo(f"created {path}")
+    if not created:
+        click.echo("nothing to do: squad is already set up here")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.pass_context
+def ingest(ctx: click.Context, as_json: bool) -> None:
+    """One coordinator pass: commit or quarantine every complete drop, then exit."""
+    report = _ingest(_workspace(ctx), as_json)
+    if report.quarantined:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--poll", is_flag=True, help="Poll the inbox instead of using OS file events.")
+@click.pass_context
+def watch(ctx: click.Context, poll: bool) -> None:
+    """Run the coordinator until interrupted, committing every drop as it arrives."""
+    from squad.watch import watch as run_watch
+
+    ws = _workspace(ctx)
+    coordinator = Coordinator(ws, log=lambda message: err.print(message))
+    err.print(f"watching {ws.inbox.path} (Ctrl-C to stop)")
+    run_watch(coordinator, poll=poll)
+    err.print("stopped")
+
+
+def _drop_options(fn: Any) -> Any:
+    options = [
+        click.option("--title", help="One line saying what was decided."),
+        click.option("--context", "context_", default="", help="Why a decision was needed."),
+        click.option("--decision", help="What was decided."),
+        click.option("--consequences", default="", help="What follows from it."),
+        click.option("--tag", "tags", multiple=True, help="A tag (repeatable)."),
+        click.option("--agent", help="Who decides (default: git user.name)."),
+        click.option("--no-ingest", is_flag=True, help="Only drop; leave it to the coordinator."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _submit(ws: Workspace, fields: dict[str, Any], no_ingest: bool) -> None:
+    fields = {k: v for k, v in fields.items() if v not in (None, (), "")}
+    fields.setdefault("agent", ws.repo.user_name() or "human")
+    if "decision" not in fields and fields.get("kind", "decision") == "decision":
+        fields = _edit(fields)
+    try:
+        draft = Draft.model_validate(fields)
+    except Exception as exc:
+        from pydantic import ValidationError
+
+        if isinstance(exc, ValidationError):
+            raise UsageError(describe(exc)) from None
+        raise
+    name = ws.inbox.drop(render(draft, ws.root))
+    click.echo(f"dropped {ws.inbox.new.relative_to(ws.root) / name}", err=True)
+    if not no_ingest:
+        report = _ingest(ws)
+        if report.quarantined:
+            sys.exit(1)
+
+
+def _edit(fields: dict[str, Any]) -> dict[str, Any]:
+    from squad.records import parse_draft
+
+    skeleton = Draft.model_construct(**{"title": "", "decision": "", **fields})
+    text = click.edit(render(skeleton), extension=".md", require_save=True)
+    if text is None:
+        raise UsageError("no decision given (the editor was closed without saving)")
+    try:
+        return parse_draft(text).model_dump()
+    except SquadError as exc:
+        raise UsageError(f"the edited decision is not valid: {exc.message}") from None
+
+
+@main.command()
+@_drop_options
+@click.option("--supersedes", type=int, multiple=True, help="Id of a decision this replaces.")
+@click.option("--accepted", is_flag=True, help="Record it as accepted rather than proposed.")
+@click.pass_context
+def decide(ctx: click.Context, supersedes: tuple[int, ...], accepted: bool, no_ingest: bool,
+           **fields: Any) -> None:
+    """Drop a decision record (from flags, or $EDITOR without --decision) and ingest it."""
+    fields["context"] = fields.pop("context_")
+    fields.update(supersedes=supersedes, status="accepted" if accepted else "proposed")
+    _submit(_workspace(ctx), fields, no_ingest)
+
+
+def _target(ws: Workspace, record_id: int) -> Record:
+    ledger = _ledger(ws)
+    entry = ledger.get(record_id)
+    if entry is None:
+        raise UsageError(f"no decision {record_id} in {DECISIONS}/")
+    if entry.record.kind != "decision":
+        raise UsageError(f"{record_id:04d} is a status event, not a decision")
+    return entry.record
+
+
+@main.command()
+@click.argument("record_id", metavar="ID", type=int)
+@click.option("--reason", default="", help="Why it is accepted.")
+@click.option("--agent", help="Who accepts (default: git user.name).")
+@click.pass_context
+def accept(ctx: click.Context, record_id: int, reason: str, agent: str | None) -> None:
+    """Accept decision ID (a new record that refers to it)."""
+    ws = _workspace(ctx)
+    target = _target(ws, record_id)
+    _submit(ws, {"kind": "accept", "target": record_id, "agent": agent,
+                 "title": f"Accept {record_id:04d}: {target.title}"[:200],
+                 "decision": reason or f"Accepted {record_id:04d}."}, False)
+
+
+@main.command()
+@click.argument("record_id", metavar="ID", type=int)
+@click.option("--reason", required=True, help="Why it is rejected.")
+@click.option("--agent", help="Who rejects (default: git user.name).")
+@click.pass_context
+def reject(ctx: click.Context, record_id: int, reason: str, agent: str | None) -> None:
+    """Reject decision ID (a new record that refers to it)."""
+    ws = _workspace(ctx)
+    target = _target(ws, record_id)
+    _submit(ws, {"kind": "reject", "target": record_id, "agent": agent,
+                 "title": f"Reject {record_id:04d}: {target.title}"[:200],
+                 "decision": reason}, False)
+
+
+@main.command()
+@click.argument("record_id", metavar="ID", type=int)
+@_drop_options
+@click.pass_context
+def supersede(ctx: click.Context, record_id: int, no_ingest: bool, **fields: Any) -> None:
+    """Record a new decision that replaces decision ID."""
+    ws = _workspace(ctx)
+    _target(ws, record_id)
+    fields["context"] = fields.pop("context_")
+    fields["supersedes"] = (record_id,)
+    _submit(ws, fields, no_ingest)
+
+
+def _ledger(ws: Workspace) -> Ledger:
+    repo = ws.repo
+    listing = repo.list_dir(DECISIONS)
+    return Ledger.from_blobs({name: repo.blob(sha) for name, sha in listing.items()})
+
+
+def _as_dict(record: Record, status: str, superseded_by: list[int]) -> dict[str, Any]:
+    return {**record.model_dump(mode="json"), "current_status": status,
+            "superseded_by": superseded_by}
+
+
+@main.command(name="log")
+@click.option("--json", "as_json", is_flag=True, help="A JSON array on stdout.")
+@click.pass_context
+def log_(ctx: click.Context, as_json: bool) -> None:
+    """List the committed decisions with their current status."""
+    ledger = _ledger(_workspace(ctx))
+    status, later = ledger.statuses(), ledger.superseded_by()
+    if as_json:
+        click.echo(json.dumps([_as_dict(e.record, status.get(e.record.id, e.record.kind),
+                                        later.get(e.record.id, [])) for e in ledger.entries],
+                              indent=2))
+        return
+    table = Table("id", "date", "agent", "status", "title", box=None, pad_edge=False)
+    for entry in ledger.entries:
+        record = entry.record
+        shown = status.get(record.id) or f"{record.kind} {record.target:04d}"
+        table.add_row(f"{record.id:04d}", record.date.strftime("%Y-%m-%d %H:%M"),
+                      record.agent, shown, record.title)
+    Console(highlight=False, soft_wrap=False, width=200 if not sys.stdout.isatty() else None
+            ).print(table)
+
+
+@main.command()
+@click.argument("record_id", metavar="ID", type=int)
+@click.option("--json", "as_json", is_flag=True, help="A JSON object on stdout.")
+@click.pass_context
+def show(ctx: click.Context, record_id: int, as_json: bool) -> None:
+    """Show decision ID as committed, with its current status."""
+    ledger = _ledger(_workspace(ctx))
+    entry = ledger.get(record_id)
+    if entry is None:
+        raise UsageError(f"no record {record_id} in {DECISIONS}/")
+    status = ledger.statuses().get(record_id, entry.record.kind)
+    later = ledger.superseded_by().get(record_id, [])
+    if as_json:
+        click.echo(json.dumps(_as_dict(entry.record, status, later), indent=2))
+        return
+    click.echo(f"{DECISIONS}/{entry.name}  (status: {status}"
+               + (f", superseded by {', '.join(f'{i:04d}' for i in later)}" if later else "")
+               + ")\n")
+    click.echo(render(entry.record, _workspace(ctx).root), nl=False)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="A JSON object on stdout.")
+@click.pass_context
+def verify(ctx: click.Context, as_json: bool) -> None:
+    """Check schema, hash chain, numbering, supersession and the index; exit 1 on any fault."""
+    from squad.verify import verify as run_verify
+
+    ws = _workspace(ctx)
+    faults = run_verify(ws)
+    if as_json:
+        click.echo(json.dumps({"ok": not faults,
+                               "faults": [{"path": f.path, "problem": f.problem}
+                                          for f in faults]}))
+    else:
+        for fault in faults:
+            click.echo(str(fault), err=True)
+        count = len(_ledger(ws).entries) if not faults else None
+        if count is not None:
+            click.echo(f"ok: {count} records verified")
+    if faults:
+        sys.exit(1)
+

@@ -1,0 +1,212 @@
+"""The coordinator: validates every complete drop and commits it as the next record.
+
+Crash safety comes from the order of the steps for one drop, and from git being the only
+place that says what is done:
+
+1. read the drop; if `(name, content hash)` is already in a commit's `Squad-Drop` trailers,
+   an earlier pass committed it and died before removing it: remove it now;
+2. validate it; a bad drop gets `quarantine/<name>.reason` written first, then the drop is
+   renamed next to it (re-running the pair after a crash gives the same result);
+3. number, date and chain it, and commit the record and the regenerated index straight into
+   the object store; moving the branch is the commit point;
+4. write the two files into the working tree and the user's index (`vcs.settle`);
+5. remove the drop.
+
+A kill anywhere leaves a state the next pass recognises: before 3 the drop is simply still
+waiting; after 3 its trailers mark it done, and `recover` redoes 4 for whatever is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from squad.errors import RecordError, SquadError
+from squad.ledger import Ledger, entry_for, render_index
+from squad.records import RECORD_NAME, Draft, Record, digest, parse_draft, parse_record, render
+from squad.vcs import write_atomic
+from squad.workspace import DECISIONS, INDEX, Workspace
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class PassReport:
+    committed: list[Record] = field(default_factory=list)
+    quarantined: list[tuple[str, str]] = field(default_factory=list)
+    recovered: int = 0
+    waiting_for: float | None = None  # seconds until a loose inbox file settles
+
+
+class Coordinator:
+    def __init__(self, workspace: Workspace, log: Log | None = None) -> None:
+        self.ws = workspace
+        self.log = log or (lambda message: None)
+        self._head: str | None = "unknown"
+        self._ledger = Ledger()
+        self._done: set[tuple[str, str]] = set()
+
+    # ---- state --------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        """(Re)read the log and the done-set from git when HEAD is not where we left it."""
+        repo = self.ws.repo
+        head = repo.head()
+        if head == self._head:
+            return
+        listing = repo.list_dir(DECISIONS, head)
+        blobs = {name: repo.blob(sha) for name, sha in listing.items() if RECORD_NAME.match(name)}
+        self._ledger = Ledger.from_blobs(blobs)
+        self._done = set()
+        for commit in repo.squad_commits("Squad-Drop"):
+            names = commit.trailers.get("Squad-Drop", [])
+            hashes = commit.trailers.get("Squad-Drop-Hash", [])
+            self._done.update(zip(names, hashes, strict=False))
+        self._head = head
+        self._recover(listing)
+
+    def _recover(self, listing: dict[str, str]) -> None:
+        """Redo step 4 for committed files missing from the working tree or the index."""
+        repo = self.ws.repo
+        if not listing:
+            return
+        staged = repo.index_entries(DECISIONS + "/")
+        owned = [f"{DECISIONS}/{name}" for name in listing
+                 if RECORD_NAME.match(name) or name == "README.md"]
+        stale = [path for path in owned
+                 if staged.get(path) != listing[path.rsplit("/", 1)[1]]
+                 or not (self.ws.root / path).exists()]
+        index_path = self.ws.root / INDEX
+        if INDEX in owned and INDEX not in stale and index_path.exists():
+            committed = repo.blob(listing["README.md"])
+            if index_path.read_bytes() != committed:
+                stale.append(INDEX)
+        if stale:
+            repo.settle(stale, overwrite=False)
+            if INDEX in stale:
+                repo.settle([INDEX])
+            self.log(f"recovered {len(stale)} file(s) of an interrupted commit")
+
+    # ---- one pass -----------------------------------------------------------------------
+
+    def ingest(self, stop: threading.Event | None = None) -> PassReport:
+        """Take every complete drop now in the inbox, in name order, and commit or quarantine it.
+
+        With `stop`, the pass ends after the drop in hand once `stop` is set.
+        """
+        report = PassReport()
+        inbox = self.ws.inbox
+        report.waiting_for = inbox.claim_loose(self.ws.config.coordinator.settle_seconds)
+        if not inbox.ready() and self._head != "unknown":
+            return report
+        with self.ws.repo.coordinator_lock():
+            self.ws.repo.ensure_safe()
+            self._load()
+            for name in inbox.ready():
+                if stop is not None and stop.is_set():
+                    break
+                self._take(name, report)
+        return report
+
+    def _take(self, name: str, report: PassReport) -> None:
+        path = self.ws.inbox.new / name
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            return  # another coordinator took it
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a symlink" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+            return self._quarantine(name, f"{kind}; a drop must be a regular file", report)
+        limit = self.ws.config.coordinator.max_drop_bytes
+        if info.st_size > limit:
+            return self._quarantine(
+                name, f"{info.st_size} bytes, over the {limit}-byte limit for a drop", report)
+        data = path.read_bytes()
+        key = (trailer_name(name), digest(data))
+        if key in self._done:
+            os.unlink(path)
+            report.recovered += 1
+            self.log(f"removed {name}: already committed by an interrupted pass")
+            return
+        try:
+            draft = parse_draft(decode(data))
+        except RecordError as exc:
+            return self._quarantine(name, exc.message, report)
+        problem = self._ledger.problems_with(draft)
+        if problem:
+            return self._quarantine(name, problem, report)
+        record = self._commit(draft, key)
+        os.unlink(path)
+        self._done.add(key)
+        report.committed.append(record)
+        self.log(f"committed {record.id:04d} {record.title} ({name})")
+
+    def _commit(self, draft: Draft, key: tuple[str, str]) -> Record:
+        ledger, repo = self._ledger, self.ws.repo
+        now = self.ws.clock()
+        if ledger.last_date and now < ledger.last_date:
+            now = ledger.last_date  # the log's dates never go backwards
+        record = Record(**draft.model_dump(), id=ledger.next_id, date=now,
+                        prev=ledger.head_digest)
+        text = render(record, self.ws.root)
+        if parse_record(text) != record:
+            raise SquadError(
+                "templates/record.md.j2 renders records that do not parse back; fix the override")
+        data = text.encode("utf-8")
+        entry = entry_for(record, data)
+        ledger.append(entry)
+        index = render_index(ledger, self.ws.root).encode("utf-8")
+        path = f"{DECISIONS}/{entry.name}"
+        trailers = [("Squad-Decision", f"{record.id:04d}"), ("Squad-Agent", record.agent),
+                    ("Squad-Drop", key[0]), ("Squad-Drop-Hash", key[1])]
+        if record.run:
+            trailers.append(("Squad-Run", record.run))
+        message = record.title + "\n\n" + "".join(f"{k}: {v}\n" for k, v in trailers)
+        try:
+            self._head = repo.commit({path: data, INDEX: index}, message, now, self._head)
+        except SquadError:
+            self._head = "unknown"  # reload the log from git on the next pass
+            raise
+        repo.settle([path, INDEX])
+        return record
+
+    def _quarantine(self, name: str, reason: str, report: PassReport) -> None:
+        folder = self.ws.quarantine
+        folder.mkdir(parents=True, exist_ok=True)
+        target = quarantine_name(folder, name)
+        write_atomic(folder / f"{target}.reason", f"{trailer_name(name)}: {reason}\n".encode())
+        os.rename(self.ws.inbox.new / name, folder / target)
+        report.quarantined.append((name, reason))
+        self.log(f"quarantined {trailer_name(name)}: {reason}")
+
+
+def decode(data: bytes) -> str:
+    if not data.strip():
+        raise RecordError("empty drop")
+    if b"\x00" in data:
+        raise RecordError("binary content (NUL bytes); a drop is UTF-8 markdown")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError(f"not valid UTF-8 (byte {exc.start})") from None
+
+
+def trailer_name(name: str) -> str:
+    """A drop name as it can stand on one trailer line, whatever bytes the file name holds."""
+    raw = name.encode("utf-8", "surrogateescape")
+    return urllib.parse.quote(raw, safe="!#$&'()*+,-./:;=?@[]^_`{|}~")
+
+
+def quarantine_name(folder: os.PathLike[str], name: str) -> str:
+    """A free name for the drop in quarantine; a leftover `.reason` alone means a retry."""
+    base = name if len(name.encode("utf-8", "surrogateescape")) <= 200 else (
+        trailer_name(name)[:120] + "-" + digest(name.encode("utf-8", "surrogateescape"))[7:19])
+    candidate, n = base, 1
+    while os.path.lexists(os.path.join(folder, candidate)):
+        n += 1
+        candidate = f"{base}.{n}"
+    return candidate

@@ -1,0 +1,243 @@
+"""Decision records: frozen pydantic values and their markdown form.
+
+A *draft* is what a writer drops into the inbox; a *record* is a draft that the coordinator
+has numbered, dated and chained. Both are YAML front matter plus three body sections, rendered
+from the `record.md.j2` template and parsed back without loss. Paths and commit SHAs belong to
+the ledger, not to these values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
+
+from squad import templating
+from squad.clock import format_instant
+from squad.errors import RecordError
+
+M = TypeVar("M", bound="Draft")
+SECTIONS = ("Context", "Decision", "Consequences")
+_HEADINGS = {f"## {name}" for name in SECTIONS}
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def _one_line(value: str) -> str:
+    value = value.strip()
+    if any(ch in value for ch in "\r\n\x85\u2028\u2029") or _CONTROL.search(value):
+        raise ValueError("must be a single line without control characters")
+    return value
+
+
+def _text(value: str) -> str:
+    value = value.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if _CONTROL.search(value):
+        raise ValueError("contains control characters")
+    for line in value.split("\n"):
+        if line.rstrip() in _HEADINGS:
+            raise ValueError(f"may not contain the section heading line {line.rstrip()!r}")
+    return value
+
+
+Title = Annotated[str, AfterValidator(_one_line), StringConstraints(min_length=1, max_length=200)]
+Agent = Annotated[str, AfterValidator(_one_line), StringConstraints(min_length=1, max_length=100)]
+Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,39}$")]
+RunId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+Text = Annotated[str, AfterValidator(_text), StringConstraints(max_length=100_000)]
+DecisionId = Annotated[int, Field(ge=1)]
+
+
+class Draft(BaseModel):
+    """What a writer drops: everything but the coordinator's id, date and chain link."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    title: Title
+    agent: Agent
+    kind: Literal["decision", "accept", "reject"] = "decision"
+    target: DecisionId | None = None
+    status: Literal["proposed", "accepted"] = "proposed"
+    supersedes: tuple[DecisionId, ...] = ()
+    tags: tuple[Tag, ...] = ()
+    run: RunId | None = None
+    inputs: tuple[DecisionId, ...] = ()
+    context: Text = ""
+    decision: Text
+    consequences: Text = ""
+
+    @field_validator("supersedes", "tags", "inputs", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        # YAML gives lists; strict mode would refuse them for tuples.
+        return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("decision")
+    @classmethod
+    def _decision_says_something(cls, value: str) -> str:
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("target")
+    @classmethod
+    def _target_only_for_events(cls, value: int | None, info: Any) -> int | None:
+        kind = info.data.get("kind", "decision")
+        if kind == "decision" and value is not None:
+            raise ValueError("only accept and reject events have a target")
+        if kind != "decision" and value is None:
+            raise ValueError(f"a {kind} event needs the id of its target")
+        return value
+
+
+class Record(Draft):
+    """A committed decision: numbered, dated by squad's clock and chained to its predecessor."""
+
+    id: DecisionId
+    date: datetime
+    prev: str | None = None
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _date(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise ValueError("must carry a time zone (UTC)")
+            return value.astimezone(UTC).replace(microsecond=0)
+        return value
+
+    @field_validator("prev")
+    @classmethod
+    def _prev(cls, value: str | None) -> str | None:
+        if value is not None and not _HASH.match(value):
+            raise ValueError("must be 'sha256:' and 64 hex digits")
+        return value
+
+    @field_serializer("date")
+    def _date_out(self, value: datetime) -> str:
+        return format_instant(value)
+
+
+# The order of keys in the front matter: stable, so records diff well.
+_ORDER = ("id", "title", "agent", "date", "kind", "target", "status", "supersedes", "tags",
+          "run", "inputs", "prev")
+
+
+def front_matter(value: Draft) -> dict[str, Any]:
+    data = value.model_dump(mode="json", exclude=set(SECTIONS_LOWER))
+    return {key: data[key] for key in _ORDER if key in data}
+
+
+SECTIONS_LOWER = tuple(name.lower() for name in SECTIONS)
+
+
+def render(value: Draft, root: Path | None = None) -> str:
+    """The markdown form of a draft or record."""
+    head = yaml.safe_dump(front_matter(value), sort_keys=False, allow_unicode=True,
+                          width=float("inf"), default_flow_style=None)
+    return templating.render("record.md.j2", root, front_matter=head,
+                             context=value.context, decision=value.decision,
+                             consequences=value.consequences)
+
+
+def split(text: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Split markdown into front matter and sections; raise RecordError saying what is wrong."""
+    text = text.replace("\r\n", "\n")
+    if not text.startswith("---\n"):
+        raise RecordError("does not start with a '---' front matter line")
+    end = text.find("\n---\n", 3)
+    if end < 0:
+        raise RecordError("front matter is not closed by a '---' line")
+    try:
+        meta = yaml.load(text[4 : end + 1], Loader=yaml.CSafeLoader)
+    except yaml.YAMLError as exc:
+        raise RecordError(f"front matter is not valid YAML: {_first_line(exc)}") from None
+    if not isinstance(meta, dict):
+        raise RecordError("front matter is not a YAML mapping")
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text[end + 5 :].split("\n"):
+        heading = line.rstrip()
+        if heading in _HEADINGS:
+            name = heading[3:].lower()
+            if name in sections:
+                raise RecordError(f"section '## {heading[3:]}' appears twice")
+            current = sections[name] = []
+        elif current is not None:
+            current.append(line)
+        elif line.strip():
+            raise RecordError("text before the first '## Context' section")
+    if "decision" not in sections:
+        raise RecordError("no '## Decision' section")
+    return meta, {name: "\n".join(lines).strip() for name, lines in sections.items()}
+
+
+def _first_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:200]
+
+
+def _build(model: type[M], text: str) -> M:
+    meta, sections = split(text)
+    clash = set(meta) & set(SECTIONS_LOWER)
+    if clash:
+        raise RecordError(f"front matter may not set body section {sorted(clash)[0]!r}")
+    if model is Draft:
+        assigned = sorted({"id", "date", "prev"} & set(meta))
+        if assigned:
+            raise RecordError(
+                f"a drop may not set {', '.join(assigned)}: the coordinator assigns them")
+    try:
+        return model.model_validate({**meta, **sections})
+    except ValidationError as exc:
+        raise RecordError(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """One line naming the first faulty field, as a user would want to read it."""
+    err = exc.errors()[0]
+    where = ".".join(str(part) for part in err["loc"]) or "record"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"field {where}: {err['msg']}{more}"
+
+
+def parse_draft(text: str) -> Draft:
+    return _build(Draft, text)
+
+
+def parse_record(text: str) -> Record:
+    return _build(Record, text)
+
+
+def digest(data: bytes) -> str:
+    """The chain hash of a record's file bytes."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def slug(title: str) -> str:
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    words = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")
+    return words[:50].rstrip("-") or "decision"
+
+
+def filename(record: Record) -> str:
+    return f"{record.id:04d}-{slug(record.title)}.md"
+
+
+RECORD_NAME = re.compile(r"^(\d{4,})-[a-z0-9-]+\.md$")
