@@ -25,6 +25,7 @@ from pydantic import (
     ValidationError,
     field_serializer,
     field_validator,
+    model_validator,
 )
 
 from squad import templating
@@ -94,15 +95,13 @@ class Draft(BaseModel):
             raise ValueError("must not be empty")
         return value
 
-    @field_validator("target")
-    @classmethod
-    def _target_only_for_events(cls, value: int | None, info: Any) -> int | None:
-        kind = info.data.get("kind", "decision")
-        if kind == "decision" and value is not None:
-            raise ValueError("only accept and reject events have a target")
-        if kind != "decision" and value is None:
-            raise ValueError(f"a {kind} event needs the id of its target")
-        return value
+    @model_validator(mode="after")
+    def _target_only_for_events(self) -> Draft:
+        if self.kind == "decision" and self.target is not None:
+            raise ValueError("target: only accept and reject events have a target")
+        if self.kind != "decision" and self.target is None:
+            raise ValueError(f"target: a {self.kind} event needs the id of its target")
+        return self
 
 
 class Record(Draft):
@@ -212,9 +211,10 @@ def _build(model: type[M], text: str) -> M:
 def describe(exc: ValidationError) -> str:
     """One line naming the first faulty field, as a user would want to read it."""
     err = exc.errors()[0]
-    where = ".".join(str(part) for part in err["loc"]) or "record"
+    where = ".".join(str(part) for part in err["loc"])
+    message = err["msg"].removeprefix("Value error, ")
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"field {where}: {err['msg']}{more}"
+    return (f"field {where}: {message}" if where else message) + more
 
 
 def parse_draft(text: str) -> Draft:

@@ -1,0 +1,207 @@
+"""The coordinator commits drops exactly once, keeps the user's work safe, and recovers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from squad.coordinator import Coordinator, trailer_name
+from squad.errors import UnsafeRepoError
+from squad.records import digest, parse_draft, parse_record
+from squad.verify import verify
+from squad.workspace import Workspace
+from tests.conftest import drop_text, git, squad
+
+
+def records(repo: Path) -> list[str]:
+    return sorted(p.name for p in (repo / "decisions").glob("[0-9][0-9][0-9][0-9]-*.md"))
+
+
+def test_drops_become_numbered_chained_commits_in_name_order(ws: Workspace) -> None:
+    for n in (3, 1, 2):
+        ws.inbox.drop(drop_text(f"Decision {n}"), name=f"drop-{n}.md")
+    report = Coordinator(ws).ingest()
+    assert [r.title for r in report.committed] == ["Decision 1", "Decision 2", "Decision 3"]
+    assert records(ws.root) == ["0001-decision-1.md", "0002-decision-2.md", "0003-decision-3.md"]
+    first, second = (ws.root / "decisions" / name for name in records(ws.root)[:2])
+    assert parse_record(second.read_text()).prev == digest(first.read_bytes())
+    assert ws.inbox.ready() == []
+    log = git(ws.root, "log", "--format=%s|%(trailers:key=Squad-Drop,valueonly)", "-3")
+    assert log.split("\n")[0] == "Decision 3|drop-3.md"
+    changed = git(ws.root, "show", "--name-only", "--format=", "HEAD").split()
+    assert changed == ["decisions/0003-decision-3.md", "decisions/README.md"]
+    assert git(ws.root, "status", "--porcelain") == ""
+    assert verify(ws) == []
+
+
+def test_dates_come_from_squads_clock_and_commits_reproduce(repo: Path, ws: Workspace) -> None:
+    ws.inbox.drop(drop_text("Pinned"), name="a.md")
+    record = Coordinator(ws).ingest().committed[0]
+    assert record.date.isoformat() == "2026-01-01T00:00:00+00:00"
+    assert git(repo, "log", "-1", "--format=%an <%ae> %aI") == \
+        "squad <squad@localhost> 2026-01-01T00:00:00+00:00\n"
+
+
+def test_staged_and_unstaged_user_changes_survive_untouched(repo: Path, ws: Workspace) -> None:
+    (repo / "app.py").write_text("print('staged')\n")
+    git(repo, "add", "app.py")
+    (repo / "app.py").write_text("print('unstaged on top')\n")
+    (repo / "notes.txt").write_text("new and staged\n")
+    git(repo, "add", "notes.txt")
+    (repo / "scratch.txt").write_bytes(b"untracked \x00 bytes")
+    before_status = git(repo, "status", "--porcelain")
+    staged_diff = git(repo, "diff", "--cached")
+    unstaged_diff = git(repo, "diff")
+
+    ws.inbox.drop(drop_text("Safe"), name="a.md")
+    assert len(Coordinator(ws).ingest().committed) == 1
+
+    assert git(repo, "diff", "--cached") == staged_diff
+    assert git(repo, "diff") == unstaged_diff
+    assert git(repo, "status", "--porcelain") == before_status
+    assert (repo / "app.py").read_text() == "print('unstaged on top')\n"
+    assert (repo / "scratch.txt").read_bytes() == b"untracked \x00 bytes"
+    squad_files = git(repo, "log", "--format=", "--name-only", "--grep=^Squad-Decision")
+    assert set(squad_files.split()) == {"decisions/0001-safe.md", "decisions/README.md"}
+
+
+@pytest.mark.parametrize(("setup", "reason"), [
+    (lambda r: git(r, "checkout", "-q", "--detach"), "detached"),
+    (lambda r: (r / ".git" / "MERGE_HEAD").write_text(git(r, "rev-parse", "HEAD")), "merge"),
+    (lambda r: (r / ".git" / "rebase-merge").mkdir(), "rebase"),
+    (lambda r: (r / ".git" / "CHERRY_PICK_HEAD").write_text(git(r, "rev-parse", "HEAD")),
+     "cherry-pick"),
+    (lambda r: (r / ".git" / "index.lock").write_text(""), "index is locked"),
+])
+def test_refuses_unsafe_states_and_keeps_every_drop(repo: Path, setup, reason: str) -> None:
+    Path(repo / "decisions/inbox/new").mkdir(parents=True)
+    (repo / "decisions/inbox/new/a.md").write_text(drop_text("Kept"))
+    head = git(repo, "rev-parse", "HEAD")
+    setup(repo)
+    result = squad(repo, "ingest", check=False)
+    assert result.returncode == 3
+    assert reason in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (repo / "decisions/inbox/new/a.md").exists()
+    assert git(repo, "rev-parse", "HEAD") == head
+
+
+def test_outside_a_repository_is_a_clear_error(tmp_path: Path) -> None:
+    result = squad(tmp_path, "ingest", check=False)
+    assert result.returncode == 2
+    assert "not inside a git repository" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_init_in_an_empty_repository_makes_the_first_commit(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q", "-b", "main")
+    squad(tmp_path, "init")
+    assert git(tmp_path, "log", "--format=%s") == "squad init\n"
+    assert git(tmp_path, "status", "--porcelain") == ""
+    again = squad(tmp_path, "init")
+    assert "nothing to do" in again.stdout
+    assert git(tmp_path, "rev-list", "--count", "HEAD") == "1\n"
+
+
+def test_init_never_overwrites_a_users_file(repo: Path) -> None:
+    (repo / "AGENTS.md").write_text("mine\n")
+    squad(repo, "init")
+    assert (repo / "AGENTS.md").read_text() == "mine\n"
+    assert "AGENTS.md" not in git(repo, "show", "--name-only", "--format=", "HEAD")
+
+
+def test_a_loose_file_in_the_inbox_is_taken_once_it_settles(ws: Workspace) -> None:
+    ws.inbox.create()
+    loose = ws.inbox.path / "my idea.md"
+    loose.write_text(drop_text("Loose"))
+    report = Coordinator(ws).ingest()
+    assert report.committed == [] and report.waiting_for is not None
+    old = loose.stat().st_mtime - 5
+    os.utime(loose, (old, old))
+    report = Coordinator(ws).ingest()
+    assert [r.title for r in report.committed] == ["Loose"]
+    trailer = git(ws.root, "log", "-1", "--format=%(trailers:key=Squad-Drop,valueonly)")
+    assert trailer.strip() == trailer_name("my idea.md") == "my%20idea.md"
+
+
+def test_a_bad_drop_is_quarantined_with_a_reason_and_the_next_one_commits(ws: Workspace) -> None:
+    ws.inbox.drop("---\ntitle: [broken\n", name="1-bad.md")
+    ws.inbox.drop(drop_text("Good"), name="2-good.md")
+    report = Coordinator(ws).ingest()
+    assert [r.title for r in report.committed] == ["Good"]
+    assert [name for name, _ in report.quarantined] == ["1-bad.md"]
+    reason = (ws.quarantine / "1-bad.md.reason").read_text()
+    assert reason.startswith("1-bad.md: front matter is not closed")
+    assert (ws.quarantine / "1-bad.md").read_text() == "---\ntitle: [broken\n"
+
+
+def test_references_must_resolve(ws: Workspace) -> None:
+    ws.inbox.drop(drop_text("Replaces nothing", supersedes="[7]"), name="a.md")
+    report = Coordinator(ws).ingest()
+    assert report.quarantined == [("a.md", "supersedes 7, which is not in the log")]
+
+
+# ---- crash recovery: each test builds the state a kill at one step leaves behind ----------
+
+def test_killed_after_the_commit_before_files_and_drop_were_handled(ws: Workspace) -> None:
+    ws.inbox.drop(drop_text("First"), name="a.md")
+    Coordinator(ws).ingest()
+    text = drop_text("Second")
+    ws.inbox.drop(text, name="b.md")
+    # Step 3 for b.md, as a coordinator killed right after moving the branch leaves it:
+    # committed, but the working tree and the user's index still show the commit before.
+    crashed = Coordinator(Workspace.open(ws.root, clock=ws.clock))
+    crashed._load()
+    crashed._commit(parse_draft(text), (trailer_name("b.md"), digest(text.encode())))
+    git(ws.root, "read-tree", "HEAD~1")
+    git(ws.root, "checkout", "HEAD~1", "--", "decisions/README.md")
+    git(ws.root, "read-tree", "HEAD~1")
+    (ws.root / "decisions/0002-second.md").unlink()
+    head = git(ws.root, "rev-parse", "HEAD")
+    assert git(ws.root, "status", "--porcelain") != ""
+
+    report = Coordinator(ws).ingest()
+    assert report.committed == [] and report.recovered == 1
+    assert git(ws.root, "rev-parse", "HEAD") == head
+    assert (ws.root / "decisions/0002-second.md").exists()
+    assert git(ws.root, "status", "--porcelain") == ""
+    assert ws.inbox.ready() == []
+    assert verify(ws) == []
+
+
+def test_killed_between_the_reason_and_the_move_to_quarantine(ws: Workspace) -> None:
+    ws.inbox.drop("not a record", name="bad.md")
+    ws.quarantine.mkdir(parents=True)
+    (ws.quarantine / "bad.md.reason").write_text("bad.md: half done\n")
+    Coordinator(ws).ingest()
+    assert sorted(p.name for p in ws.quarantine.iterdir()) == ["bad.md", "bad.md.reason"]
+    assert "front matter" in (ws.quarantine / "bad.md.reason").read_text()
+
+
+def test_same_name_with_new_content_is_a_new_drop_not_a_duplicate(ws: Workspace) -> None:
+    ws.inbox.drop(drop_text("One"), name="same.md")
+    Coordinator(ws).ingest()
+    ws.inbox.drop(drop_text("Two"), name="same.md")
+    report = Coordinator(ws).ingest()
+    assert [r.title for r in report.committed] == ["Two"]
+
+
+def test_a_user_commit_between_passes_is_built_upon(repo: Path, ws: Workspace) -> None:
+    coordinator = Coordinator(ws)
+    ws.inbox.drop(drop_text("One"), name="1.md")
+    coordinator.ingest()
+    (repo / "app.py").write_text("changed\n")
+    git(repo, "commit", "-qam", "user work")
+    ws.inbox.drop(drop_text("Two"), name="2.md")
+    coordinator.ingest()
+    assert git(repo, "log", "--format=%s", "-3").split("\n")[:3] == ["Two", "user work", "One"]
+    assert verify(ws) == []
+
+
+def test_unsafe_state_raises_a_squad_error(repo: Path, ws: Workspace) -> None:
+    ws.inbox.drop(drop_text("One"), name="1.md")
+    git(repo, "checkout", "-q", "--detach")
+    with pytest.raises(UnsafeRepoError, match="detached"):
+        Coordinator(ws).ingest()
