@@ -290,6 +290,52 @@ def show(ctx: click.Context, record_id: int, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("agent")
+@click.argument("task")
+@click.option("--ingest", "and_ingest", is_flag=True, help="Ingest the agent's drops at the end.")
+@click.option("--model", help="Model to use (beats the charter and squad.toml).")
+@click.pass_context
+def ask(ctx: click.Context, agent: str, task: str, and_ingest: bool, model: str | None) -> None:
+    """Run one agent once on TASK: show its tool calls and drops (the charter author's door)."""
+    from squad.agent import run_agent
+    from squad.charters import find_charter
+    from squad.llm.factory import open_backend
+
+    ws = _workspace(ctx)
+    charter = find_charter(ws.root, agent)
+    if model:
+        charter = charter.model_copy(update={"model": model})
+    ws.config = ws.config.with_env(os.environ)
+    backend = open_backend(ws.config)
+
+    def show_event(kind: str, data: dict[str, Any]) -> None:
+        if kind == "spawn":
+            err.print(f"{data['agent']}: {data['model']}, {len(data['inputs'])} decisions in "
+                      f"context ({data['omitted']} left out), ~{data['prompt_tokens_estimate']} "
+                      "prompt tokens")
+        elif kind == "tool":
+            mark = "ok" if data["ok"] else "refused"
+            err.print(f"  {data['tool']}({data['arguments'][:120]}) -> {mark}"
+                      + (f", dropped {data['drop']}" if data["drop"] else ""))
+
+    try:
+        result = run_agent(ws, charter, task, backend, ledger=_ledger(ws), on_event=show_event)
+    finally:
+        backend.close()
+    if result.final:
+        click.echo(result.final.strip())
+    cost = result.cost(ws.config.prices)
+    err.print(f"{result.calls} calls, {result.usage.prompt_tokens} prompt + "
+              f"{result.usage.completion_tokens} completion tokens"
+              + (f", ${cost:.4f}" if cost is not None else "")
+              + f"; {len(result.drops)} drop(s)")
+    if and_ingest and result.drops:
+        _ingest(ws)
+    if result.error:
+        _fail(f"agent {agent} failed: {result.error}", 1)
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="A JSON object on stdout.")
 @click.pass_context
 def verify(ctx: click.Context, as_json: bool) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from squad.errors import UsageError
+from squad.llm.messages import Price
 
 
 class _Section(BaseModel):
@@ -19,8 +21,35 @@ class CoordinatorSettings(_Section):
     max_drop_bytes: int = Field(256 * 1024, ge=1024, le=64 * 1024 * 1024)
 
 
+class LLMSettings(_Section):
+    base_url: str | None = None
+    model: str = "gpt-4o-mini"
+    timeout: float = Field(120.0, gt=0, le=3600)
+    max_retries: int = Field(3, ge=0, le=20)
+    max_turns: int = Field(12, ge=1, le=200)
+
+
+class ContextSettings(_Section):
+    token_budget: int = Field(6000, ge=200, le=2_000_000)
+
+
 class Config(_Section):
     coordinator: CoordinatorSettings = CoordinatorSettings()
+    llm: LLMSettings = LLMSettings()
+    context: ContextSettings = ContextSettings()
+    prices: dict[str, Price] = {}
+
+    def with_env(self, env: Mapping[str, str]) -> Config:
+        """Apply SQUAD_* and OPENAI_BASE_URL from the environment (they beat squad.toml)."""
+        llm = self.llm.model_dump()
+        for key, name in (("base_url", "OPENAI_BASE_URL"), ("base_url", "SQUAD_BASE_URL"),
+                          ("model", "SQUAD_MODEL")):
+            if env.get(name):
+                llm[key] = env[name]
+        try:
+            return self.model_copy(update={"llm": LLMSettings.model_validate(llm)})
+        except ValidationError as exc:
+            raise UsageError(f"environment: {exc.errors()[0]['msg']}") from None
 
 
 CONFIG_NAME = "squad.toml"

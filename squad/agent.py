@@ -1,0 +1,106 @@
+"""One agent, one task, one fresh context: the tool-calling loop.
+
+The loop owns no policy of its own beyond the turn cap: the context comes from `context`,
+the tools from `tools`, every model call goes through the `Backend` seam, and what happened
+is returned as values (and reported through `on_event` for live progress).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from squad import context as contexts
+from squad.charters import Charter
+from squad.errors import LLMError
+from squad.ledger import Ledger
+from squad.llm.backend import Backend
+from squad.llm.messages import ChatRequest, Message, Price, Usage
+from squad.tools import ToolBox, specs_for
+from squad.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class ToolUse:
+    name: str
+    arguments: str
+    ok: bool
+    result: str
+
+
+@dataclass
+class AgentResult:
+    agent: str
+    model: str
+    inputs: tuple[int, ...] = ()
+    drops: list[str] = field(default_factory=list)
+    tool_uses: list[ToolUse] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    calls: int = 0
+    final: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def cost(self, prices: dict[str, Price]) -> float | None:
+        price = prices.get(self.model)
+        return price.cost(self.usage) if price else None
+
+
+Event = Callable[[str, dict[str, Any]], None]
+
+
+def run_agent(ws: Workspace, charter: Charter, task: str, backend: Backend, *,
+              ledger: Ledger, run: str | None = None, on_event: Event | None = None,
+              before_call: Callable[[], None] | None = None) -> AgentResult:
+    """Run `charter` on `task` until it stops calling tools, fails, or hits the turn cap.
+
+    `before_call` runs before every model call; it may raise LLMError to stop the agent
+    (a budget, an interrupt).
+    """
+    emit = on_event or (lambda kind, data: None)
+    settings = ws.config.llm
+    model = charter.model or settings.model
+    ctx = contexts.build(ws.root, charter, task, ledger, ws.config.context.token_budget)
+    toolbox = ToolBox(ws, charter, run=run, inputs=ctx.inputs, ledger=ledger)
+    tools = tuple(specs_for(charter))
+    messages: list[Message] = list(ctx.messages)
+    result = AgentResult(agent=charter.name, model=model, inputs=ctx.inputs)
+    emit("spawn", {"agent": charter.name, "model": model, "inputs": list(ctx.inputs),
+                   "omitted": len(ctx.omitted), "prompt_tokens_estimate": ctx.tokens})
+    for _turn in range(settings.max_turns):
+        request = ChatRequest(model=model, messages=tuple(messages), tools=tools,
+                              temperature=charter.temperature)
+        try:
+            if before_call:
+                before_call()
+            reply = backend.complete(request)
+        except LLMError as exc:
+            result.error = exc.message
+            emit("failed", {"agent": charter.name, "error": exc.message})
+            return result
+        result.calls += 1
+        result.usage = result.usage + reply.usage
+        emit("reply", {"agent": charter.name, "usage": reply.usage.model_dump(),
+                       "tool_calls": len(reply.tool_calls)})
+        messages.append(reply.as_message())
+        if not reply.tool_calls:
+            result.final = reply.content
+            emit("done", {"agent": charter.name, "drops": list(result.drops)})
+            return result
+        for call in reply.tool_calls:
+            outcome = toolbox.call(call.name, call.arguments)
+            result.tool_uses.append(ToolUse(call.name, call.arguments, outcome.ok,
+                                            outcome.content))
+            if outcome.drop:
+                result.drops.append(outcome.drop)
+            emit("tool", {"agent": charter.name, "tool": call.name, "ok": outcome.ok,
+                          "arguments": call.arguments, "drop": outcome.drop})
+            messages.append(Message(role="tool", tool_call_id=call.id,
+                                    content=outcome.content))
+    result.error = f"stopped after {settings.max_turns} turns without finishing (max_turns)"
+    emit("failed", {"agent": charter.name, "error": result.error})
+    return result

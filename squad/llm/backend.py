@@ -1,0 +1,17 @@
+"""The one-method seam every LLM call passes through: `complete(request) -> reply`.
+
+The agent loop never knows which backend it holds: the OpenAI-compatible client, or (later)
+a recording or replaying wrapper around one.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from squad.llm.messages import ChatReply, ChatRequest
+
+
+class Backend(Protocol):
+    def complete(self, request: ChatRequest) -> ChatReply: ...
+
+    def close(self) -> None: ...
