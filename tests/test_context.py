@@ -1,0 +1,82 @@
+"""Prompt assembly is deterministic, drops dead decisions, ranks by relevance, keeps a budget."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from squad.charters import Charter
+from squad.context import build, estimate_tokens
+from squad.ledger import Entry, Ledger
+from squad.records import Record
+
+WHEN = datetime(2026, 1, 1, tzinfo=UTC)
+ARCHITECT = Charter(name="architect", role="designs", tags=("storage",), body="I design.")
+
+
+def make_ledger(n: int) -> Ledger:
+    entries = []
+    for i in range(1, n + 1):
+        record = Record(id=i, title=f"Decision number {i}", agent="a",
+                        date=WHEN + timedelta(seconds=i), decision=f"We do thing {i}. " * 8,
+                        context="Because. " * 5, tags=("storage",) if i % 10 == 0 else ("ui",))
+        entries.append(Entry(record, f"{i:04d}-x.md", f"sha256:{i:064x}"))
+    return Ledger(entries)
+
+
+def test_same_inputs_same_bytes_even_in_another_process(repo: Path) -> None:
+    ledger = make_ledger(50)
+    first = build(repo, ARCHITECT, "Pick a database.", ledger, budget=2000)
+    second = build(repo, ARCHITECT, "Pick a database.", ledger, budget=2000)
+    assert first == second
+    script = (
+        "import sys; sys.path.insert(0, 'tests'); from pathlib import Path\n"
+        "from test_context import ARCHITECT, make_ledger\n"
+        "from squad.context import build\n"
+        f"ctx = build(Path({str(repo)!r}), ARCHITECT, 'Pick a database.', make_ledger(50), 2000)\n"
+        "sys.stdout.write(ctx.messages[0].content + '\\x00' + ctx.messages[1].content)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).parent.parent).stdout
+    assert out == first.messages[0].content + "\0" + first.messages[1].content
+
+
+def test_shared_parts_first_then_charter_then_decisions_then_task(repo: Path) -> None:
+    (repo / "AGENTS.md").write_text("Run make test.\n")
+    ctx = build(repo, ARCHITECT, "Pick a database.", make_ledger(3), budget=2000)
+    system, user = ctx.messages[0].content or "", ctx.messages[1].content or ""
+    assert system.index("Run make test.") < system.index("I design.")
+    assert user.index("0003. Decision number 3") < user.index("# Your task\n\nPick a database.")
+    other = build(repo, Charter(name="tester", role="tests"), "x", make_ledger(3), 2000)
+    shared = system.split("# Your charter")[0]
+    assert (other.messages[0].content or "").startswith(shared)
+
+
+def test_superseded_and_rejected_decisions_drop_out(repo: Path) -> None:
+    ledger = make_ledger(3)
+    for record in (
+        Record(id=4, title="Replace 1", agent="a", date=WHEN, decision="x", supersedes=(1,)),
+        Record(id=5, title="Reject 2", agent="a", date=WHEN, decision="no", kind="reject",
+               target=2),
+    ):
+        ledger.append(Entry(record, f"{record.id:04d}-x.md", "sha256:" + "0" * 64))
+    ctx = build(repo, ARCHITECT, "t", ledger, budget=5000)
+    assert ctx.inputs == (3, 4)
+    text = ctx.messages[1].content or ""
+    assert "Decision number 1" not in text and "Reject 2" not in text
+
+
+def test_budget_holds_with_ten_thousand_records_and_says_what_was_left_out(repo: Path) -> None:
+    ledger = make_ledger(10_000)
+    budget = 3000
+    ctx = build(repo, ARCHITECT, "Pick a database.", ledger, budget=budget)
+    user = ctx.messages[1].content or ""
+    decisions_part = user.split("# Your task")[0]
+    assert estimate_tokens(decisions_part) <= budget
+    assert len(ctx.inputs) + len(ctx.omitted) == 10_000
+    assert 0 < len(ctx.inputs) < 100
+    assert f"({len(ctx.omitted)} more decisions left out to fit the context budget" in user
+    # the charter's tag (storage: every tenth) ranks first, newest first within it
+    assert all(i % 10 == 0 for i in ctx.inputs)
+    assert max(ctx.inputs) == 10_000
