@@ -18,17 +18,18 @@ waiting; after 3 its trailers mark it done, and `recover` redoes 4 for whatever 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import threading
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from squad.errors import RecordError, SquadError
 from squad.ledger import Ledger, entry_for, render_index
 from squad.records import RECORD_NAME, Draft, Record, digest, parse_draft, parse_record, render
-from squad.vcs import write_atomic
+from squad.vcs import Stopped, write_atomic
 from squad.workspace import DECISIONS, INDEX, Workspace
 
 Log = Callable[[str], None]
@@ -37,6 +38,7 @@ Log = Callable[[str], None]
 @dataclass
 class PassReport:
     committed: list[Record] = field(default_factory=list)
+    commits: list[str] = field(default_factory=list)  # the sha of each committed record
     quarantined: list[tuple[str, str]] = field(default_factory=list)
     recovered: int = 0
     waiting_for: float | None = None  # seconds until a loose inbox file settles
@@ -93,26 +95,37 @@ class Coordinator:
 
     # ---- one pass -----------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def session(self, stop: threading.Event | None = None) -> Iterator[None]:
+        """Hold the repository's coordinator lock with the log loaded; `take` needs one."""
+        with self.ws.repo.coordinator_lock(stop):
+            self.ws.repo.ensure_safe()
+            self._load()
+            yield
+
     def ingest(self, stop: threading.Event | None = None) -> PassReport:
         """Take every complete drop now in the inbox, in name order, and commit or quarantine it.
 
-        With `stop`, the pass ends after the drop in hand once `stop` is set.
+        With `stop`, the pass ends after the drop in hand once `stop` is set (and gives up
+        waiting for the lock, which a `squad run` holds for its whole length).
         """
         report = PassReport()
         inbox = self.ws.inbox
         report.waiting_for = inbox.claim_loose(self.ws.config.coordinator.settle_seconds)
         if not inbox.ready() and self._head != "unknown":
             return report
-        with self.ws.repo.coordinator_lock():
-            self.ws.repo.ensure_safe()
-            self._load()
-            for name in inbox.ready():
-                if stop is not None and stop.is_set():
-                    break
-                self._take(name, report)
+        try:
+            with self.session(stop):
+                for name in inbox.ready():
+                    if stop is not None and stop.is_set():
+                        break
+                    self.take(name, report)
+        except Stopped:
+            pass
         return report
 
-    def _take(self, name: str, report: PassReport) -> None:
+    def take(self, name: str, report: PassReport) -> None:
+        """Commit, quarantine or (if an earlier pass committed it) remove one drop."""
         path = self.ws.inbox.new / name
         try:
             info = os.lstat(path)
@@ -143,6 +156,7 @@ class Coordinator:
         os.unlink(path)
         self._done.add(key)
         report.committed.append(record)
+        report.commits.append(self._head or "")
         self.log(f"committed {record.id:04d} {record.title} ({name})")
 
     def _commit(self, draft: Draft, key: tuple[str, str]) -> Record:

@@ -13,6 +13,8 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import threading
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -136,6 +138,11 @@ class Repository:
         if entry is None or entry[0] != _TREE_MODE:
             return {}
         return {n: s.hex() for s, m, n in self._tree(entry[1]) if m != _TREE_MODE}
+
+    def tracked_files(self) -> list[str]:
+        """Paths of the files in the user's index (git-tracked), relative to the root."""
+        out = self._repo.git.ls_files("-z", "--cached", "--full-name")
+        return sorted({path for path in out.split("\0") if path})
 
     def blob(self, sha: str) -> bytes:
         return self._read(sha)[1]
@@ -278,14 +285,29 @@ class Repository:
         return result
 
     @contextlib.contextmanager
-    def coordinator_lock(self) -> Iterator[None]:
-        """One coordinator pass at a time per repository; the kernel drops it if we die."""
+    def coordinator_lock(self, stop: threading.Event | None = None) -> Iterator[None]:
+        """One coordinator at a time per repository; the kernel drops the lock if we die.
+
+        Waits for the holder; with `stop`, raises Stopped as soon as `stop` is set.
+        """
         with open(self.git_dir / "squad.lock", "a+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if stop is not None and stop.wait(0.05):
+                        raise Stopped() from None
+                    if stop is None:
+                        time.sleep(0.02)
             try:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class Stopped(Exception):
+    """Waiting for the coordinator lock was cut short by a stop request."""
 
 
 def write_atomic(path: Path, data: bytes) -> None:
