@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 
 from squad import templating
@@ -115,21 +116,26 @@ class Ledger:
 def render_index(ledger: Ledger, root: Path | None = None) -> str:
     status = ledger.statuses()
     later = ledger.superseded_by()
-    rows = []
-    for entry in ledger.entries:
-        record = entry.record
-        rows.append({
-            "id": f"{record.id:04d}",
-            "file": entry.name,
-            "title": _cell(record.title),
-            "agent": _cell(record.agent),
-            "date": format_instant(record.date),
-            "status": status.get(record.id, f"{record.kind} of {record.target:04d}"
-                                 if record.target else record.kind),
-            "supersedes": ", ".join(f"{i:04d}" for i in record.supersedes),
-            "superseded_by": ", ".join(f"{i:04d}" for i in later.get(record.id, [])),
-        })
+    rows = [_row(entry, status.get(entry.record.id), tuple(later.get(entry.record.id, ())), root)
+            for entry in ledger.entries]
     return templating.render("index.md.j2", root, rows=rows)
+
+
+@lru_cache(maxsize=200_000)
+def _row(entry: Entry, status: str | None, later: tuple[int, ...], root: Path | None) -> str:
+    """One rendered index row; cached, since a commit changes at most a few rows."""
+    record = entry.record
+    shown = status or (f"{record.kind} of {record.target:04d}" if record.target else record.kind)
+    return templating.render("index_row.md.j2", root, row={
+        "id": f"{record.id:04d}",
+        "file": entry.name,
+        "title": _cell(record.title),
+        "agent": _cell(record.agent),
+        "date": format_instant(record.date),
+        "status": shown,
+        "supersedes": ", ".join(f"{i:04d}" for i in record.supersedes),
+        "superseded_by": ", ".join(f"{i:04d}" for i in later),
+    }).rstrip("\n")
 
 
 def _cell(text: str) -> str:

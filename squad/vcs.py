@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 import git
-from git.objects.fun import tree_entries_from_data, tree_to_stream
+from git.objects.fun import tree_entries_from_data
 
 from squad.errors import NotARepoError, SquadError, UnsafeRepoError
 
@@ -56,6 +56,7 @@ class Repository:
         self.git_dir = Path(repo.git_dir)
         self._objects = Path(repo.common_dir) / "objects"
         self._trees: dict[str, list[tuple[bytes, int, str]]] = {}
+        self._written: dict[str, tuple[str, bytes]] = {}  # objects of our latest commit
 
     def close(self) -> None:
         self._repo.close()
@@ -103,6 +104,8 @@ class Repository:
     # ---- reading ------------------------------------------------------------------------
 
     def _read(self, sha: str) -> tuple[str, bytes]:
+        if sha in self._written:
+            return self._written[sha]
         stream = self._repo.odb.stream(bytes.fromhex(sha))
         return stream.type.decode(), stream.read()
 
@@ -179,6 +182,8 @@ class Repository:
             tmp = path.parent / f"tmp_obj_{os.getpid()}_{sha[:8]}"
             tmp.write_bytes(zlib.compress(raw, 1))
             os.replace(tmp, path)
+        if kind != "tree":
+            self._written[sha] = (kind, data)
         return sha
 
     def _write_tree(self, base: str | None, files: dict[tuple[str, ...], bytes]) -> str:
@@ -193,12 +198,14 @@ class Repository:
             old = entries.get(name)
             old_sha = old[0].hex() if old and old[1] == _TREE_MODE else None
             entries[name] = (bytes.fromhex(self._write_tree(old_sha, sub)), _TREE_MODE)
-        ordered = sorted(entries.items(),
-                         key=lambda kv: kv[0].encode() + (b"/" if kv[1][1] == _TREE_MODE else b""))
-        rows = [(sha, mode, name) for name, (sha, mode) in ordered]
-        chunks: list[bytes] = []
-        tree_to_stream(rows, chunks.append)
-        sha = self._store("tree", b"".join(chunks))
+        # git orders tree entries by name, a folder's name as if it ended in '/'
+        rows = sorted(((sha, mode, name) for name, (sha, mode) in entries.items()),
+                      key=lambda row: row[2] + "/" if row[1] == _TREE_MODE else row[2])
+        data = b"".join(b"%o %s\0%s" % (mode, name.encode("utf-8", "surrogateescape"), sha)
+                        for sha, mode, name in rows)
+        sha = self._store("tree", data)
+        if len(self._trees) > 256:  # a cache, not a history: keep memory flat on long runs
+            self._trees.clear()
         self._trees[sha] = rows
         return sha
 
@@ -207,6 +214,7 @@ class Repository:
         """Commit `files` on top of `parent` and move the branch, which must still be at
         `parent`. Returns the new commit's sha. Working tree and index follow via `settle`."""
         self.ensure_safe()
+        self._written.clear()
         tree = self._write_tree(self._root_tree(parent),
                                 {tuple(path.split("/")): data for path, data in files.items()})
         stamp = f"{IDENTITY} {int(when.timestamp())} +0000"
@@ -283,6 +291,39 @@ class Repository:
             if len(item) > 3:
                 result[item[3:]] = item[:2]
         return result
+
+    def uncommitted_any(self, paths: list[str]) -> list[str]:
+        """Which of `paths` (files or folders) differ from HEAD, untracked files included."""
+        out = self._repo.git.status("--porcelain=v1", "-z", "--untracked-files=all", "--",
+                                    *paths)
+        return sorted({item[3:] for item in out.split("\0") if len(item) > 3})
+
+    def start_branch(self, name: str) -> str:
+        """Create `name` at HEAD and switch to it; returns the branch to come back to."""
+        back = self._repo.active_branch.name
+        try:
+            self._repo.git.switch("-c", name)
+        except git.GitCommandError as exc:
+            raise UnsafeRepoError(f"cannot create branch {name}: {_stderr(exc)}") from None
+        return back
+
+    def switch(self, branch: str) -> None:
+        try:
+            self._repo.git.switch(branch)
+        except git.GitCommandError as exc:
+            raise UnsafeRepoError(f"could not switch back to {branch}: {_stderr(exc)}; "
+                                  "you are still on the run's branch") from None
+
+    def tree_files(self, commit: str) -> dict[str, tuple[int, str]]:
+        """path -> (mode, blob sha) of every file in `commit`'s tree."""
+        out = self._repo.git.ls_tree("-r", "-z", "--full-tree", commit)
+        files = {}
+        for item in out.split("\0"):
+            if item:
+                meta, _, path = item.partition("\t")
+                mode, _, sha = meta.split(" ")
+                files[path] = (int(mode, 8), sha)
+        return files
 
     @contextlib.contextmanager
     def coordinator_lock(self, stop: threading.Event | None = None) -> Iterator[None]:
