@@ -55,17 +55,20 @@ Event = Callable[[str, dict[str, Any]], None]
 
 def run_agent(ws: Workspace, charter: Charter, task: str, backend: Backend, *,
               ledger: Ledger, run: str | None = None, on_event: Event | None = None,
-              before_call: Callable[[], None] | None = None) -> AgentResult:
+              before_call: Callable[[], None] | None = None, snapshot: str | None = None,
+              drop_name: Callable[[], str] | None = None,
+              on_drop: Callable[[str], None] | None = None) -> AgentResult:
     """Run `charter` on `task` until it stops calling tools, fails, or hits the turn cap.
 
     `before_call` runs before every model call; it may raise LLMError to stop the agent
-    (a budget, an interrupt).
+    (a budget, an interrupt). `snapshot`, `drop_name` and `on_drop` go to the ToolBox.
     """
     emit = on_event or (lambda kind, data: None)
     settings = ws.config.llm
     model = charter.model or settings.model
     ctx = contexts.build(ws.root, charter, task, ledger, ws.config.context.token_budget)
-    toolbox = ToolBox(ws, charter, run=run, inputs=ctx.inputs, ledger=ledger)
+    toolbox = ToolBox(ws, charter, run=run, inputs=ctx.inputs, ledger=ledger,
+                      snapshot=snapshot, drop_name=drop_name, on_drop=on_drop)
     tools = tuple(specs_for(charter))
     messages: list[Message] = list(ctx.messages)
     result = AgentResult(agent=charter.name, model=model, inputs=ctx.inputs)

@@ -57,16 +57,21 @@ def _cost(record: Record) -> int:
     """Tokens of a decision as the task template shows it, plus its heading line."""
     size = len(record.title) + len(record.agent) + len(record.context) + len(record.decision)
     size += len(record.consequences) + sum(len(t) + 2 for t in record.tags)
-    return (size + 6 * len(record.supersedes) + 120 + 3) // 4
+    return (size + 21 * len(record.supersedes) + 120 + 3) // 4
 
 
-def select(ledger: Ledger, charter: Charter, budget: int) -> tuple[list[Record], list[int]]:
+# The section heading and the worst-case "left out" note are paid before any decision.
+_FIXED_TOKENS = 90
+
+
+def select(ledger: Ledger, charter: Charter, budget: int,
+           status: dict[int, str] | None = None) -> tuple[list[Record], list[int]]:
     """The live decisions to show (in id order) and the ids left out, within `budget` tokens."""
-    status = ledger.statuses()
+    status = ledger.statuses() if status is None else status
     live = [r for r in ledger.records if r.kind == "decision" and status.get(r.id) in LIVE]
     ranked = sorted(live, key=lambda r: (-_relevance(r, charter),
                                          status[r.id] != "accepted", -r.id))
-    chosen, left, spent = [], [], 0
+    chosen, left, spent = [], [], _FIXED_TOKENS
     for record in ranked:
         cost = _cost(record)
         if spent + cost <= budget:
@@ -86,8 +91,8 @@ def build(root: Path, charter: Charter, task: str, ledger: Ledger, budget: int) 
     agents_md_path = root / "AGENTS.md"
     agents_md = agents_md_path.read_text(encoding="utf-8").strip() \
         if agents_md_path.is_file() else "(This repository has no AGENTS.md.)"
-    chosen, left = select(ledger, charter, budget)
     status = ledger.statuses()
+    chosen, left = select(ledger, charter, budget, status)
     shown = [{"id": r.id, "title": r.title, "status": status[r.id], "agent": r.agent,
               "date": format_instant(r.date), "tags": r.tags,
               "supersedes": [f"{i:04d}" for i in r.supersedes],
@@ -100,4 +105,4 @@ def build(root: Path, charter: Charter, task: str, ledger: Ledger, budget: int) 
     return Context(messages=(Message(role="system", content=system),
                              Message(role="user", content=user)),
                    inputs=tuple(r.id for r in chosen), omitted=tuple(left),
-                   decision_tokens=sum(_cost(r) for r in chosen))
+                   decision_tokens=_FIXED_TOKENS + sum(_cost(r) for r in chosen))

@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import posixpath
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import cached_property
@@ -39,6 +40,7 @@ SECRET_NAMES = (".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "i
                 "id_dsa*", "*.p12", "*.pfx", "*.jks", "*.keystore", ".npmrc", ".pypirc",
                 ".netrc", ".pgpass", ".htpasswd", ".git-credentials", "credentials*",
                 "*secret*", ".git")
+_SYMLINK = 0o120000
 PRIVATE_DIRS = (f"{DECISIONS}/inbox/", f"{DECISIONS}/quarantine/")
 _TYPES: dict[str, type] = {"string": str, "integer": int, "array": list}
 
@@ -121,11 +123,19 @@ def clean_path(raw: str) -> str:
 
 
 class ToolBox:
-    """The tools of one agent run, bound to a workspace and a charter."""
+    """The tools of one agent run, bound to a workspace and a charter.
+
+    With `snapshot` (a commit), files are read from that commit instead of the working tree:
+    a run's agents all see the repository as it was when their round started.
+    `drop_name` names drops (runs use deterministic names); `on_drop` hears of each drop.
+    """
 
     def __init__(self, ws: Workspace, charter: Charter, *, run: str | None = None,
-                 inputs: tuple[int, ...] = (), ledger: Ledger | None = None) -> None:
+                 inputs: tuple[int, ...] = (), ledger: Ledger | None = None,
+                 snapshot: str | None = None, drop_name: Callable[[], str] | None = None,
+                 on_drop: Callable[[str], None] | None = None) -> None:
         self.ws, self.charter, self.run, self.inputs, self.ledger = ws, charter, run, inputs, ledger
+        self.snapshot, self._drop_name, self._on_drop = snapshot, drop_name, on_drop
         self.drops: list[str] = []
         # A bad run id or input is the caller's bug, not the model's: fail now, loudly.
         records.Draft(title="probe", agent=charter.name, run=run, inputs=inputs, decision="x")
@@ -207,12 +217,21 @@ class ToolBox:
         problem = self.ledger.problems_with(draft) if self.ledger is not None else None
         if problem:
             raise Refused(problem)
-        name = self.ws.inbox.drop(records.render(draft, self.ws.root))
+        name = self.ws.inbox.drop(records.render(draft, self.ws.root),
+                                  name=self._drop_name() if self._drop_name else None)
         self.drops.append(name)
+        if self._on_drop:
+            self._on_drop(name)
         return ToolResult(True, f"dropped {name}: it will be committed by the coordinator", name)
 
     @cached_property
+    def _tree(self) -> dict[str, tuple[int, str]]:
+        return self.ws.repo.tree_files(self.snapshot) if self.snapshot else {}
+
+    @cached_property
     def _tracked(self) -> frozenset[str]:
+        if self.snapshot:
+            return frozenset(self._tree)
         return frozenset(self.ws.repo.tracked_files())
 
     def _rule(self, rel: str) -> str | None:
@@ -225,8 +244,11 @@ class ToolBox:
             return f"outside your read scope ({', '.join(self.charter.reads)})"
         return None if rel in self._tracked else "not a git-tracked file"
 
-    def _allowed(self, rel: str) -> Path:
-        """The on-disk path of a readable file, symlinks followed and judged, or Refused."""
+    def _allowed(self, rel: str) -> Path | str:
+        """Where to read a readable file (an on-disk path, or a path in the snapshot),
+        symlinks followed and judged; or Refused."""
+        if self.snapshot:
+            return self._allowed_in_snapshot(rel)
         root, why = self.ws.root, self._rule(rel)
         real = (root / rel).resolve()
         if not why and real != root / rel:  # a symlink on the way: judge where it lands
@@ -240,7 +262,21 @@ class ToolBox:
             raise Refused(f"{rel}: {why}")
         return real
 
-    def _readable(self, glob: str | None) -> list[tuple[str, Path]]:
+    def _allowed_in_snapshot(self, rel: str) -> str:
+        why, target = self._rule(rel), rel
+        if not why and self._tree[rel][0] == _SYMLINK:
+            link = self.ws.repo.blob(self._tree[rel][1]).decode("utf-8", "replace")
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(rel), link))
+            if link.startswith("/") or target == ".." or target.startswith("../"):
+                why = "resolves outside the repository"
+            elif self._rule(target) or self._tree.get(target, (0,))[0] == _SYMLINK:
+                why = f"is a symlink to {target}, which is refused: " \
+                      f"{self._rule(target) or 'a link to a link'}"
+        if why:
+            raise Refused(f"{rel}: {why}")
+        return target
+
+    def _readable(self, glob: str | None) -> list[tuple[str, Path | str]]:
         """(path, real path) of every readable file the glob (or directory) selects, sorted."""
         glob = clean_path(glob) if glob and glob.strip() not in ("", ".") else "**"
         found = []
@@ -250,10 +286,16 @@ class ToolBox:
                     found.append((rel, self._allowed(rel)))
         return found
 
-    def _text(self, rel: str, real: Path) -> str:
-        if real.stat().st_size > MAX_FILE_BYTES:
+    def _text(self, rel: str, real: Path | str) -> str:
+        if isinstance(real, str):  # a path in the snapshot
+            data = self.ws.repo.blob(self._tree[real][1])
+        elif real.stat().st_size > MAX_FILE_BYTES:
+            data = b""
+        else:
+            data = real.read_bytes()
+        if len(data) > MAX_FILE_BYTES or (not data and isinstance(real, Path)
+                                          and real.stat().st_size > MAX_FILE_BYTES):
             raise Refused(f"{rel}: over the {MAX_FILE_BYTES}-byte limit for reading")
-        data = real.read_bytes()
         if b"\x00" not in data[:BINARY_SNIFF_BYTES]:
             with contextlib.suppress(UnicodeDecodeError):
                 return data.decode("utf-8").replace("\r\n", "\n").removesuffix("\n")
