@@ -55,13 +55,13 @@ Event = Callable[[str, dict[str, Any]], None]
 
 def run_agent(ws: Workspace, charter: Charter, task: str, backend: Backend, *,
               ledger: Ledger, run: str | None = None, on_event: Event | None = None,
-              before_call: Callable[[], None] | None = None, snapshot: str | None = None,
+              snapshot: str | None = None,
               drop_name: Callable[[], str] | None = None,
               on_drop: Callable[[str], None] | None = None) -> AgentResult:
     """Run `charter` on `task` until it stops calling tools, fails, or hits the turn cap.
 
-    `before_call` runs before every model call; it may raise LLMError to stop the agent
-    (a budget, an interrupt). `snapshot`, `drop_name` and `on_drop` go to the ToolBox.
+    The backend may raise LLMError (an endpoint failure, a budget, an interrupt): the agent
+    then ends with that error. `snapshot`, `drop_name` and `on_drop` go to the ToolBox.
     """
     emit = on_event or (lambda kind, data: None)
     settings = ws.config.llm
@@ -78,8 +78,6 @@ def run_agent(ws: Workspace, charter: Charter, task: str, backend: Backend, *,
         request = ChatRequest(model=model, messages=tuple(messages), tools=tools,
                               temperature=charter.temperature)
         try:
-            if before_call:
-                before_call()
             reply = backend.complete(request)
         except LLMError as exc:
             result.error = exc.message

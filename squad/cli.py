@@ -335,6 +335,66 @@ def ask(ctx: click.Context, agent: str, task: str, and_ingest: bool, model: str 
         _fail(f"agent {agent} failed: {result.error}", 1)
 
 
+@main.command(name="run")
+@click.argument("goal")
+@click.option("--agents", help="Comma-separated specialists to run (skips routing).")
+@click.option("--rounds", type=click.IntRange(1, 20), help="Rounds (squad.toml [run]).")
+@click.option("--concurrency", type=click.IntRange(1, 64), help="Agents working at once.")
+@click.option("--max-agents", type=click.IntRange(1, 64), help="Most specialists routed.")
+@click.option("--max-calls", type=click.IntRange(0), help="Budget: model calls.")
+@click.option("--max-tokens", type=click.IntRange(0), help="Budget: tokens.")
+@click.option("--max-cost", type=click.FloatRange(0), help="Budget: dollars.")
+@click.option("--max-seconds", type=click.FloatRange(0, min_open=True), help="Budget: seconds.")
+@click.option("--branch", is_flag=True, help="Run on a new branch squad/<run-id>.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
+@click.pass_context
+def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
+         concurrency: int | None, max_agents: int | None, max_calls: int | None,
+         max_tokens: int | None, max_cost: float | None, max_seconds: float | None,
+         branch: bool, as_json: bool) -> None:
+    """Route GOAL to specialists, run them in parallel, commit their decisions as they land."""
+    import signal
+
+    from squad.llm.cassette import Seam
+    from squad.llm.factory import open_backend
+    from squad.progress import JsonLines, LiveView, print_summary
+    from squad.run import Run, RunSettings
+
+    ws = _workspace(ctx)
+    ws.config = ws.config.with_env(os.environ)
+    defaults, limits = ws.config.run, ws.config.budget
+    overrides = {k: v for k, v in {"calls": max_calls, "tokens": max_tokens, "cost": max_cost,
+                                   "wall_seconds": max_seconds}.items() if v is not None}
+    settings = RunSettings(
+        goal=goal,
+        agents=tuple(a.strip() for a in agents.split(",") if a.strip()) if agents else None,
+        rounds=rounds or defaults.rounds, concurrency=concurrency or defaults.concurrency,
+        max_agents=max_agents or defaults.max_agents,
+        limits=limits.model_copy(update=overrides), branch=branch)
+    seam = Seam("record", open_backend(ws.config))
+    live = not as_json and sys.stdout.isatty()
+    console = Console()
+    view = LiveView(err) if live else JsonLines()
+    run = Run(ws, settings, seam, on_event=view)
+    previous = signal.signal(signal.SIGINT,
+                             lambda *_: run.budget.interrupt("interrupted (Ctrl-C)"))
+    try:
+        with view:
+            outcome = run.execute()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        seam.close()
+    if live:
+        from squad.run import summary_json
+
+        titles = {r.id: r.title for r in _ledger(ws).records}
+        print_summary(console, summary_json(outcome, ws), titles)
+    if outcome.stopped and outcome.stopped.startswith("interrupted"):
+        sys.exit(130)
+    if not outcome.ok:
+        sys.exit(1)
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="A JSON object on stdout.")
 @click.pass_context

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from squad.budget import BudgetLimits
 from squad.errors import UsageError
 from squad.llm.messages import Price
 
@@ -33,10 +34,18 @@ class ContextSettings(_Section):
     token_budget: int = Field(6000, ge=200, le=2_000_000)
 
 
+class RunDefaults(_Section):
+    concurrency: int = Field(4, ge=1, le=64)
+    max_agents: int = Field(5, ge=1, le=64)
+    rounds: int = Field(1, ge=1, le=20)
+
+
 class Config(_Section):
     coordinator: CoordinatorSettings = CoordinatorSettings()
     llm: LLMSettings = LLMSettings()
     context: ContextSettings = ContextSettings()
+    run: RunDefaults = RunDefaults()
+    budget: BudgetLimits = BudgetLimits()
     prices: dict[str, Price] = {}
 
     def with_env(self, env: Mapping[str, str]) -> Config:

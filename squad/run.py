@@ -1,0 +1,385 @@
+"""`squad run`: route a goal to specialists, fan them out in parallel, commit drops as they arrive.
+
+Everything a replay must reproduce passes through one recorded seam:
+- every model reply goes through `cassette.Seam` (recorded, or served back on replay);
+- record dates come from the run's clock, recorded per commit (`commit` events);
+- ids, hashes and commit SHAs follow from the order of commits, which is the order in which
+  drops arrived, recorded per commit; a replay commits in the recorded order whatever the
+  thread timing;
+- drop names are `<run>.r<round>.<agent>.<n>.md`, not random;
+- agents read the repository as it was committed when their round started, never the
+  working tree, so a sibling's fresh commit cannot change what another agent sees;
+- a budget or Ctrl-C refuses a call by its label (agent, round, call), recorded as a `stop`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from squad import __version__
+from squad.agent import AgentResult, run_agent
+from squad.budget import Budget, BudgetLimits, Stop
+from squad.charters import Charter, load_team
+from squad.clock import Clock, format_instant, parse_instant, system_clock
+from squad.coordinator import Coordinator, PassReport
+from squad.errors import SquadError, UsageError
+from squad.ledger import Ledger
+from squad.llm.cassette import Divergence, Label, LabelledBackend, Seam
+from squad.routing import Plan, Task, route
+from squad.workspace import DECISIONS, Workspace
+
+RUNS = ".squad/runs"
+INPUTS = ("AGENTS.md", "agents", "squad.toml", "templates")
+Event = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    goal: str
+    agents: tuple[str, ...] | None = None  # None: the lead routes
+    rounds: int = 1
+    concurrency: int = 4
+    max_agents: int = 5
+    limits: BudgetLimits = field(default_factory=BudgetLimits)
+    branch: bool = False
+
+
+@dataclass(frozen=True)
+class Script:
+    """What a replay takes from the recorded run instead of from the world."""
+
+    run_id: str
+    dates: tuple[datetime, ...]  # each commit's date, in commit order
+    order: tuple[str, ...]  # drop names, in the order the coordinator took them
+    stops: dict[Label, str]  # calls that a budget or an interrupt refused
+    rounds: int
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    start: str
+    end: str
+    plan: list[Task] = field(default_factory=list)
+    results: list[tuple[int, AgentResult]] = field(default_factory=list)
+    committed: list[tuple[str, int, str, str]] = field(default_factory=list)  # drop, id, sha, agent
+    quarantined: list[tuple[str, str]] = field(default_factory=list)
+    stopped: str | None = None
+
+    @property
+    def failures(self) -> list[tuple[int, AgentResult]]:
+        return [(r, res) for r, res in self.results if not res.ok]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and not self.stopped and not self.quarantined
+
+
+class RunLog:
+    """`.squad/runs/<id>/events.jsonl`: one JSON object per line, in the order things happened."""
+
+    def __init__(self, path: Path | None, clock: Clock, forward: Event | None) -> None:
+        self.path, self._clock, self._forward = path, clock, forward
+        self._lock = threading.Lock()
+        self._seq = 0
+
+    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        with self._lock:
+            self._seq += 1
+            event = {"seq": self._seq, "t": format_instant(self._clock()), "event": kind, **data}
+            if self.path is not None:
+                with self.path.open("a", encoding="utf-8") as out:
+                    out.write(json.dumps(event, sort_keys=True, ensure_ascii=False) + "\n")
+        if self._forward:
+            self._forward(kind, event)
+
+
+def new_run_id(now: datetime, goal: str, head: str | None) -> str:
+    tag = hashlib.sha256(f"{goal}\0{head}\0{now.isoformat()}".encode()).hexdigest()[:6]
+    return f"{now:%Y%m%d-%H%M%S}-{tag}"
+
+
+class Run:
+    def __init__(self, ws: Workspace, settings: RunSettings, seam: Seam, *,
+                 script: Script | None = None, on_event: Event | None = None,
+                 event_clock: Clock = system_clock) -> None:
+        self.ws, self.settings, self.seam, self.script = ws, settings, seam, script
+        self.team = load_team(ws.root)
+        self.budget = Budget(settings.limits, ws.config.prices)
+        self._on_event, self._event_clock = on_event, event_clock
+        self._arrivals: queue.Queue[str | None] = queue.Queue()
+        self._coordinator_error: BaseException | None = None
+        self._next_in_order = 0
+
+    # ---- the whole run ------------------------------------------------------------------
+
+    def execute(self) -> Outcome:
+        ws, settings, repo = self.ws, self.settings, self.ws.repo
+        self._check_inputs()
+        start = repo.head()
+        if start is None:
+            raise UsageError("the repository has no commit yet; run `squad init` first")
+        run_id = self.script.run_id if self.script else new_run_id(ws.clock(), settings.goal,
+                                                                    start)
+        folder = ws.root / RUNS / run_id
+        if self.script is None:
+            folder.mkdir(parents=True, exist_ok=False)
+            if self.seam.mode == "record":
+                self.seam.record_to(folder / "cassette.jsonl")
+        self.log = RunLog(folder / "events.jsonl" if self.script is None else None,
+                          self._event_clock, self._on_event)
+        if self.script is not None:
+            ws = self.ws = dataclasses.replace(ws, clock=iter_clock(self.script.dates))
+        outcome = Outcome(run_id=run_id, start=start, end=start)
+        branch_back = repo.start_branch(f"squad/{run_id}") if settings.branch else None
+        self.log("run", {"run": run_id, "goal": settings.goal, "start": start,
+                         "squad": __version__, "settings": _settings_json(settings)})
+        coordinator = Coordinator(ws)
+        try:
+            with coordinator.session():
+                worker = threading.Thread(target=self._coordinate,
+                                          args=(coordinator, outcome), daemon=True)
+                worker.start()
+                try:
+                    self._rounds(run_id, outcome)
+                finally:
+                    self._arrivals.put(None)
+                    worker.join()
+                if self._coordinator_error:
+                    raise self._coordinator_error
+                if self.script is not None and self._next_in_order < len(self.script.order):
+                    missing = self.script.order[self._next_in_order]
+                    raise SquadError(f"replay diverged: the recorded drop {missing} was not "
+                                     "made again")
+                outcome.stopped = self.budget.stopped
+                outcome.end = repo.head() or start
+                self.log("summary", summary_json(outcome, ws))
+                if self.script is None:
+                    self._commit_log(run_id, folder, outcome)
+        finally:
+            if branch_back:
+                repo.switch(branch_back)
+        return outcome
+
+    def _check_inputs(self) -> None:
+        dirty = sorted(self.ws.repo.uncommitted_any(list(INPUTS)))
+        if dirty:
+            raise UsageError(
+                f"{dirty[0]} has uncommitted changes; commit the team's inputs "
+                f"({', '.join(INPUTS)}) first, so the run can be replayed from its commit")
+
+    def _rounds(self, run_id: str, outcome: Outcome) -> None:
+        settings = self.settings
+        rounds = self.script.rounds if self.script else settings.rounds
+        for number in range(1, rounds + 1):
+            if self.budget.stopped and self.script is None:
+                break
+            snapshot = self.ws.repo.head()
+            ledger = self._ledger(snapshot)
+            if number == 1:
+                outcome.plan = list(self._plan(ledger).tasks)
+            self.log("round", {"round": number, "snapshot": snapshot,
+                               "agents": [t.agent for t in outcome.plan]})
+            with ThreadPoolExecutor(max_workers=max(1, settings.concurrency),
+                                    thread_name_prefix="squad-agent") as pool:
+                futures = [pool.submit(self._agent, run_id, number, task, ledger, snapshot)
+                           for task in outcome.plan]
+                for task, future in zip(outcome.plan, futures, strict=True):
+                    result = future.result()
+                    outcome.results.append((number, result))
+                    del task
+            self._arrivals.join()  # the next round sees this round's decisions committed
+            if self._coordinator_error:
+                return
+
+    def _plan(self, ledger: Ledger) -> Plan:
+        settings = self.settings
+        if settings.agents:
+            unknown = [a for a in settings.agents if a not in self.team]
+            if unknown:
+                raise UsageError(f"no agent {unknown[0]!r} in agents/ (agents: "
+                                 f"{', '.join(sorted(self.team)) or 'none'})")
+            plan = Plan(tasks=tuple(Task(agent=a, task=settings.goal) for a in settings.agents))
+        else:
+            lead = self.team.get("lead")
+            if lead is None:
+                raise UsageError("agents/lead.md is missing, so nobody can route the goal; "
+                                 "add it (squad init) or pass --agents a,b")
+            backend = self._backend("lead", 0)
+            plan = route(self.ws.root, settings.goal, lead, self.team, backend,
+                         lead.model or self.ws.config.llm.model, settings.max_agents)
+        self.log("plan", {"tasks": [t.model_dump() for t in plan.tasks]})
+        return plan
+
+    def _backend(self, agent: str, round_: int) -> LabelledBackend:
+        backend = LabelledBackend(self.seam, agent, round_)
+        original = backend.complete
+
+        def guarded(request: Any) -> Any:
+            label = backend.next_label()
+            self._allow(label)
+            reply = original(request)
+            self.budget.spend(request.model, reply.usage)
+            self.log("llm", {"agent": agent, "round": round_, "call": label.call,
+                             "key": request.key(), "usage": reply.usage.model_dump(),
+                             "tool_calls": [c.name for c in reply.tool_calls]})
+            return reply
+
+        backend.complete = guarded  # type: ignore[method-assign]
+        return backend
+
+    def _allow(self, label: Label) -> None:
+        if self.script is not None:
+            if label in self.script.stops:
+                raise Stop(self.script.stops[label])
+            return
+        try:
+            self.budget.check()
+        except Stop as stop:
+            self.log("stop", {"agent": label.agent, "round": label.round, "call": label.call,
+                              "reason": stop.message})
+            raise
+
+    def _agent(self, run_id: str, number: int, task: Task, ledger: Ledger,
+               snapshot: str | None) -> AgentResult:
+        charter: Charter = self.team[task.agent]
+        counter = iter(range(1, 10_000))
+
+        def drop_name() -> str:
+            return f"{run_id}.r{number}.{task.agent}.{next(counter):03d}.md"
+
+        def on_event(kind: str, data: dict[str, Any]) -> None:
+            self.log(kind, {"round": number, **data})
+
+        try:
+            return run_agent(self.ws, charter, task.task, self._backend(task.agent, number),
+                             ledger=ledger, run=run_id, on_event=on_event, snapshot=snapshot,
+                             drop_name=drop_name, on_drop=self._arrivals.put)
+        except Divergence:
+            raise
+        except Exception as exc:  # a bug in one agent's path must not take its siblings down
+            result = AgentResult(agent=task.agent, model=charter.model or "",
+                                 error=f"{type(exc).__name__}: {exc}")
+            self.log("failed", {"agent": task.agent, "round": number, "error": result.error})
+            return result
+
+    def _ledger(self, commit: str | None) -> Ledger:
+        repo = self.ws.repo
+        listing = repo.list_dir(DECISIONS, commit)
+        return Ledger.from_blobs({n: repo.blob(s) for n, s in listing.items()})
+
+    # ---- the coordinator, beside the agents ---------------------------------------------
+
+    def _coordinate(self, coordinator: Coordinator, outcome: Outcome) -> None:
+        waiting: set[str] = set()
+        while True:
+            name = self._arrivals.get()
+            try:
+                if name is None:
+                    return
+                if self._coordinator_error:
+                    continue
+                for ready in self._in_order(name, waiting):
+                    self._take(coordinator, ready, outcome)
+            except BaseException as exc:  # kept for the main thread; drops stay in the inbox
+                self._coordinator_error = exc
+                self.budget.interrupt(f"the coordinator stopped: {exc}")
+            finally:
+                self._arrivals.task_done()
+
+    def _in_order(self, name: str, waiting: set[str]) -> Iterator[str]:
+        if self.script is None:
+            yield name
+            return
+        order = self.script.order
+        if name not in order:
+            raise SquadError(f"replay diverged: drop {name} was not in the recorded run")
+        waiting.add(name)
+        while self._next_in_order < len(order) and order[self._next_in_order] in waiting:
+            waiting.discard(order[self._next_in_order])
+            yield order[self._next_in_order]
+            self._next_in_order += 1
+
+    def _take(self, coordinator: Coordinator, name: str, outcome: Outcome) -> None:
+        report = PassReport()
+        coordinator.take(name, report)
+        for record, sha in zip(report.committed, report.commits, strict=True):
+            outcome.committed.append((name, record.id, sha, record.agent))
+            self.log("commit", {"drop": name, "id": record.id, "sha": sha,
+                                "agent": record.agent, "title": record.title,
+                                "date": format_instant(record.date)})
+        for drop, reason in report.quarantined:
+            outcome.quarantined.append((drop, reason))
+            self.log("quarantine", {"drop": drop, "reason": reason})
+
+    def _commit_log(self, run_id: str, folder: Path, outcome: Outcome) -> None:
+        files = {f"{RUNS}/{run_id}/{p.name}": p.read_bytes() for p in sorted(folder.iterdir())}
+        repo = self.ws.repo
+        message = (f"squad run {run_id}\n\n{self.settings.goal.strip()[:2000]}\n\n"
+                   f"Squad-Run: {run_id}\nSquad-Run-Start: {outcome.start}\n")
+        repo.commit(files, message, self.ws.clock(), repo.head())  # the run holds the lock
+        repo.settle(sorted(files))
+
+
+def iter_clock(dates: tuple[datetime, ...]) -> Clock:
+    readings = iter(dates)
+
+    def read() -> datetime:
+        try:
+            return next(readings)
+        except StopIteration:
+            raise SquadError("replay diverged: more commits than the recorded run") from None
+
+    return read
+
+
+def _settings_json(settings: RunSettings) -> dict[str, Any]:
+    return {"agents": list(settings.agents) if settings.agents else None,
+            "rounds": settings.rounds, "concurrency": settings.concurrency,
+            "max_agents": settings.max_agents, "limits": settings.limits.model_dump(),
+            "branch": settings.branch}
+
+
+def summary_json(outcome: Outcome, ws: Workspace) -> dict[str, Any]:
+    prices = ws.config.prices
+    return {
+        "run": outcome.run_id, "start": outcome.start, "end": outcome.end, "ok": outcome.ok,
+        "stopped": outcome.stopped,
+        "decisions": [{"id": i, "agent": a, "sha": s, "drop": d}
+                      for d, i, s, a in outcome.committed],
+        "quarantined": [{"drop": d, "reason": r} for d, r in outcome.quarantined],
+        "agents": [{"agent": res.agent, "round": r, "ok": res.ok, "error": res.error,
+                    "calls": res.calls, "drops": len(res.drops), **res.usage.model_dump(),
+                    "cost": res.cost(prices)} for r, res in outcome.results],
+        "review": f"git log -p {outcome.start[:12]}..{outcome.end[:12]}",
+    }
+
+
+def load_script(events: list[dict[str, Any]]) -> tuple[RunSettings, Script, str]:
+    """The settings, replay script and start commit of a recorded run's events."""
+    head = events[0]
+    if head.get("event") != "run":
+        raise SquadError("the event log does not start with a run event")
+    s = head["settings"]
+    settings = RunSettings(goal=head["goal"], agents=tuple(s["agents"]) if s["agents"] else None,
+                           rounds=s["rounds"], concurrency=s["concurrency"],
+                           max_agents=s["max_agents"], limits=BudgetLimits(**s["limits"]))
+    commits = [e for e in events if e["event"] == "commit"]
+    script = Script(
+        run_id=head["run"],
+        dates=tuple(parse_instant(e["date"]) for e in commits),
+        order=tuple(e["drop"] for e in events if e["event"] in ("commit", "quarantine")),
+        stops={Label(e["agent"], e["round"], e["call"]): e["reason"]
+               for e in events if e["event"] == "stop"},
+        rounds=sum(1 for e in events if e["event"] == "round"))
+    return settings, script, head["start"]

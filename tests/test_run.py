@@ -1,0 +1,178 @@
+"""`squad run` against the scripted server, in real repositories, as a real process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from scripted_server import Error, RecordedRequest, ScriptedServer, Text, ToolCalls
+
+from tests.conftest import SQUAD, git, squad
+
+AGENTS = ("architect", "security", "tester", "docs")
+
+
+def agent_of(request: RecordedRequest) -> str:
+    system = request.messages[0]["content"]
+    return system.split("# Your charter: ", 1)[1].split(" ", 1)[0]
+
+
+def decide(request: RecordedRequest) -> ToolCalls | Text:
+    """Each agent records one decision per round, then says it is done."""
+    if request.messages[-1]["role"] == "tool":
+        return Text("Done.")
+    agent = agent_of(request)
+    first = "None yet." in request.messages[1]["content"]
+    title = f"{agent} {'first' if first else 'second'} thoughts"
+    return ToolCalls([("record_decision", {
+        "title": title, "context": f"Context from {agent}.", "decision": f"{agent} decides.",
+        "consequences": "Some.", "tags": [agent]})])
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def team(repo: Path) -> Path:
+    squad(repo, "init")
+    (repo / "squad.toml").write_text(
+        "[llm]\nmodel = 'scripted'\nmax_retries = 0\ntimeout = 10\n"
+        "[prices.scripted]\nprompt = 1.0\ncompletion = 2.0\n")
+    git(repo, "commit", "-qam", "settings")
+    return repo
+
+
+def events(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def run(team: Path, server: ScriptedServer, *args: str, check: bool = True,
+        ) -> subprocess.CompletedProcess[str]:
+    return squad(team, "run", "Add rate limiting", "--json", *args, check=check,
+                 env={"OPENAI_BASE_URL": server.base_url})
+
+
+def test_four_agents_two_rounds(team: Path, server: ScriptedServer) -> None:
+    server.responder = decide
+    start = git(team, "rev-parse", "HEAD").strip()
+    result = run(team, server, "--agents", ",".join(AGENTS), "--rounds", "2",
+                 "--concurrency", "4")
+    summary = events(result.stdout)[-1]
+    assert summary["event"] == "summary" and summary["ok"]
+    assert len(summary["decisions"]) == 8
+    assert {d["agent"] for d in summary["decisions"]} == set(AGENTS)
+    titles = git(team, "log", "--format=%s", f"{start}..HEAD").splitlines()
+    assert titles[0].startswith("squad run ")
+    assert sorted(titles[1:]) == sorted(f"{a} {w} thoughts" for a in AGENTS
+                                        for w in ("first", "second"))
+    # first-round decisions all come before second-round ones, one commit each
+    assert all("first" in t for t in titles[5:]) and all("second" in t for t in titles[1:5])
+    # second-round prompts contain every first-round decision
+    second = [r for r in server.requests if "None yet." not in r.messages[1]["content"]
+              and len(r.messages) == 2]
+    assert len(second) == 4
+    for request in second:
+        for agent in AGENTS:
+            assert f"{agent} first thoughts" in request.messages[1]["content"]
+    assert {a["agent"]: a["cost"] for a in summary["agents"]}.keys() == set(AGENTS)
+    assert all(a["cost"] > 0 for a in summary["agents"])
+    assert summary["review"] == f"git log -p {start[:12]}..{summary['end'][:12]}"
+    assert squad(team, "verify").returncode == 0
+    assert git(team, "status", "--porcelain") == ""
+    run_id = summary["run"]
+    assert (team / f".squad/runs/{run_id}/events.jsonl").exists()
+    assert len((team / f".squad/runs/{run_id}/cassette.jsonl").read_text().splitlines()) == 16
+
+
+def test_one_agent_failing_fails_alone(team: Path, server: ScriptedServer) -> None:
+    def responder(request: RecordedRequest) -> ToolCalls | Text | Error:
+        if agent_of(request) == "security":
+            return Error(500, "security endpoint down")
+        return decide(request)
+
+    server.responder = responder
+    result = run(team, server, "--agents", ",".join(AGENTS), check=False)
+    assert result.returncode == 1
+    summary = events(result.stdout)[-1]
+    assert not summary["ok"]
+    failed = [a for a in summary["agents"] if not a["ok"]]
+    assert [(a["agent"], a["error"]) for a in failed] == \
+        [("security", f"{server.base_url}: HTTP 500: security endpoint down")]
+    assert sorted(d["agent"] for d in summary["decisions"]) == ["architect", "docs", "tester"]
+    assert squad(team, "verify").returncode == 0
+
+
+def test_a_budget_hit_ends_the_run_cleanly(team: Path, server: ScriptedServer) -> None:
+    server.responder = decide
+    result = run(team, server, "--agents", ",".join(AGENTS), "--concurrency", "1",
+                 "--max-calls", "3", check=False)
+    assert result.returncode == 1
+    stream = events(result.stdout)
+    summary = stream[-1]
+    assert summary["stopped"] == "call budget reached (3 calls)"
+    assert len(server.requests) == 3
+    drops = [e["drop"] for e in stream if e["event"] == "tool" and e.get("drop")]
+    committed = [d["drop"] for d in summary["decisions"]]
+    assert drops == committed and len(committed) == 2
+    assert list((team / "decisions/inbox/new").iterdir()) == []
+    assert squad(team, "verify").returncode == 0
+
+
+def test_routing_by_the_lead(team: Path, server: ScriptedServer) -> None:
+    plans = iter([Text("not json at all"),
+                  Text(json.dumps({"tasks": [{"agent": "architect", "task": "Design it."},
+                                             {"agent": "tester", "task": "Test it."}]}))])
+
+    def responder(request: RecordedRequest) -> ToolCalls | Text:
+        if request.body.get("response_format"):
+            return next(plans)
+        return decide(request)
+
+    server.responder = responder
+    summary = events(run(team, server).stdout)[-1]
+    assert sorted(d["agent"] for d in summary["decisions"]) == ["architect", "tester"]
+    retry = [r for r in server.requests if r.body.get("response_format")][1]
+    assert "That plan is invalid: the plan is not JSON" in retry.messages[-1]["content"]
+
+
+def test_an_invalid_plan_twice_stops_the_run(team: Path, server: ScriptedServer) -> None:
+    server.enqueue(Text('{"tasks": [{"agent": "nobody", "task": "x"}]}'),
+                   Text('{"tasks": []}'))
+    result = run(team, server, check=False)
+    assert result.returncode == 1
+    assert "the lead's plan was invalid twice" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sigint_keeps_every_drop(team: Path, server: ScriptedServer) -> None:
+    def slow(request: RecordedRequest) -> ToolCalls | Text:
+        reply = decide(request)
+        return Text("Done.", delay=0.4) if isinstance(reply, Text) else reply
+
+    server.responder = slow
+    proc = subprocess.Popen([*SQUAD, "run", "goal", "--json", "--agents", ",".join(AGENTS),
+                             "--rounds", "3", "--concurrency", "2"], cwd=team,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**__import__("os").environ, "OPENAI_BASE_URL": server.base_url})
+    deadline = time.monotonic() + 20
+    while not list((team / "decisions").glob("0002-*.md")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    summary = events(out)[-1]
+    assert summary["stopped"] == "interrupted (Ctrl-C)"
+    drops = [e["drop"] for e in events(out) if e["event"] == "tool" and e.get("drop")]
+    assert sorted(d["drop"] for d in summary["decisions"]) == sorted(drops)
+    assert list((team / "decisions/inbox/new").iterdir()) == []
+    assert squad(team, "verify").returncode == 0
+    assert git(team, "status", "--porcelain") == ""
