@@ -396,6 +396,37 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
 
 
 @main.command()
+@click.argument("run_ids", metavar="[RUN_ID]...", nargs=-1)
+@click.option("--since", metavar="REF", help="Only runs added or changed since REF.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per run on stdout.")
+@click.pass_context
+def replay(ctx: click.Context, run_ids: tuple[str, ...], since: str | None,
+           as_json: bool) -> None:
+    """Re-execute recorded runs offline from their cassettes; exit 1 on any divergence."""
+    from squad.replay import recorded_runs
+    from squad.replay import replay as run_replay
+
+    ws = _workspace(ctx)
+    runs = list(run_ids) or recorded_runs(ws, since)
+    if not runs:
+        err.print("no recorded run to replay")
+    failed = 0
+    for run_id in runs:
+        verdict = run_replay(ws, run_id)
+        failed += not verdict.ok
+        if as_json:
+            click.echo(json.dumps(verdict.as_json()))
+        elif verdict.ok:
+            click.echo(f"ok: run {run_id} reproduced {verdict.commits} commits")
+        else:
+            click.echo(f"FAILED: run {run_id}: {verdict.problem}")
+            if verdict.diff:
+                click.echo(verdict.diff, nl=False)
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="A JSON object on stdout.")
 @click.pass_context
 def verify(ctx: click.Context, as_json: bool) -> None:

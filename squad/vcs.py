@@ -147,6 +147,13 @@ class Repository:
         out = self._repo.git.ls_files("-z", "--cached", "--full-name")
         return sorted({path for path in out.split("\0") if path})
 
+    def list_dirs(self, path: str, commit: str | None = None) -> list[str]:
+        """Names of the folders directly in `path` at `commit` (default HEAD)."""
+        entry = self._lookup(self._root_tree(commit or self.head()), path)
+        if entry is None or entry[0] != _TREE_MODE:
+            return []
+        return [n for _, m, n in self._tree(entry[1]) if m == _TREE_MODE]
+
     def blob(self, sha: str) -> bytes:
         return self._read(sha)[1]
 
@@ -324,6 +331,34 @@ class Repository:
                 mode, _, sha = meta.split(" ")
                 files[path] = (int(mode, 8), sha)
         return files
+
+    @contextlib.contextmanager
+    def temporary_worktree(self, commit: str, folder: Path) -> Iterator[Path]:
+        """A throwaway worktree of `commit` on a throwaway branch, removed afterwards."""
+        branch = f"squad-replay/{folder.name}"
+        path = folder / "worktree"
+        try:
+            self._repo.git.worktree("add", "-q", "-b", branch, str(path), commit)
+        except git.GitCommandError as exc:
+            raise SquadError(f"cannot check out {commit[:12]} for replay: {_stderr(exc)}") \
+                from None
+        try:
+            yield path
+        finally:
+            with contextlib.suppress(git.GitCommandError):
+                self._repo.git.worktree("remove", "--force", str(path))
+            with contextlib.suppress(git.GitCommandError):
+                self._repo.git.branch("-D", branch)
+
+    def commits_between(self, base: str, tip: str) -> list[str]:
+        return self._repo.git.rev_list(f"{base}..{tip}").split()
+
+    def changed_since(self, ref: str, prefix: str) -> list[str]:
+        try:
+            out = self._repo.git.diff("--name-only", f"{ref}...HEAD", "--", prefix)
+        except git.GitCommandError as exc:
+            raise SquadError(f"--since {ref}: {_stderr(exc)}") from None
+        return out.splitlines()
 
     @contextlib.contextmanager
     def coordinator_lock(self, stop: threading.Event | None = None) -> Iterator[None]:
