@@ -47,7 +47,7 @@ def test_replay_reproduces_the_commits_offline_every_time(recorded: tuple[Path, 
     assert git(repo, "status", "--porcelain") == ""
 
 
-def _rewrite_start(repo: Path, run_id: str, path: str, edit) -> None:  # noqa: ANN001
+def _rewrite_start(repo: Path, run_id: str, path: str, edit) -> None:
     """Make the run claim a start commit where `path` differs by `edit`."""
     events_path = repo / f".squad/runs/{run_id}/events.jsonl"
     lines = events_path.read_text().splitlines()
@@ -75,7 +75,7 @@ def _rewrite_start(repo: Path, run_id: str, path: str, edit) -> None:  # noqa: A
      .replace("# Your task", "# Your Task"), "+# Your Task"),
 ])
 def test_a_changed_input_is_a_divergence_with_a_diff(recorded: tuple[Path, str], path: str,
-                                                     edit, shows: str) -> None:  # noqa: ANN001
+                                                     edit, shows: str) -> None:
     repo, run_id = recorded
     _rewrite_start(repo, run_id, path, edit)
     verdict = replay(repo, run_id)
