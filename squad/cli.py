@@ -85,13 +85,15 @@ def _ingest(ws: Workspace, as_json: bool = False) -> PassReport:
 
 @main.command()
 @click.option("--no-agents", is_flag=True, help="Do not install the default specialists.")
+@click.option("--ci", type=click.Choice(["github"]),
+              help="Also write a CI workflow that runs `squad verify` and `squad replay`.")
 @click.pass_context
-def init(ctx: click.Context, no_agents: bool) -> None:
+def init(ctx: click.Context, no_agents: bool, ci: str | None) -> None:
     """Scaffold squad.toml, AGENTS.md, agents/ and decisions/ (never overwrites a file)."""
     from squad.scaffold import init as scaffold
 
     ws = _workspace(ctx)
-    created = scaffold(ws, with_agents=not no_agents)
+    created = scaffold(ws, with_agents=not no_agents, ci=ci)
     for path in created:
         click.echo(f"created {path}")
     if not created:

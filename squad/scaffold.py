@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from squad import __version__, templating
 from squad.coordinator import Coordinator
 from squad.ledger import Ledger, render_index
 from squad.templating import packaged_templates_dir
@@ -18,7 +19,10 @@ def packaged_agents_dir() -> Path | None:
     return None
 
 
-def scaffold_files(ws: Workspace, with_agents: bool) -> dict[str, bytes]:
+WORKFLOW = ".github/workflows/squad.yml"
+
+
+def scaffold_files(ws: Workspace, with_agents: bool, ci: str | None = None) -> dict[str, bytes]:
     """The files init would create: only those that do not exist yet."""
     templates = packaged_templates_dir() / "scaffold"
     wanted: dict[str, bytes] = {
@@ -31,15 +35,19 @@ def scaffold_files(ws: Workspace, with_agents: bool) -> dict[str, bytes]:
     if with_agents and agents is not None:
         for charter in sorted(agents.glob("*.md")):
             wanted[f"agents/{charter.name}"] = charter.read_bytes()
+    if ci == "github":
+        requirement = f"squad=={__version__}"
+        wanted[WORKFLOW] = templating.render("scaffold/github-workflow.yml", ws.root,
+                                             requirement=requirement).encode()
     return {path: data for path, data in wanted.items() if not (ws.root / path).exists()}
 
 
-def init(ws: Workspace, with_agents: bool = True) -> list[str]:
+def init(ws: Workspace, with_agents: bool = True, ci: str | None = None) -> list[str]:
     """Create what is missing and commit exactly that; returns the paths created."""
     ws.repo.ensure_safe()
     ws.inbox.create()
     ws.quarantine.mkdir(parents=True, exist_ok=True)
-    created = scaffold_files(ws, with_agents)
+    created = scaffold_files(ws, with_agents, ci)
     if created:
         with ws.repo.coordinator_lock():
             head = ws.repo.head()

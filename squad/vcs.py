@@ -57,6 +57,7 @@ class Repository:
         self._objects = Path(repo.common_dir) / "objects"
         self._trees: dict[str, list[tuple[bytes, int, str]]] = {}
         self._written: dict[str, tuple[str, bytes]] = {}  # objects of our latest commit
+        self._reading = threading.Lock()
 
     def close(self) -> None:
         self._repo.close()
@@ -106,8 +107,9 @@ class Repository:
     def _read(self, sha: str) -> tuple[str, bytes]:
         if sha in self._written:
             return self._written[sha]
-        stream = self._repo.odb.stream(bytes.fromhex(sha))
-        return stream.type.decode(), stream.read()
+        with self._reading:  # GitPython's cat-file process serves one caller at a time
+            stream = self._repo.odb.stream(bytes.fromhex(sha))
+            return stream.type.decode(), stream.read()
 
     def _tree(self, sha: str) -> list[tuple[bytes, int, str]]:
         if sha not in self._trees:

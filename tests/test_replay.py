@@ -102,16 +102,18 @@ def test_an_edited_reply_changes_the_commits(recorded: tuple[Path, str]) -> None
     repo, run_id = recorded
     cassette = repo / f".squad/runs/{run_id}/cassette.jsonl"
     lines = cassette.read_text().splitlines()
-    entry = json.loads(lines[0])
-    assert entry["reply"]["tool_calls"], "the first call of an agent records a decision"
+    entries = [json.loads(line) for line in lines]
+    n, entry = next((n, e) for n, e in enumerate(entries)
+                    if [c["name"] for c in e["reply"]["tool_calls"]] == ["record_decision"])
     call = entry["reply"]["tool_calls"][0]
     call["arguments"] = call["arguments"].replace("decides.", "decides otherwise.")
-    cassette.write_text("\n".join([json.dumps(entry), *lines[1:]]) + "\n")
+    lines[n] = json.dumps(entry)
+    cassette.write_text("\n".join(lines) + "\n")
     git(repo, "commit", "-qam", "forge a reply")
     verdict = replay(repo, run_id)
     # the forged reply is served, so the agent's next request (which quotes it) diverges
     agent = entry["label"][0]
-    assert verdict["problem"] == (f"replay diverged at {agent} (round 1, call 2): "
+    assert verdict["problem"] == (f"replay diverged at {agent} (round 1, call 3): "
                                   "the request differs from the recorded one")
     assert "decides otherwise." in verdict["diff"]
 

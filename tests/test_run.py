@@ -23,8 +23,13 @@ def agent_of(request: RecordedRequest) -> str:
 
 
 def decide(request: RecordedRequest) -> ToolCalls | Text:
-    """Each agent records one decision per round, then says it is done."""
-    if request.messages[-1]["role"] == "tool":
+    """Each agent looks around (all at once, so reads overlap), records one decision per
+    round, then says it is done."""
+    turns = sum(1 for m in request.messages if m["role"] == "assistant")
+    if turns == 0:
+        return ToolCalls([("grep", {"pattern": "squad"}), ("read_file", {"path": "AGENTS.md"}),
+                          ("list_files", {})])
+    if turns > 1:
         return Text("Done.")
     agent = agent_of(request)
     first = "None yet." in request.messages[1]["content"]
@@ -77,7 +82,7 @@ def test_four_agents_two_rounds(team: Path, server: ScriptedServer) -> None:
     assert all("first" in t for t in titles[5:]) and all("second" in t for t in titles[1:5])
     # second-round prompts contain every first-round decision
     second = [r for r in server.requests if "None yet." not in r.messages[1]["content"]
-              and len(r.messages) == 2]
+              and len(r.messages) == 2]  # the first call of each round-two agent
     assert len(second) == 4
     for request in second:
         for agent in AGENTS:
@@ -89,7 +94,7 @@ def test_four_agents_two_rounds(team: Path, server: ScriptedServer) -> None:
     assert git(team, "status", "--porcelain") == ""
     run_id = summary["run"]
     assert (team / f".squad/runs/{run_id}/events.jsonl").exists()
-    assert len((team / f".squad/runs/{run_id}/cassette.jsonl").read_text().splitlines()) == 16
+    assert len((team / f".squad/runs/{run_id}/cassette.jsonl").read_text().splitlines()) == 24
 
 
 def test_one_agent_failing_fails_alone(team: Path, server: ScriptedServer) -> None:
@@ -121,7 +126,7 @@ def test_a_budget_hit_ends_the_run_cleanly(team: Path, server: ScriptedServer) -
     assert len(server.requests) == 3
     drops = [e["drop"] for e in stream if e["event"] == "tool" and e.get("drop")]
     committed = [d["drop"] for d in summary["decisions"]]
-    assert drops == committed and len(committed) == 2
+    assert drops == committed and len(committed) == 1
     assert list((team / "decisions/inbox/new").iterdir()) == []
     assert squad(team, "verify").returncode == 0
 
