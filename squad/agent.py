@@ -17,6 +17,7 @@ from squad.errors import LLMError
 from squad.ledger import Ledger
 from squad.llm.backend import Backend
 from squad.llm.messages import ChatRequest, Message, Price, Usage
+from squad.llm.profiles import PROFILES, Profile
 from squad.tools import ToolBox, specs_for
 from squad.workspace import Workspace
 
@@ -57,7 +58,8 @@ def run_agent(ws: Workspace, charter: Charter, task: str, backend: Backend, *,
               ledger: Ledger, run: str | None = None, on_event: Event | None = None,
               snapshot: str | None = None,
               drop_name: Callable[[], str] | None = None,
-              on_drop: Callable[[str], None] | None = None) -> AgentResult:
+              on_drop: Callable[[str], None] | None = None,
+              profile: Profile = PROFILES["openai"], model: str | None = None) -> AgentResult:
     """Run `charter` on `task` until it stops calling tools, fails, or hits the turn cap.
 
     The backend may raise LLMError (an endpoint failure, a budget, an interrupt): the agent
@@ -65,7 +67,7 @@ def run_agent(ws: Workspace, charter: Charter, task: str, backend: Backend, *,
     """
     emit = on_event or (lambda kind, data: None)
     settings = ws.config.llm
-    model = charter.model or settings.model
+    model = model or charter.model or settings.model
     ctx = contexts.build(ws.root, charter, task, ledger, ws.config.context.token_budget)
     toolbox = ToolBox(ws, charter, run=run, inputs=ctx.inputs, ledger=ledger,
                       snapshot=snapshot, drop_name=drop_name, on_drop=on_drop)
@@ -74,6 +76,8 @@ def run_agent(ws: Workspace, charter: Charter, task: str, backend: Backend, *,
     result = AgentResult(agent=charter.name, model=model, inputs=ctx.inputs)
     emit("spawn", {"agent": charter.name, "model": model, "inputs": list(ctx.inputs),
                    "omitted": len(ctx.omitted), "prompt_tokens_estimate": ctx.tokens})
+    if profile.guided:
+        return _guided(charter, toolbox, backend, messages, model, profile, result, emit)
     for _turn in range(settings.max_turns):
         request = ChatRequest(model=model, messages=tuple(messages), tools=tools,
                               temperature=charter.temperature)
@@ -103,5 +107,62 @@ def run_agent(ws: Workspace, charter: Charter, task: str, backend: Backend, *,
             messages.append(Message(role="tool", tool_call_id=call.id,
                                     content=outcome.content))
     result.error = f"stopped after {settings.max_turns} turns without finishing (max_turns)"
+    emit("failed", {"agent": charter.name, "error": result.error})
+    return result
+
+
+DECISION_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "required": ["title", "context", "decision", "consequences"],
+    "properties": {
+        # Long maxLength bounds make llama.cpp's grammar explode; max_tokens bounds the rest.
+        "title": {"type": "string", "minLength": 5, "maxLength": 100},
+        "context": {"type": "string", "minLength": 1},
+        "decision": {"type": "string", "minLength": 1},
+        "consequences": {"type": "string", "minLength": 1}}}
+GUIDED_TRIES = 2
+
+
+def _guided(charter: Charter, toolbox: ToolBox, backend: Backend, messages: list[Message],
+            model: str, profile: Profile, result: AgentResult, emit: Event) -> AgentResult:
+    """For a model that cannot be trusted with tools: squad looks around for it, then asks
+    for exactly one decision as JSON constrained by the record's schema, and drops it."""
+    if "list_files" in charter.tools:
+        files = toolbox.call("list_files", "{}")
+        result.tool_uses.append(ToolUse("list_files", "{}", files.ok, files.content))
+        emit("tool", {"agent": charter.name, "tool": "list_files", "ok": files.ok,
+                      "arguments": "{}", "drop": None})
+        listing = "\n".join(files.content.split("\n")[:60])
+        messages.append(Message(role="user", content=f"Files in the repository:\n{listing}"))
+    messages.append(Message(role="user", content=(
+        "Write your one most important decision for the task as a JSON object with the keys "
+        "title (one short line), context, decision and consequences.")))
+    fault = ""
+    for _try in range(GUIDED_TRIES):
+        request = ChatRequest(model=model, messages=tuple(messages), max_tokens=700,
+                              temperature=charter.temperature,
+                              response_format=profile.structured("decision", DECISION_SCHEMA))
+        try:
+            reply = backend.complete(request)
+        except LLMError as exc:
+            result.error = exc.message
+            emit("failed", {"agent": charter.name, "error": exc.message})
+            return result
+        result.calls += 1
+        result.usage = result.usage + reply.usage
+        outcome = toolbox.call("record_decision", reply.content or "")
+        result.tool_uses.append(ToolUse("record_decision", reply.content or "", outcome.ok,
+                                        outcome.content))
+        emit("tool", {"agent": charter.name, "tool": "record_decision", "ok": outcome.ok,
+                      "arguments": reply.content or "", "drop": outcome.drop})
+        if outcome.drop:
+            result.drops.append(outcome.drop)
+            result.final = outcome.content
+            emit("done", {"agent": charter.name, "drops": list(result.drops)})
+            return result
+        fault = outcome.content
+        messages += [reply.as_message(), Message(role="user", content=(
+            f"That decision was refused ({fault}). Answer again with corrected JSON."))]
+    result.error = f"no valid decision in {GUIDED_TRIES} tries; last: {fault}"
     emit("failed", {"agent": charter.name, "error": result.error})
     return result

@@ -301,14 +301,13 @@ def ask(ctx: click.Context, agent: str, task: str, and_ingest: bool, model: str 
     """Run one agent once on TASK: show its tool calls and drops (the charter author's door)."""
     from squad.agent import run_agent
     from squad.charters import find_charter
-    from squad.llm.factory import open_backend
+    from squad.llm.factory import connect
 
     ws = _workspace(ctx)
     charter = find_charter(ws.root, agent)
-    if model:
-        charter = charter.model_copy(update={"model": model})
     ws.config = ws.config.with_env(os.environ)
-    backend = open_backend(ws.config)
+    connection = connect(ws.config)
+    err.print(f"using the {connection.label}")
 
     def show_event(kind: str, data: dict[str, Any]) -> None:
         if kind == "spawn":
@@ -321,9 +320,11 @@ def ask(ctx: click.Context, agent: str, task: str, and_ingest: bool, model: str 
                       + (f", dropped {data['drop']}" if data["drop"] else ""))
 
     try:
-        result = run_agent(ws, charter, task, backend, ledger=_ledger(ws), on_event=show_event)
+        result = run_agent(ws, charter, task, connection.backend, ledger=_ledger(ws),
+                           on_event=show_event, profile=connection.profile,
+                           model=model or connection.model)
     finally:
-        backend.close()
+        connection.close()
     if result.final:
         click.echo(result.final.strip())
     cost = result.cost(ws.config.prices)
@@ -335,6 +336,35 @@ def ask(ctx: click.Context, agent: str, task: str, and_ingest: bool, model: str 
         _ingest(ws)
     if result.error:
         _fail(f"agent {agent} failed: {result.error}", 1)
+
+
+@main.group()
+def local() -> None:
+    """The embedded local model (used when no endpoint is configured)."""
+
+
+@local.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help="0: a free port.")
+def serve(port: int) -> None:
+    """Keep the local model server up for later commands to reuse, until Ctrl-C."""
+    import signal
+    import threading
+
+    from squad.llm import local as embedded
+
+    server = embedded.start(port)
+    embedded.remember(server)
+    err.print(f"serving {embedded.MODEL_NAME} at {server.base_url} (Ctrl-C to stop)")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            if server.process is not None and server.process.poll() is not None:
+                raise UsageError("the local model server exited")
+    finally:
+        embedded.forget()
+        server.stop()
 
 
 @main.command(name="run")
@@ -358,7 +388,7 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
     import signal
 
     from squad.llm.cassette import Seam
-    from squad.llm.factory import open_backend
+    from squad.llm.factory import connect
     from squad.progress import JsonLines, LiveView, print_summary
     from squad.run import Run, RunSettings
 
@@ -373,11 +403,14 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
         rounds=rounds or defaults.rounds, concurrency=concurrency or defaults.concurrency,
         max_agents=max_agents or defaults.max_agents,
         limits=limits.model_copy(update=overrides), branch=branch)
-    seam = Seam("record", open_backend(ws.config))
+    connection = connect(ws.config)
+    err.print(f"using the {connection.label}")
+    seam = Seam("record", connection.backend)
     live = not as_json and sys.stdout.isatty()
     console = Console()
     view = LiveView(err) if live else JsonLines()
-    run = Run(ws, settings, seam, on_event=view)
+    run = Run(ws, settings, seam, on_event=view, profile=connection.profile,
+              model=connection.model)
     previous = signal.signal(signal.SIGINT,
                              lambda *_: run.budget.interrupt("interrupted (Ctrl-C)"))
     try:
@@ -385,7 +418,7 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
             outcome = run.execute()
     finally:
         signal.signal(signal.SIGINT, previous)
-        seam.close()
+        connection.close()
     if live:
         from squad.run import summary_json
 

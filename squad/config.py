@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -28,6 +29,7 @@ class LLMSettings(_Section):
     timeout: float = Field(120.0, gt=0, le=3600)
     max_retries: int = Field(3, ge=0, le=20)
     max_turns: int = Field(12, ge=1, le=200)
+    profile: Literal["openai", "llama-cpp"] = "openai"  # what the endpoint can be trusted with
 
 
 class ContextSettings(_Section):

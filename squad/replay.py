@@ -17,6 +17,7 @@ from typing import Any
 
 from squad.errors import SquadError, UsageError
 from squad.llm.cassette import Divergence, Seam, read_cassette
+from squad.llm.profiles import PROFILES
 from squad.run import RUNS, Run, load_script
 from squad.workspace import Workspace
 
@@ -53,7 +54,8 @@ def replay(ws: Workspace, run_id: str) -> Verdict:
     if events_data is None:
         raise UsageError(f"no recorded run {run_id} in {RUNS}/ at HEAD")
     events = [json.loads(line) for line in events_data.decode().splitlines() if line]
-    settings, script, start = load_script(events)
+    settings, script, head = load_script(events)
+    start = head["start"]
     recorded = [(e["drop"], e["id"], e["sha"]) for e in events if e["event"] == "commit"]
     with tempfile.TemporaryDirectory(prefix=f"squad-replay-{run_id}-") as tmp:
         cassette = Path(tmp) / "cassette.jsonl"
@@ -68,7 +70,9 @@ def replay(ws: Workspace, run_id: str) -> Verdict:
             copy = Workspace.open(path)
             seam = Seam("replay", cassette=cassette)
             try:
-                outcome = Run(copy, settings, seam, script=script).execute()
+                outcome = Run(copy, settings, seam, script=script,
+                              profile=PROFILES[head.get("profile", "openai")],
+                              model=head.get("model")).execute()
             except Divergence as exc:
                 verdict.problem, verdict.where, verdict.diff = exc.message, str(exc.label), exc.diff
                 return verdict

@@ -18,6 +18,7 @@ from squad.charters import Charter
 from squad.errors import SquadError
 from squad.llm.backend import Backend
 from squad.llm.messages import ChatRequest, Message
+from squad.llm.profiles import Profile
 from squad.records import describe
 
 
@@ -69,7 +70,7 @@ def check_plan(text: str, names: list[str], max_agents: int) -> Plan:
 
 
 def route(root: Path, goal: str, lead: Charter, team: dict[str, Charter], backend: Backend,
-          model: str, max_agents: int) -> Plan:
+          model: str, max_agents: int, profile: Profile) -> Plan:
     members = [c for name, c in sorted(team.items()) if name != lead.name]
     names = [c.name for c in members]
     if not names:
@@ -80,8 +81,7 @@ def route(root: Path, goal: str, lead: Charter, team: dict[str, Charter], backen
     prompt = templating.render("prompts/route.md.j2", root, goal=goal.strip(), charter=lead,
                                team=members, max_agents=max_agents, agents_md=agents_md)
     messages = [Message(role="user", content=prompt)]
-    response_format = {"type": "json_schema", "json_schema": {
-        "name": "plan", "strict": True, "schema": plan_schema(names, max_agents)}}
+    response_format = profile.structured("plan", plan_schema(names, max_agents))
     problem = ""
     for _attempt in range(2):
         request = ChatRequest(model=model, messages=tuple(messages),

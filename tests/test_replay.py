@@ -142,3 +142,19 @@ def test_since_selects_runs_touched_after_a_ref(recorded: tuple[Path, str]) -> N
     assert replay(repo, "--since", "HEAD~1")["run"] == run_id
     none = squad(repo, "replay", "--since", "HEAD")
     assert none.stdout == "" and "no recorded run" in none.stderr
+
+
+def test_a_run_with_a_failed_agent_replays(repo: Path) -> None:
+    from scripted_server import Error
+    from test_run import agent_of
+
+    squad(repo, "init")
+    (repo / "squad.toml").write_text("[llm]\nmodel = 'scripted'\nmax_retries = 0\n")
+    git(repo, "commit", "-qam", "settings")
+    with ScriptedServer() as server:
+        server.responder = lambda r: Error(500, "down") if agent_of(r) == "docs" else decide(r)
+        result = squad(repo, "run", "goal", "--json", "--agents", ",".join(AGENTS), check=False,
+                       env={"OPENAI_BASE_URL": server.base_url})
+    assert result.returncode == 1
+    verdict = replay(repo)
+    assert verdict["ok"] and verdict["commits"] == 3

@@ -2,10 +2,11 @@
 
 Every call of a run is labelled `(agent, round, call)` and stored, in the order replies
 arrive, as one JSON line: the label, the key (a hash of the request's canonical form, see
-`ChatRequest.canonical`), the request as sent and the reply. Nothing else: no key, no
-headers. Replay serves replies by key and label and never touches the network; a request
-that was not recorded fails closed with a diff against the request recorded under the same
-label, which is how a changed template, charter or AGENTS.md shows up.
+`ChatRequest.canonical`), the request as sent and the reply, or the error that ended the
+call. Nothing else: no key, no headers. Replay serves replies by key and label and never
+touches the network; a request that was not recorded fails closed with a diff against the
+request recorded under the same label, which is how a changed template, charter or
+AGENTS.md shows up.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from squad.errors import SquadError
+from squad.errors import LLMError, SquadError
 from squad.llm.backend import Backend
 from squad.llm.messages import ChatReply, ChatRequest
 
@@ -74,15 +75,22 @@ class Seam:
         if self.mode == "replay":
             return self._replay(request, label)
         assert self._backend is not None
-        reply = self._backend.complete(request)
-        if self.mode == "record" and self._path is not None:
-            line = json.dumps({"label": [label.agent, label.round, label.call],
-                               "key": request.key(), "request": request.to_openai(),
-                               "reply": reply.model_dump(mode="json")},
-                              sort_keys=True, ensure_ascii=False)
-            with self._lock, self._path.open("a", encoding="utf-8") as out:
-                out.write(line + "\n")
+        try:
+            reply = self._backend.complete(request)
+        except LLMError as exc:  # a failure is part of what happened: replay fails alike
+            self._record(request, label, {"error": exc.message})
+            raise
+        self._record(request, label, {"reply": reply.model_dump(mode="json")})
         return reply
+
+    def _record(self, request: ChatRequest, label: Label, outcome: dict[str, Any]) -> None:
+        if self.mode != "record" or self._path is None:
+            return
+        line = json.dumps({"label": [label.agent, label.round, label.call],
+                           "key": request.key(), "request": request.to_openai(), **outcome},
+                          sort_keys=True, ensure_ascii=False)
+        with self._lock, self._path.open("a", encoding="utf-8") as out:
+            out.write(line + "\n")
 
     def _replay(self, request: ChatRequest, label: Label) -> ChatReply:
         recorded = self._by_label.get(label)
@@ -93,6 +101,8 @@ class Seam:
             raise Divergence(label, "the request differs from the recorded one", diff)
         with self._lock:
             self.used.add(label)
+        if "error" in recorded:
+            raise LLMError(recorded["error"])
         return ChatReply.model_validate(recorded["reply"])
 
     def unused(self) -> list[Label]:
@@ -127,7 +137,8 @@ def read_cassette(path: Path) -> list[dict[str, Any]]:
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         try:
             entry = json.loads(line)
-            if not {"label", "key", "request", "reply"} <= set(entry):
+            if not {"label", "key", "request"} <= set(entry) or \
+                    not {"reply", "error"} & set(entry):
                 raise ValueError("missing fields")
             expected = ChatRequest.model_validate(_as_request(entry["request"])).key()
         except (ValueError, TypeError) as exc:

@@ -1,26 +1,49 @@
-"""Choose the backend: an endpoint from flags > environment > squad.toml, or none at all."""
+"""Choose the backend: an endpoint from flags > environment > squad.toml, else the embedded
+local model (started now, or reused if `squad local serve` keeps one up)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from squad.config import Config
-from squad.errors import UsageError
+from squad.llm import local
 from squad.llm.backend import Backend
-
-NO_ENDPOINT = (
-    "no LLM endpoint configured: set OPENAI_BASE_URL (and OPENAI_API_KEY if it needs one), "
-    "or [llm] base_url in squad.toml")
+from squad.llm.profiles import PROFILES, Profile
 
 
-def open_backend(config: Config, env: Mapping[str, str] | None = None) -> Backend:
+@dataclass
+class Connection:
+    backend: Backend
+    profile: Profile
+    label: str  # what the user is told: which backend is used
+    model: str | None = None  # overrides the configured model (the local model has one name)
+    server: local.LocalServer | None = field(default=None, repr=False)
+
+    def close(self) -> None:
+        self.backend.close()
+        if self.server is not None:
+            self.server.stop()
+
+
+def connect(config: Config, env: Mapping[str, str] | None = None) -> Connection:
+    from squad.llm.openai_backend import OpenAIBackend
+
     env = os.environ if env is None else env
     settings = config.with_env(env).llm
     key = env.get("OPENAI_API_KEY")
-    if not settings.base_url and not key:
-        raise UsageError(NO_ENDPOINT)
-    from squad.llm.openai_backend import OpenAIBackend
-
-    return OpenAIBackend(settings.base_url, key, timeout=settings.timeout,
-                         max_retries=settings.max_retries)
+    profile = PROFILES[settings.profile]
+    if settings.base_url or key:
+        backend = OpenAIBackend(settings.base_url, key, timeout=settings.timeout,
+                                max_retries=settings.max_retries)
+        return Connection(backend, profile, f"endpoint {backend.base_url}")
+    reused = local.running()
+    server = None if reused else local.start()
+    base_url = reused or (server.base_url if server else "")
+    backend = OpenAIBackend(base_url, None, timeout=max(settings.timeout, 600),
+                            max_retries=settings.max_retries)
+    how = "reusing the server of `squad local serve`" if reused else "started for this command"
+    return Connection(backend, PROFILES["llama-cpp"],
+                      f"embedded local model {local.MODEL_NAME} at {base_url} ({how})",
+                      model=f"local/{local.MODEL_NAME}", server=server)
