@@ -6,7 +6,8 @@ and saves the repository (with the run's event log and cassette committed) as a 
 alters what the agents are asked shows up as a divergence; re-record with this script when
 the change is intended.
 
-    .venv/bin/python examples/record.py            # the tests' scripted server
+    .venv/bin/python examples/record.py                      # the embedded local model
+    .venv/bin/python examples/record.py --backend scripted   # the tests' scripted server
 """
 
 from __future__ import annotations
@@ -80,13 +81,17 @@ def scripted(request: RecordedRequest) -> Text | ToolCalls:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=HERE / "shop-run.bundle")
+    parser.add_argument("--backend", choices=["local", "scripted"], default="local")
     args = parser.parse_args()
     squad = [sys.executable, "-m", "squad"]
     with tempfile.TemporaryDirectory() as tmp, ScriptedServer() as server:
         server.responder = scripted
         repo = Path(tmp) / "shop"
         shutil.copytree(HERE / "shop", repo)
-        env = {**os.environ, **PINNED, "OPENAI_BASE_URL": server.base_url}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "SQUAD_"))}
+        env.update(PINNED)
+        if args.backend == "scripted":
+            env["OPENAI_BASE_URL"] = server.base_url
 
         def run(*cmd: str) -> str:
             return subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True,
@@ -97,15 +102,20 @@ def main() -> None:
         run("git", "commit", "-qm", "The shop app")
         run(*squad, "init")
         run("git", "config", "user.name", "Example User")
-        (repo / "squad.toml").write_text((repo / "squad.toml").read_text().replace(
-            'model = "gpt-4o-mini"', 'model = "scripted"'))
-        run("git", "commit", "-qam", "Use the example's model")
-        out = run(*squad, "run", GOAL, "--rounds", "2", "--concurrency", "3", "--json")
+        if args.backend == "scripted":
+            (repo / "squad.toml").write_text((repo / "squad.toml").read_text().replace(
+                'model = "gpt-4o-mini"', 'model = "scripted"'))
+            run("git", "commit", "-qam", "Use the example's model")
+        team = [] if args.backend == "scripted" else ["--agents", "architect,security,tester"]
+        out = run(*squad, "run", GOAL, *team, "--rounds", "2", "--concurrency", "3", "--json")
         summary = json.loads(out.splitlines()[-1])
         run(*squad, "verify")
         run("git", "bundle", "create", str(args.out.resolve()), "main")
-        print(f"recorded run {summary['run']}: {len(summary['decisions'])} decisions, "
-              f"{len(server.requests)} model calls -> {args.out}")
+        if not summary["ok"]:
+            raise SystemExit(f"the run did not succeed: {json.dumps(summary)[:2000]}")
+        calls = sum(a["calls"] for a in summary["agents"])
+        print(f"recorded run {summary['run']} ({args.backend}): {len(summary['decisions'])} "
+              f"decisions, {calls} agent calls -> {args.out}")
 
 
 if __name__ == "__main__":
