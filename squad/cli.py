@@ -19,7 +19,7 @@ from squad.ledger import Ledger
 from squad.records import Draft, Record, describe, render
 from squad.workspace import DECISIONS, Workspace
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
 class SquadGroup(click.Group):
@@ -266,7 +266,8 @@ def log_(ctx: click.Context, as_json: bool) -> None:
         shown = status.get(record.id) or f"{record.kind} {record.target:04d}"
         table.add_row(f"{record.id:04d}", record.date.strftime("%Y-%m-%d %H:%M"),
                       record.agent, shown, record.title)
-    Console(highlight=False, soft_wrap=False, width=200 if not sys.stdout.isatty() else None
+    Console(highlight=False, markup=False, soft_wrap=False,
+            width=200 if not sys.stdout.isatty() else None
             ).print(table)
 
 
@@ -407,7 +408,7 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
     err.print(f"using the {connection.label}")
     seam = Seam("record", connection.backend)
     live = not as_json and sys.stdout.isatty()
-    console = Console()
+    console = Console(markup=False, highlight=False)
     view = LiveView(err) if live else JsonLines()
     run = Run(ws, settings, seam, on_event=view, profile=connection.profile,
               model=connection.model)

@@ -216,9 +216,15 @@ def trailer_name(name: str) -> str:
 
 
 def quarantine_name(folder: os.PathLike[str], name: str) -> str:
-    """A free name for the drop in quarantine; a leftover `.reason` alone means a retry."""
+    """A free name for the drop in quarantine.
+
+    No quarantined drop is named `*.reason`, so every `.reason` file is a reason, and one
+    without its drop is the leftover of an interrupted quarantine of this same drop.
+    """
     base = name if len(name.encode("utf-8", "surrogateescape")) <= 200 else (
         trailer_name(name)[:120] + "-" + digest(name.encode("utf-8", "surrogateescape"))[7:19])
+    if base.endswith(".reason"):
+        base += ".drop"
     candidate, n = base, 1
     while os.path.lexists(os.path.join(folder, candidate)):
         n += 1

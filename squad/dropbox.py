@@ -78,7 +78,9 @@ class Inbox:
             self.new.mkdir(parents=True, exist_ok=True)
             target = self.new / entry.name
             if target.exists() or target.is_symlink():
-                target = self.new / f"{entry.name}.{unique_name()}"
+                # keep the name recognisable, within the 255 bytes a file name may have
+                stem = entry.name.encode("utf-8", "surrogateescape")[:120]
+                target = self.new / f"{stem.decode('utf-8', 'ignore')}.{unique_name()}"
             try:
                 os.rename(entry.path, target)
             except FileNotFoundError:
