@@ -16,9 +16,9 @@ from squad.charters import Charter
 from squad.errors import LLMError
 from squad.ledger import Ledger
 from squad.llm.backend import Backend
-from squad.llm.messages import ChatRequest, Message, Price, Usage
+from squad.llm.messages import ChatReply, ChatRequest, Message, Price, Usage
 from squad.llm.profiles import PROFILES, Profile
-from squad.tools import ToolBox, specs_for
+from squad.tools import ToolBox, ToolResult, specs_for
 from squad.workspace import Workspace
 
 
@@ -79,35 +79,53 @@ def run_agent(ws: Workspace, charter: Charter, task: str, backend: Backend, *,
     if profile.guided:
         return _guided(charter, toolbox, backend, messages, model, profile, result, emit)
     for _turn in range(settings.max_turns):
-        request = ChatRequest(model=model, messages=tuple(messages), tools=tools,
-                              temperature=charter.temperature)
-        try:
-            reply = backend.complete(request)
-        except LLMError as exc:
-            result.error = exc.message
-            emit("failed", {"agent": charter.name, "error": exc.message})
+        reply = _complete(backend, ChatRequest(model=model, messages=tuple(messages),
+                                               tools=tools, temperature=charter.temperature),
+                          result, emit)
+        if reply is None:
             return result
-        result.calls += 1
-        result.usage = result.usage + reply.usage
-        emit("reply", {"agent": charter.name, "usage": reply.usage.model_dump(),
-                       "tool_calls": len(reply.tool_calls)})
         messages.append(reply.as_message())
         if not reply.tool_calls:
             result.final = reply.content
             emit("done", {"agent": charter.name, "drops": list(result.drops)})
             return result
         for call in reply.tool_calls:
-            outcome = toolbox.call(call.name, call.arguments)
-            result.tool_uses.append(ToolUse(call.name, call.arguments, outcome.ok,
-                                            outcome.content))
-            if outcome.drop:
-                result.drops.append(outcome.drop)
-            emit("tool", {"agent": charter.name, "tool": call.name, "ok": outcome.ok,
-                          "arguments": call.arguments, "drop": outcome.drop})
+            outcome = _use(toolbox, call.name, call.arguments, result, emit)
             messages.append(Message(role="tool", tool_call_id=call.id,
                                     content=outcome.content))
-    result.error = f"stopped after {settings.max_turns} turns without finishing (max_turns)"
-    emit("failed", {"agent": charter.name, "error": result.error})
+    return _fail(result, f"stopped after {settings.max_turns} turns without finishing "
+                         "(max_turns)", emit)
+
+
+def _complete(backend: Backend, request: ChatRequest, result: AgentResult,
+              emit: Event) -> ChatReply | None:
+    """One model call, counted; None (and the agent failed) if the backend gave up."""
+    try:
+        reply = backend.complete(request)
+    except LLMError as exc:
+        _fail(result, exc.message, emit)
+        return None
+    result.calls += 1
+    result.usage = result.usage + reply.usage
+    emit("reply", {"agent": result.agent, "usage": reply.usage.model_dump(),
+                   "tool_calls": len(reply.tool_calls)})
+    return reply
+
+
+def _use(toolbox: ToolBox, name: str, arguments: str, result: AgentResult,
+         emit: Event) -> ToolResult:
+    outcome = toolbox.call(name, arguments)
+    result.tool_uses.append(ToolUse(name, arguments, outcome.ok, outcome.content))
+    if outcome.drop:
+        result.drops.append(outcome.drop)
+    emit("tool", {"agent": result.agent, "tool": name, "ok": outcome.ok,
+                  "arguments": arguments, "drop": outcome.drop})
+    return outcome
+
+
+def _fail(result: AgentResult, error: str, emit: Event) -> AgentResult:
+    result.error = error
+    emit("failed", {"agent": result.agent, "error": error})
     return result
 
 
@@ -128,10 +146,7 @@ def _guided(charter: Charter, toolbox: ToolBox, backend: Backend, messages: list
     """For a model that cannot be trusted with tools: squad looks around for it, then asks
     for exactly one decision as JSON constrained by the record's schema, and drops it."""
     if "list_files" in charter.tools:
-        files = toolbox.call("list_files", "{}")
-        result.tool_uses.append(ToolUse("list_files", "{}", files.ok, files.content))
-        emit("tool", {"agent": charter.name, "tool": "list_files", "ok": files.ok,
-                      "arguments": "{}", "drop": None})
+        files = _use(toolbox, "list_files", "{}", result, emit)
         listing = "\n".join(files.content.split("\n")[:60])
         messages.append(Message(role="user", content=f"Files in the repository:\n{listing}"))
     messages.append(Message(role="user", content=(
@@ -139,30 +154,18 @@ def _guided(charter: Charter, toolbox: ToolBox, backend: Backend, messages: list
         "title (one short line), context, decision and consequences.")))
     fault = ""
     for _try in range(GUIDED_TRIES):
-        request = ChatRequest(model=model, messages=tuple(messages), max_tokens=700,
-                              temperature=charter.temperature,
-                              response_format=profile.structured("decision", DECISION_SCHEMA))
-        try:
-            reply = backend.complete(request)
-        except LLMError as exc:
-            result.error = exc.message
-            emit("failed", {"agent": charter.name, "error": exc.message})
+        reply = _complete(backend, ChatRequest(
+            model=model, messages=tuple(messages), max_tokens=700,
+            temperature=charter.temperature,
+            response_format=profile.structured("decision", DECISION_SCHEMA)), result, emit)
+        if reply is None:
             return result
-        result.calls += 1
-        result.usage = result.usage + reply.usage
-        outcome = toolbox.call("record_decision", reply.content or "")
-        result.tool_uses.append(ToolUse("record_decision", reply.content or "", outcome.ok,
-                                        outcome.content))
-        emit("tool", {"agent": charter.name, "tool": "record_decision", "ok": outcome.ok,
-                      "arguments": reply.content or "", "drop": outcome.drop})
+        outcome = _use(toolbox, "record_decision", reply.content or "", result, emit)
         if outcome.drop:
-            result.drops.append(outcome.drop)
             result.final = outcome.content
             emit("done", {"agent": charter.name, "drops": list(result.drops)})
             return result
         fault = outcome.content
         messages += [reply.as_message(), Message(role="user", content=(
             f"That decision was refused ({fault}). Answer again with corrected JSON."))]
-    result.error = f"no valid decision in {GUIDED_TRIES} tries; last: {fault}"
-    emit("failed", {"agent": charter.name, "error": result.error})
-    return result
+    return _fail(result, f"no valid decision in {GUIDED_TRIES} tries; last: {fault}", emit)

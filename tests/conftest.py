@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from scripted_server import ScriptedServer
 
 from squad.clock import fixed_clock
 from squad.workspace import Workspace
@@ -56,6 +57,13 @@ def ws(repo: Path) -> Iterator[Workspace]:
     workspace = Workspace.open(repo, clock=fixed_clock(START, timedelta(minutes=1)))
     yield workspace
     workspace.repo.close()
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    """Our scripted OpenAI-compatible HTTP server on a free loopback port."""
+    with ScriptedServer() as srv:
+        yield srv
 
 
 def squad(repo: Path, *args: str, check: bool = True, env: dict[str, str] | None = None,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,12 +19,6 @@ from tests.conftest import git, squad
 
 DECIDE = {"title": "Use SQLite for sessions", "context": "Sessions must survive restarts.",
           "decision": "Store sessions in SQLite (WAL).", "consequences": "One writer."}
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as srv:
-        yield srv
 
 
 @pytest.fixture

@@ -17,14 +17,21 @@ pytestmark = pytest.mark.local_model
 SHOP = Path(__file__).resolve().parent.parent / "examples" / "shop"
 
 
-def test_a_three_agent_run_on_the_local_model_commits_valid_drops_and_replays(
-        tmp_path: Path) -> None:
+@pytest.fixture
+def shop(tmp_path: Path) -> Path:
+    """A copy of the example repository, committed, with squad initialised."""
     repo = tmp_path / "shop"
     shutil.copytree(SHOP, repo)
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", ".")
     git(repo, "commit", "-qm", "app")
     squad(repo, "init")
+    return repo
+
+
+def test_a_three_agent_run_on_the_local_model_commits_valid_drops_and_replays(
+        shop: Path) -> None:
+    repo = shop
     result = squad(repo, "run", "Make orders survive a restart", "--agents",
                    "architect,security,tester", "--json", timeout=900)
     assert "embedded local model SmolLM2-135M-Instruct" in result.stderr
@@ -40,14 +47,8 @@ def test_a_three_agent_run_on_the_local_model_commits_valid_drops_and_replays(
     assert verdict["ok"] and verdict["commits"] == 3
 
 
-def test_routing_by_the_local_lead_yields_a_valid_plan(tmp_path: Path) -> None:
-    repo = tmp_path / "shop"
-    shutil.copytree(SHOP, repo)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", ".")
-    git(repo, "commit", "-qm", "app")
-    squad(repo, "init")
-    result = squad(repo, "run", "Stop anonymous abuse of the order endpoint", "--json",
+def test_routing_by_the_local_lead_yields_a_valid_plan(shop: Path) -> None:
+    result = squad(shop, "run", "Stop anonymous abuse of the order endpoint", "--json",
                    timeout=900)
     stream = [json.loads(line) for line in result.stdout.splitlines()]
     plan = next(e for e in stream if e["event"] == "plan")

@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,12 +36,6 @@ def decide(request: RecordedRequest) -> ToolCalls | Text:
     return ToolCalls([("record_decision", {
         "title": title, "context": f"Context from {agent}.", "decision": f"{agent} decides.",
         "consequences": "Some.", "tags": [agent]})])
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as srv:
-        yield srv
 
 
 @pytest.fixture
