@@ -61,14 +61,14 @@ def replay(ws: Workspace, run_id: str) -> Verdict:
         cassette = Path(tmp) / "cassette.jsonl"
         cassette.write_bytes(cassette_data or b"")
         try:
-            read_cassette(cassette)
+            entries = read_cassette(cassette)
         except SquadError as exc:
             verdict.problem = exc.message.replace(str(cassette),
                                                   f"{RUNS}/{run_id}/cassette.jsonl")
             return verdict
         with repo.temporary_worktree(start, Path(tmp)) as path:
             copy = Workspace.open(path)
-            seam = Seam("replay", cassette=cassette)
+            seam = Seam("replay", entries=entries)
             try:
                 outcome = Run(copy, settings, seam, script=script,
                               profile=PROFILES[head.get("profile", "openai")],

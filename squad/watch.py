@@ -15,8 +15,10 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from squad.coordinator import Coordinator, PassReport
+from squad.errors import UnsafeRepoError
 
 RESCAN_SECONDS = 5.0
+BLOCKED_RETRY_SECONDS = 0.5
 
 
 class _Wake(FileSystemEventHandler):
@@ -39,10 +41,22 @@ def watch(coordinator: Coordinator, poll: bool = False,
     observer = PollingObserver(timeout=0.5) if poll else Observer()
     observer.schedule(_Wake(wake), str(inbox.path), recursive=True)
     observer.start()
+    blocked: str | None = None
     try:
         while not stop.is_set():
             wake.clear()
-            report = coordinator.ingest(stop)
+            try:
+                report = coordinator.ingest(stop)
+            except UnsafeRepoError as exc:
+                # a held index.lock, a merge or a rebase passes: keep the drops and wait
+                if exc.message != blocked:
+                    coordinator.log(f"waiting: {exc.message}")
+                blocked = exc.message
+                wake.wait(BLOCKED_RETRY_SECONDS)
+                continue
+            if blocked:
+                coordinator.log("resumed")
+                blocked = None
             if on_pass:
                 on_pass(report)
             delay = RESCAN_SECONDS

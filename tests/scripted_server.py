@@ -126,6 +126,7 @@ def _error_body(status: int, message: str) -> dict[str, Any]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart
     server: _HTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:

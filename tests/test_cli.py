@@ -102,6 +102,24 @@ def test_watch_with_polling_stops_on_sigterm(repo: Path) -> None:
     assert proc.returncode == 0
 
 
+def test_watch_waits_out_a_held_index_lock(repo: Path) -> None:
+    proc = subprocess.Popen([*SQUAD, "watch"], cwd=repo, stderr=subprocess.PIPE, text=True)
+    lock = repo / ".git" / "index.lock"
+    try:
+        lock.write_text("")
+        Inbox(repo / "decisions/inbox").drop(drop_text("Waits for the lock"))
+        time.sleep(1.5)
+        assert proc.poll() is None, "watch must not give up on a transient lock"
+        assert _count(repo) == 0
+        lock.unlink()
+        _wait_for(lambda: _count(repo) == 1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert "waiting: " in stderr and "index is locked" in stderr and "resumed" in stderr
+
+
 def _count(repo: Path) -> int:
     return len(list((repo / "decisions").glob("[0-9]*.md")))
 

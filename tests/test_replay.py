@@ -90,12 +90,30 @@ def test_a_deleted_cassette_line_fails_closed(recorded: tuple[Path, str]) -> Non
     repo, run_id = recorded
     cassette = repo / f".squad/runs/{run_id}/cassette.jsonl"
     lines = cassette.read_text().splitlines()
-    gone = json.loads(lines[5])["label"]
-    cassette.write_text("\n".join(lines[:5] + lines[6:]) + "\n")
+    labels = [json.loads(line)["label"] for line in lines]
+    # the last call of an agent: nothing later in the cassette builds on it
+    last = max(n for n, label in enumerate(labels) if label[:2] == labels[0][:2])
+    gone = labels[last]
+    cassette.write_text("\n".join(lines[:last] + lines[last + 1:]) + "\n")
     git(repo, "commit", "-qam", "lose a line")
     verdict = replay(repo, run_id)
     assert verdict["problem"] == (f"replay diverged at {gone[0]} (round {gone[1]}, call "
                                   f"{gone[2]}): the recorded run made no such call")
+
+
+def test_a_deleted_line_that_others_build_on_is_named(recorded: tuple[Path, str]) -> None:
+    repo, run_id = recorded
+    cassette = repo / f".squad/runs/{run_id}/cassette.jsonl"
+    lines = cassette.read_text().splitlines()
+    first = json.loads(lines[0])["label"]
+    after = next(n for n, line in enumerate(lines) if json.loads(line)["label"] ==
+                 [first[0], first[1], first[2] + 1])
+    cassette.write_text("\n".join(lines[1:]) + "\n")
+    git(repo, "commit", "-qam", "lose the first line")
+    verdict = replay(repo, run_id)
+    assert verdict["problem"] == (
+        f".squad/runs/{run_id}/cassette.jsonl:{after}: not a usable cassette entry (it builds "
+        "on the same agent's previous call, which is missing)")
 
 
 def test_an_edited_reply_changes_the_commits(recorded: tuple[Path, str]) -> None:

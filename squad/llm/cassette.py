@@ -48,25 +48,17 @@ class Seam:
     """Where every LLM call of a run passes: live, recorded to a cassette, or replayed."""
 
     def __init__(self, mode: Mode, backend: Backend | None = None,
-                 cassette: Path | None = None) -> None:
+                 entries: list[dict[str, Any]] | None = None) -> None:
+        """`entries` (from `read_cassette`) are what a replay serves."""
         if mode != "replay" and backend is None:
             raise ValueError("live and record modes need a backend")
         self.mode = mode
         self._backend = backend
-        self._path = cassette
+        self._path: Path | None = None
         self._lock = threading.Lock()
-        self._by_key: dict[str, list[dict[str, Any]]] = {}
-        self._by_label: dict[Label, dict[str, Any]] = {}
+        self._previous: dict[tuple[str, int], dict[str, Any]] = {}
+        self._by_label = {Label(*entry["label"]): entry for entry in entries or []}
         self.used: set[Label] = set()
-        if mode == "replay":
-            if cassette is None or not cassette.exists():
-                raise SquadError(f"{cassette}: no cassette to replay")
-            for number, entry in enumerate(read_cassette(cassette), start=1):
-                label = Label(*entry["label"])
-                self._by_key.setdefault(entry["key"], []).append(entry)
-                if label in self._by_label:
-                    raise SquadError(f"{cassette}:{number}: a second entry for {label}")
-                self._by_label[label] = entry
 
     def record_to(self, path: Path) -> None:
         self._path = path
@@ -86,9 +78,12 @@ class Seam:
     def _record(self, request: ChatRequest, label: Label, outcome: dict[str, Any]) -> None:
         if self.mode != "record" or self._path is None:
             return
+        full = request.to_openai()
         line = json.dumps({"label": [label.agent, label.round, label.call],
-                           "key": request.key(), "request": request.to_openai(), **outcome},
-                          sort_keys=True, ensure_ascii=False)
+                           "key": request.key(),
+                           "request": _delta(self._previous.get((label.agent, label.round)), full),
+                           **outcome}, sort_keys=True, ensure_ascii=False)
+        self._previous[(label.agent, label.round)] = full
         with self._lock, self._path.open("a", encoding="utf-8") as out:
             out.write(line + "\n")
 
@@ -132,19 +127,58 @@ class LabelledBackend:
         pass
 
 
+# An agent's requests grow by a few messages per call, so each entry stores only what
+# changed since that agent's previous call in the round: `"base": {"messages": n, "same":
+# [keys]}` says the first n messages and those keys are as before. That keeps a cassette
+# linear, not quadratic, in the number of turns.
+
+def _delta(previous: dict[str, Any] | None, full: dict[str, Any]) -> dict[str, Any]:
+    if previous is None:
+        return full
+    old, new = previous.get("messages", []), full["messages"]
+    shared = 0
+    while shared < min(len(old), len(new)) and old[shared] == new[shared]:
+        shared += 1
+    same = sorted(k for k in full if k != "messages" and previous.get(k) == full[k])
+    rest = {k: v for k, v in full.items() if k not in same}
+    return {**rest, "messages": new[shared:], "base": {"messages": shared, "same": same}}
+
+
+def _undelta(previous: dict[str, Any] | None, stored: dict[str, Any]) -> dict[str, Any]:
+    base = stored.get("base")
+    if base is None:
+        return stored
+    if previous is None:
+        raise ValueError("it builds on the same agent's previous call, which is missing")
+    full = {k: v for k, v in stored.items() if k != "base"}
+    full.update({k: previous[k] for k in base["same"]})
+    full["messages"] = previous["messages"][: base["messages"]] + stored["messages"]
+    return full
+
+
 def read_cassette(path: Path) -> list[dict[str, Any]]:
+    """The entries of a cassette with whole requests, each checked against its key."""
     entries = []
+    previous: dict[tuple[str, int], dict[str, Any]] = {}
+    seen: set[Label] = set()
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         try:
             entry = json.loads(line)
             if not {"label", "key", "request"} <= set(entry) or \
                     not {"reply", "error"} & set(entry):
                 raise ValueError("missing fields")
+            label = Label(*entry["label"])
+            entry["request"] = _undelta(previous.get((label.agent, label.round)),
+                                        entry["request"])
             expected = ChatRequest.model_validate(_as_request(entry["request"])).key()
-        except (ValueError, TypeError) as exc:
-            raise SquadError(f"{path}:{number}: not a cassette entry ({exc})") from None
+        except (ValueError, TypeError, KeyError) as exc:
+            raise SquadError(f"{path}:{number}: not a usable cassette entry ({exc})") from None
         if expected != entry["key"]:
             raise SquadError(f"{path}:{number}: the key does not match the request (edited?)")
+        if label in seen:
+            raise SquadError(f"{path}:{number}: a second entry for {label}")
+        seen.add(label)
+        previous[(label.agent, label.round)] = entry["request"]
         entries.append(entry)
     return entries
 
