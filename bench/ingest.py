@@ -37,6 +37,7 @@ import threading
 import time
 from pathlib import Path
 
+from isolation import isolate_env  # bench/isolation.py
 from rich.console import Console
 from rich.table import Table
 
@@ -50,16 +51,6 @@ FILLER = ("We weigh the options against what the team already runs, what it cost
           "and how easily a newcomer can follow it. ")
 
 
-def isolate_env(home: Path) -> None:
-    """Every git this process or its children runs sees only this HOME's config."""
-    for name in list(os.environ):
-        if name.startswith(("GIT_", "SQUAD_")):
-            del os.environ[name]
-    home.mkdir()
-    (home / ".gitconfig").write_text(
-        "[user]\n\tname = Bench\n\temail = bench@example.com\n[init]\n\tdefaultBranch = main\n")
-    os.environ["HOME"] = str(home)
-    os.environ["GIT_CONFIG_NOSYSTEM"] = "1"
 
 
 def git(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:

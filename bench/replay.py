@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from isolation import isolate_env  # bench/isolation.py
 from rich.console import Console
 from rich.table import Table
 
@@ -82,16 +83,6 @@ finally:
 """
 
 
-def isolate_env(home: Path) -> None:
-    """Every git this process or its children runs sees only this HOME's config."""
-    for name in list(os.environ):
-        if name.startswith(("GIT_", "SQUAD_", "OPENAI_")):
-            del os.environ[name]
-    home.mkdir()
-    (home / ".gitconfig").write_text(
-        "[user]\n\tname = Bench\n\temail = bench@example.com\n[init]\n\tdefaultBranch = main\n")
-    os.environ["HOME"] = str(home)
-    os.environ["GIT_CONFIG_NOSYSTEM"] = "1"
 
 
 def sh(repo: Path, *args: str, env: dict[str, str] | None = None,
