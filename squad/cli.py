@@ -379,12 +379,14 @@ def serve(port: int) -> None:
 @click.option("--max-cost", type=click.FloatRange(0), help="Budget: dollars.")
 @click.option("--max-seconds", type=click.FloatRange(0, min_open=True), help="Budget: seconds.")
 @click.option("--branch", is_flag=True, help="Run on a new branch squad/<run-id>.")
+@click.option("--live", is_flag=True,
+              help="Do not record the model calls (the run cannot be replayed).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
 @click.pass_context
 def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
          concurrency: int | None, max_agents: int | None, max_calls: int | None,
          max_tokens: int | None, max_cost: float | None, max_seconds: float | None,
-         branch: bool, as_json: bool) -> None:
+         branch: bool, live: bool, as_json: bool) -> None:
     """Route GOAL to specialists, run them in parallel, commit their decisions as they land."""
     import signal
 
@@ -406,7 +408,7 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
         limits=limits.model_copy(update=overrides), branch=branch)
     connection = connect(ws.config)
     err.print(f"using the {connection.label}")
-    seam = Seam("record", connection.backend)
+    seam = Seam("live" if live else "record", connection.backend)
     live = not as_json and sys.stdout.isatty()
     console = Console(markup=False, highlight=False)
     view = LiveView(err) if live else JsonLines()

@@ -174,3 +174,25 @@ def test_sigint_keeps_every_drop(team: Path, server: ScriptedServer) -> None:
     assert list((team / "decisions/inbox/new").iterdir()) == []
     assert squad(team, "verify").returncode == 0
     assert git(team, "status", "--porcelain") == ""
+
+
+def test_branch_runs_on_its_own_branch_and_comes_back(team: Path, server: ScriptedServer) -> None:
+    server.responder = decide
+    (team / "notes.txt").write_text("uncommitted work\n")
+    main = git(team, "rev-parse", "main").strip()
+    summary = events(run(team, server, "--agents", "architect,tester", "--branch").stdout)[-1]
+    assert git(team, "branch", "--show-current").strip() == "main"
+    assert git(team, "rev-parse", "main").strip() == main
+    assert (team / "notes.txt").read_text() == "uncommitted work\n"
+    branch = f"squad/{summary['run']}"
+    log = git(team, "log", "--format=%s", f"main..{branch}").splitlines()
+    assert len(log) == 3 and log[0].startswith("squad run ")
+    assert summary["end"] == git(team, "rev-parse", f"{branch}~1").strip()
+
+
+def test_live_mode_records_no_cassette(team: Path, server: ScriptedServer) -> None:
+    server.responder = decide
+    summary = events(run(team, server, "--agents", "tester", "--live").stdout)[-1]
+    folder = team / f".squad/runs/{summary['run']}"
+    assert (folder / "events.jsonl").exists() and not (folder / "cassette.jsonl").exists()
+    assert len(summary["decisions"]) == 1
