@@ -110,7 +110,7 @@ def main() -> None:
         out = run(*squad, "run", GOAL, *team, "--rounds", "2", "--concurrency", "3", "--json")
         summary = json.loads(out.splitlines()[-1])
         run(*squad, "verify")
-        run("git", "bundle", "create", str(args.out.resolve()), "main")
+        run("git", "bundle", "create", str(args.out.resolve()), "HEAD", "main")
         if not summary["ok"]:
             raise SystemExit(f"the run did not succeed: {json.dumps(summary)[:2000]}")
         calls = sum(a["calls"] for a in summary["agents"])

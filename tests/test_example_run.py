@@ -16,7 +16,7 @@ BUNDLE = Path(__file__).resolve().parent.parent / "examples" / "shop-run.bundle"
 
 
 def test_the_example_run_replays(tmp_path: Path) -> None:
-    git(tmp_path, "clone", "-q", str(BUNDLE), "shop")
+    git(tmp_path, "clone", "-q", "-b", "main", str(BUNDLE), "shop")
     repo = tmp_path / "shop"
     assert squad(repo, "verify").returncode == 0
     result = squad(repo, "replay", "--json", check=False)
