@@ -119,7 +119,8 @@ def text_of(ctx: Context) -> str:
 
 
 def decision_part_tokens(ctx: Context) -> int:
-    return estimate_tokens((ctx.messages[1].content or "").split("# Your task")[0])
+    system = ctx.messages[0].content or ""
+    return estimate_tokens(system[system.index("# Decisions already in the log"):])
 
 
 def common_prefix(texts: list[str]) -> int:

@@ -99,7 +99,7 @@ def prepare(path: Path) -> Path:
 
 
 def agent_of(request: RecordedRequest) -> str:
-    return request.messages[0]["content"].split("# Your charter: ", 1)[1].split(" ", 1)[0]
+    return request.messages[1]["content"].split("# Your charter: ", 1)[1].split(" ", 1)[0]
 
 
 def responder(latency: float) -> Callable[[RecordedRequest], ToolCalls | Text]:

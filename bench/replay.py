@@ -117,7 +117,7 @@ def responder(per: int) -> Callable[[RecordedRequest], ToolCalls | Text]:
             return ToolCalls([("list_files", {})] if turn % 2 else
                              [("grep", {"pattern": "decision", "path": "agents/**"})])
         if turn == per - 1:
-            agent = request.messages[0]["content"].split("# Your charter: ", 1)[1].split()[0]
+            agent = request.messages[1]["content"].split("# Your charter: ", 1)[1].split()[0]
             return ToolCalls([("record_decision", {
                 "title": f"{agent} settles it", "context": f"{agent} read everything.",
                 "decision": f"{agent} decides.", "consequences": "None to speak of."})])

@@ -54,9 +54,9 @@ def scripted(request: RecordedRequest) -> Text | ToolCalls:
             {"agent": "architect", "task": "Decide how orders are stored so they survive."},
             {"agent": "security", "task": "Decide how to stop anonymous abuse of POST."},
             {"agent": "tester", "task": "Decide how the change will be tested."}]}))
-    agent = request.messages[0]["content"].split("# Your charter: ", 1)[1].split(" ", 1)[0]
+    agent = request.messages[1]["content"].split("# Your charter: ", 1)[1].split(" ", 1)[0]
     done = sum(1 for m in request.messages if m["role"] == "tool")
-    second_round = "None yet." not in request.messages[1]["content"]
+    second_round = "None yet." not in request.messages[0]["content"]
     if second_round:
         if done:
             return Text("Recorded a follow-up that builds on the first round.")

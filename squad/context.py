@@ -1,8 +1,9 @@
 """Replicated context: the prompt for one agent and one task, assembled by code.
 
-Order matters for provider prompt caches: squad's instructions and AGENTS.md (the same for
-every agent) come first, then the charter, then the decisions that concern this agent, then
-the task. Decision selection is deterministic: superseded and rejected decisions drop out;
+Order matters for provider prompt caches: squad's instructions, AGENTS.md and the decision
+log come first, then the charter and the task. While the live log fits the budget, every
+agent of a round sees the same decisions, so everything before the charter is a prefix they
+share. Decision selection is deterministic: superseded and rejected decisions drop out;
 the rest are ranked by relevance to the charter (shared tags, paths in its read scope), then
 accepted before proposed, then newest first, and taken while they fit the token budget.
 Whatever is left out is said in the prompt. Same inputs, same bytes.
@@ -99,9 +100,8 @@ def build(root: Path, charter: Charter, task: str, ledger: Ledger, budget: int) 
               "context": r.context, "decision": r.decision, "consequences": r.consequences}
              for r in chosen]
     system = templating.render("prompts/system.md.j2", root, agents_md=agents_md,
-                               charter=charter)
-    user = templating.render("prompts/task.md.j2", root, decisions=shown, omitted=len(left),
-                             omitted_ids=_ids(left), task=task.strip())
+                               decisions=shown, omitted=len(left), omitted_ids=_ids(left))
+    user = templating.render("prompts/task.md.j2", root, charter=charter, task=task.strip())
     return Context(messages=(Message(role="system", content=system),
                              Message(role="user", content=user)),
                    inputs=tuple(r.id for r in chosen), omitted=tuple(left),

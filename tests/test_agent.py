@@ -61,7 +61,7 @@ def test_an_agent_looks_around_records_a_decision_and_it_commits(
     # what the model was sent: charter and task first, then each tool's result
     first = server.requests[0]
     assert first.model == "scripted"
-    assert "Your charter: architect" in first.messages[0]["content"]
+    assert "Your charter: architect" in first.messages[1]["content"]
     assert "Where do sessions live?" in first.messages[1]["content"]
     assert {t["function"]["name"] for t in first.tools} == \
         {"list_files", "read_file", "grep", "record_decision"}

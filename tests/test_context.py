@@ -42,15 +42,15 @@ def test_same_inputs_same_bytes_even_in_another_process(repo: Path) -> None:
     assert out == first.messages[0].content + "\0" + first.messages[1].content
 
 
-def test_shared_parts_first_then_charter_then_decisions_then_task(repo: Path) -> None:
+def test_shared_parts_first_then_charter_then_task(repo: Path) -> None:
     (repo / "AGENTS.md").write_text("Run make test.\n")
     ctx = build(repo, ARCHITECT, "Pick a database.", make_ledger(3), budget=2000)
     system, user = ctx.messages[0].content or "", ctx.messages[1].content or ""
-    assert system.index("Run make test.") < system.index("I design.")
-    assert user.index("0003. Decision number 3") < user.index("# Your task\n\nPick a database.")
+    assert system.index("Run make test.") < system.index("0003. Decision number 3")
+    assert user.index("I design.") < user.index("# Your task\n\nPick a database.")
+    # while the log fits the budget, another agent's prompt differs only from its charter on
     other = build(repo, Charter(name="tester", role="tests"), "x", make_ledger(3), 2000)
-    shared = system.split("# Your charter")[0]
-    assert (other.messages[0].content or "").startswith(shared)
+    assert other.messages[0] == ctx.messages[0]
 
 
 def test_superseded_and_rejected_decisions_drop_out(repo: Path) -> None:
@@ -63,7 +63,7 @@ def test_superseded_and_rejected_decisions_drop_out(repo: Path) -> None:
         ledger.append(Entry(record, f"{record.id:04d}-x.md", "sha256:" + "0" * 64))
     ctx = build(repo, ARCHITECT, "t", ledger, budget=5000)
     assert ctx.inputs == (3, 4)
-    text = ctx.messages[1].content or ""
+    text = ctx.messages[0].content or ""
     assert "Decision number 1" not in text and "Reject 2" not in text
 
 
@@ -71,12 +71,12 @@ def test_budget_holds_with_ten_thousand_records_and_says_what_was_left_out(repo:
     ledger = make_ledger(10_000)
     budget = 3000
     ctx = build(repo, ARCHITECT, "Pick a database.", ledger, budget=budget)
-    user = ctx.messages[1].content or ""
-    decisions_part = user.split("# Your task")[0]
+    system = ctx.messages[0].content or ""
+    decisions_part = system[system.index("# Decisions already in the log"):]
     assert estimate_tokens(decisions_part) <= budget
     assert len(ctx.inputs) + len(ctx.omitted) == 10_000
     assert 0 < len(ctx.inputs) < 100
-    assert f"({len(ctx.omitted)} more decisions left out to fit the context budget" in user
+    assert f"({len(ctx.omitted)} more decisions left out to fit the context budget" in system
     # the charter's tag (storage: every tenth) ranks first, newest first within it
     assert all(i % 10 == 0 for i in ctx.inputs)
     assert max(ctx.inputs) == 10_000

@@ -17,8 +17,8 @@ AGENTS = ("architect", "security", "tester", "docs")
 
 
 def agent_of(request: RecordedRequest) -> str:
-    system = request.messages[0]["content"]
-    return system.split("# Your charter: ", 1)[1].split(" ", 1)[0]
+    task = request.messages[1]["content"]
+    return task.split("# Your charter: ", 1)[1].split(" ", 1)[0]
 
 
 def decide(request: RecordedRequest) -> ToolCalls | Text:
@@ -31,7 +31,7 @@ def decide(request: RecordedRequest) -> ToolCalls | Text:
     if turns > 1:
         return Text("Done.")
     agent = agent_of(request)
-    first = "None yet." in request.messages[1]["content"]
+    first = "None yet." in request.messages[0]["content"]
     title = f"{agent} {'first' if first else 'second'} thoughts"
     return ToolCalls([("record_decision", {
         "title": title, "context": f"Context from {agent}.", "decision": f"{agent} decides.",
@@ -74,12 +74,14 @@ def test_four_agents_two_rounds(team: Path, server: ScriptedServer) -> None:
     # first-round decisions all come before second-round ones, one commit each
     assert all("first" in t for t in titles[5:]) and all("second" in t for t in titles[1:5])
     # second-round prompts contain every first-round decision
-    second = [r for r in server.requests if "None yet." not in r.messages[1]["content"]
+    second = [r for r in server.requests if "None yet." not in r.messages[0]["content"]
               and len(r.messages) == 2]  # the first call of each round-two agent
     assert len(second) == 4
     for request in second:
         for agent in AGENTS:
-            assert f"{agent} first thoughts" in request.messages[1]["content"]
+            assert f"{agent} first thoughts" in request.messages[0]["content"]
+    # all four see the same log, so everything before their charters is one shared prefix
+    assert len({r.messages[0]["content"] for r in second}) == 1
     assert {a["agent"]: a["cost"] for a in summary["agents"]}.keys() == set(AGENTS)
     assert all(a["cost"] > 0 for a in summary["agents"])
     assert summary["review"] == f"git log -p {start[:12]}..{summary['end'][:12]}"
