@@ -35,6 +35,7 @@ from squad.coordinator import Coordinator, PassReport
 from squad.errors import SquadError, UsageError
 from squad.ledger import Ledger
 from squad.llm.cassette import Divergence, Label, LabelledBackend, Seam
+from squad.llm.messages import ChatReply, ChatRequest
 from squad.llm.profiles import PROFILES, Profile
 from squad.routing import Plan, Task, route
 from squad.workspace import DECISIONS, Workspace
@@ -191,22 +192,20 @@ class Run:
             snapshot = self.ws.repo.head()
             ledger = self._ledger(snapshot)
             if number == 1:
-                outcome.plan = list(self._plan(ledger).tasks)
+                outcome.plan = list(self._plan().tasks)
             self.log("round", {"round": number, "snapshot": snapshot,
                                "agents": [t.agent for t in outcome.plan]})
             with ThreadPoolExecutor(max_workers=max(1, settings.concurrency),
                                     thread_name_prefix="squad-agent") as pool:
                 futures = [pool.submit(self._agent, run_id, number, task, ledger, snapshot)
                            for task in outcome.plan]
-                for task, future in zip(outcome.plan, futures, strict=True):
-                    result = future.result()
-                    outcome.results.append((number, result))
-                    del task
+                for future in futures:
+                    outcome.results.append((number, future.result()))
             self._arrivals.join()  # the next round sees this round's decisions committed
             if self._coordinator_error:
                 return
 
-    def _plan(self, ledger: Ledger) -> Plan:
+    def _plan(self) -> Plan:
         settings = self.settings
         if settings.agents:
             unknown = [a for a in settings.agents if a not in self.team]
@@ -227,21 +226,7 @@ class Run:
         return plan
 
     def _backend(self, agent: str, round_: int) -> LabelledBackend:
-        backend = LabelledBackend(self.seam, agent, round_)
-        original = backend.complete
-
-        def guarded(request: Any) -> Any:
-            label = backend.next_label()
-            self._allow(label)
-            reply = original(request)
-            self.budget.spend(request.model, reply.usage)
-            self.log("llm", {"agent": agent, "round": round_, "call": label.call,
-                             "key": request.key(), "usage": reply.usage.model_dump(),
-                             "tool_calls": [c.name for c in reply.tool_calls]})
-            return reply
-
-        backend.complete = guarded  # type: ignore[method-assign]
-        return backend
+        return _Guarded(self, agent, round_)
 
     def _allow(self, label: Label) -> None:
         if self.script is not None:
@@ -335,6 +320,24 @@ class Run:
                    f"Squad-Run: {run_id}\nSquad-Run-Start: {outcome.start}\n")
         repo.commit(files, message, self.ws.clock(), repo.head())  # the run holds the lock
         repo.settle(sorted(files))
+
+
+class _Guarded(LabelledBackend):
+    """An agent's backend in a run: each call is allowed by the budget, then logged."""
+
+    def __init__(self, run: Run, agent: str, round_: int) -> None:
+        super().__init__(run.seam, agent, round_)
+        self._run = run
+
+    def complete(self, request: ChatRequest) -> ChatReply:
+        label = self.next_label()
+        self._run._allow(label)
+        reply = super().complete(request)
+        self._run.budget.spend(request.model, reply.usage)
+        self._run.log("llm", {"agent": label.agent, "round": label.round, "call": label.call,
+                              "key": request.key(), "usage": reply.usage.model_dump(),
+                              "tool_calls": [c.name for c in reply.tool_calls]})
+        return reply
 
 
 def iter_clock(dates: tuple[datetime, ...]) -> Clock:
