@@ -309,7 +309,8 @@ def parse_arguments(arguments: str, schema: dict[str, Any]) -> dict[str, Any]:
         f"{key}{' (required)' if key in schema['required'] else ''}"
         for key in schema["properties"]) or "none")
     try:
-        data = json.loads(arguments) if arguments and arguments.strip() else {}
+        # strict=False: raw newlines inside strings, as weak models write them, are fine
+        data = json.loads(arguments, strict=False) if arguments and arguments.strip() else {}
     except (ValueError, RecursionError) as exc:
         raise Refused(f"arguments are not valid JSON ({exc}){hint}") from None
     if not isinstance(data, dict):

@@ -349,3 +349,14 @@ def test_record_decision_writes_nothing_but_the_drop(ws: Workspace, repo: Path) 
 def test_a_bad_run_id_is_the_callers_bug(ws: Workspace) -> None:
     with pytest.raises(ValueError, match="run"):
         ToolBox(ws, ARCHITECT, run="has spaces")
+
+
+def test_raw_newlines_inside_json_strings_are_accepted(ws: Workspace) -> None:
+    """Weak models put real line breaks inside JSON strings; squad takes them as written."""
+    box = ToolBox(ws, Charter(name="architect", role="r"))
+    arguments = ('{"title": "Keep orders", "context": "Lost on\nrestart.", '
+                 '"decision": "Use SQLite.", "consequences": "One file."}')
+    result = box.call("record_decision", arguments)
+    assert result.ok and result.drop
+    draft = parse_draft((ws.inbox.new / result.drop).read_text())
+    assert draft.context == "Lost on\nrestart."
