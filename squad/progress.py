@@ -45,7 +45,6 @@ class LiveView:
     """A rich table of each agent's state, tool calls, drops and tokens, redrawn as events come."""
 
     def __init__(self, console: Console) -> None:
-        self._console = console
         self._rows: dict[str, _Row] = {}
         self._commits: list[str] = []
         self._live = Live(console=console, refresh_per_second=8, transient=False)
