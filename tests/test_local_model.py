@@ -55,3 +55,29 @@ def test_routing_by_the_local_lead_yields_a_valid_plan(shop: Path) -> None:
     names = {"architect", "security", "tester", "docs"}
     assert plan["tasks"] and all(t["agent"] in names and t["task"] for t in plan["tasks"])
     assert stream[-1]["ok"]
+
+
+def test_local_serve_is_reused_and_stops_cleanly(shop: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import SQUAD
+
+    serve = subprocess.Popen([*SQUAD, "local", "serve"], cwd=shop, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        line = serve.stderr.readline() if serve.stderr else ""
+        assert line.startswith("serving SmolLM2-135M-Instruct at http://127.0.0.1:"), line
+        started = time.monotonic()
+        result = squad(shop, "ask", "architect", "Make orders survive a restart", "--ingest",
+                       timeout=600)
+        assert "reusing the server of `squad local serve`" in result.stderr
+        assert "0001  " in result.stdout
+        assert time.monotonic() - started < 120
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.communicate(timeout=30)
+    assert serve.returncode == 0
+    after = squad(shop, "ask", "tester", "t", timeout=600)
+    assert "started for this command" in after.stderr
