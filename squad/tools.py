@@ -137,6 +137,7 @@ class ToolBox:
         self.ws, self.charter, self.run, self.inputs, self.ledger = ws, charter, run, inputs, ledger
         self.snapshot, self._drop_name, self._on_drop = snapshot, drop_name, on_drop
         self.drops: list[str] = []
+        self._rules: dict[str, str | None] = {}
         # A bad run id or input is the caller's bug, not the model's: fail now, loudly.
         records.Draft(title="probe", agent=charter.name, run=run, inputs=inputs, decision="x")
 
@@ -235,7 +236,13 @@ class ToolBox:
         return frozenset(self.ws.repo.tracked_files())
 
     def _rule(self, rel: str) -> str | None:
-        """Why `rel` may not be read, judged on its name alone, or None."""
+        """Why `rel` may not be read, judged on its name alone, or None (remembered: list and
+        grep judge every tracked file on every call)."""
+        if rel not in self._rules:
+            self._rules[rel] = self._judge(rel)
+        return self._rules[rel]
+
+    def _judge(self, rel: str) -> str | None:
         if rel.lower().startswith(PRIVATE_DIRS):
             return f"other agents' drops are not a channel; read {DECISIONS}/NNNN-*.md records"
         if secret_rule(rel):
