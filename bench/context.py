@@ -119,8 +119,11 @@ def text_of(ctx: Context) -> str:
 
 
 def decision_part_tokens(ctx: Context) -> int:
-    system = ctx.messages[0].content or ""
-    return estimate_tokens(system[system.index("# Decisions already in the log"):])
+    system, user = ctx.messages[0].content or "", ctx.messages[1].content or ""
+    own = user[user.index("# More decisions"):user.index("# Your task")] \
+        if "# More decisions" in user else ""
+    return estimate_tokens(system[system.index("# Decisions already in the log"):]) + \
+        estimate_tokens(own)
 
 
 def common_prefix(texts: list[str]) -> int:

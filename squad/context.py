@@ -1,12 +1,10 @@
 """Replicated context: the prompt for one agent and one task, assembled by code.
 
-Order matters for provider prompt caches: squad's instructions, AGENTS.md and the decision
-log come first, then the charter and the task. While the live log fits the budget, every
-agent of a round sees the same decisions, so everything before the charter is a prefix they
-share. Decision selection is deterministic: superseded and rejected decisions drop out;
-the rest are ranked by relevance to the charter (shared tags, paths in its read scope), then
-accepted before proposed, then newest first, and taken while they fit the token budget.
-Whatever is left out is said in the prompt. Same inputs, same bytes.
+Order matters for provider prompt caches: squad's instructions, AGENTS.md and the team's
+part of the decision log (the same for every agent of a round) come first; then the charter,
+the decisions chosen for it, and the task. Selection is deterministic (see `select`):
+superseded and rejected decisions drop out, and decisions are taken while they fit the token
+budget. Whatever is left out is said in the prompt. Same inputs, same bytes.
 """
 
 from __future__ import annotations
@@ -61,26 +59,51 @@ def _cost(record: Record) -> int:
     return (size + 21 * len(record.supersedes) + 120 + 3) // 4
 
 
-# The section heading and the worst-case "left out" note are paid before any decision.
-_FIXED_TOKENS = 90
+# The two section headings and the worst-case "left out" note, paid before any decision.
+_FIXED_TOKENS = 110
 
 
-def select(ledger: Ledger, charter: Charter, budget: int,
-           status: dict[int, str] | None = None) -> tuple[list[Record], list[int]]:
-    """The live decisions to show (in id order) and the ids left out, within `budget` tokens."""
-    status = ledger.statuses() if status is None else status
-    live = [r for r in ledger.records if r.kind == "decision" and status.get(r.id) in LIVE]
-    ranked = sorted(live, key=lambda r: (-_relevance(r, charter),
-                                         status[r.id] != "accepted", -r.id))
-    chosen, left, spent = [], [], _FIXED_TOKENS
+@dataclass(frozen=True)
+class Selection:
+    team: list[Record]  # the same for every agent: goes before the charter
+    own: list[Record]  # chosen for this agent's charter: goes after it
+    left: list[int]
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        return tuple(sorted(r.id for r in self.team + self.own))
+
+
+def _take(ranked: list[Record], budget: int) -> tuple[list[Record], list[Record], int]:
+    chosen, rest, spent = [], [], 0
     for record in ranked:
         cost = _cost(record)
         if spent + cost <= budget:
             chosen.append(record)
             spent += cost
         else:
-            left.append(record.id)
-    return sorted(chosen, key=lambda r: r.id), sorted(left)
+            rest.append(record)
+    return chosen, rest, spent
+
+
+def select(ledger: Ledger, charter: Charter, budget: int,
+           status: dict[int, str] | None = None) -> Selection:
+    """The live decisions to show within `budget` tokens, and the ids left out.
+
+    When the whole live log fits, every agent sees all of it as the team part. Otherwise
+    half the budget goes to a team part ranked without regard to the agent (accepted first,
+    then newest), and the rest to the decisions most relevant to this charter.
+    """
+    status = ledger.statuses() if status is None else status
+    live = [r for r in ledger.records if r.kind == "decision" and status.get(r.id) in LIVE]
+    room = budget - _FIXED_TOKENS
+    newest = sorted(live, key=lambda r: (status[r.id] != "accepted", -r.id))
+    team, rest, spent = _take(newest, room if sum(map(_cost, live)) <= room else room // 2)
+    relevant = sorted(rest, key=lambda r: (-_relevance(r, charter),
+                                           status[r.id] != "accepted", -r.id))
+    own, left, _ = _take(relevant, room - spent)
+    by_id = lambda records: sorted(records, key=lambda r: r.id)  # noqa: E731
+    return Selection(by_id(team), by_id(own), sorted(r.id for r in left))
 
 
 def _ids(ids: list[int]) -> str:
@@ -93,16 +116,20 @@ def build(root: Path, charter: Charter, task: str, ledger: Ledger, budget: int) 
     agents_md = agents_md_path.read_text(encoding="utf-8").strip() \
         if agents_md_path.is_file() else "(This repository has no AGENTS.md.)"
     status = ledger.statuses()
-    chosen, left = select(ledger, charter, budget, status)
-    shown = [{"id": r.id, "title": r.title, "status": status[r.id], "agent": r.agent,
-              "date": format_instant(r.date), "tags": r.tags,
-              "supersedes": [f"{i:04d}" for i in r.supersedes],
-              "context": r.context, "decision": r.decision, "consequences": r.consequences}
-             for r in chosen]
+    chosen = select(ledger, charter, budget, status)
+
+    def shown(records: list[Record]) -> list[dict[str, object]]:
+        return [{"id": r.id, "title": r.title, "status": status[r.id], "agent": r.agent,
+                 "date": format_instant(r.date), "tags": r.tags,
+                 "supersedes": [f"{i:04d}" for i in r.supersedes], "context": r.context,
+                 "decision": r.decision, "consequences": r.consequences} for r in records]
+
     system = templating.render("prompts/system.md.j2", root, agents_md=agents_md,
-                               decisions=shown, omitted=len(left), omitted_ids=_ids(left))
-    user = templating.render("prompts/task.md.j2", root, charter=charter, task=task.strip())
+                               decisions=shown(chosen.team))
+    user = templating.render("prompts/task.md.j2", root, charter=charter, task=task.strip(),
+                             decisions=shown(chosen.own), omitted=len(chosen.left),
+                             omitted_ids=_ids(chosen.left))
     return Context(messages=(Message(role="system", content=system),
                              Message(role="user", content=user)),
-                   inputs=tuple(r.id for r in chosen), omitted=tuple(left),
-                   decision_tokens=_FIXED_TOKENS + sum(_cost(r) for r in chosen))
+                   inputs=chosen.ids, omitted=tuple(chosen.left),
+                   decision_tokens=_FIXED_TOKENS + sum(map(_cost, chosen.team + chosen.own)))

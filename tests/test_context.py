@@ -71,12 +71,19 @@ def test_budget_holds_with_ten_thousand_records_and_says_what_was_left_out(repo:
     ledger = make_ledger(10_000)
     budget = 3000
     ctx = build(repo, ARCHITECT, "Pick a database.", ledger, budget=budget)
-    system = ctx.messages[0].content or ""
-    decisions_part = system[system.index("# Decisions already in the log"):]
-    assert estimate_tokens(decisions_part) <= budget
+    system, user = ctx.messages[0].content or "", ctx.messages[1].content or ""
+    team_part = system[system.index("# Decisions already in the log"):]
+    own_part = user[user.index("# More decisions"):user.index("# Your task")]
+    assert estimate_tokens(team_part) + estimate_tokens(own_part) <= budget
     assert len(ctx.inputs) + len(ctx.omitted) == 10_000
     assert 0 < len(ctx.inputs) < 100
-    assert f"({len(ctx.omitted)} more decisions left out to fit the context budget" in system
-    # the charter's tag (storage: every tenth) ranks first, newest first within it
-    assert all(i % 10 == 0 for i in ctx.inputs)
-    assert max(ctx.inputs) == 10_000
+    assert f"({len(ctx.omitted)} more decisions left out to fit the context budget" in user
+    # the team part is the newest decisions; the agent's own part is its tag (every tenth)
+    team = [int(h[3:].split(".")[0]) for h in team_part.split("\n") if h.startswith("## ")]
+    own = [int(h[3:].split(".")[0]) for h in own_part.split("\n") if h.startswith("## ")]
+    assert team == list(range(10_001 - len(team), 10_001))
+    assert own and all(i % 10 == 0 for i in own) and max(own) < min(team)
+    assert sorted(team + own) == list(ctx.inputs)
+    # and every agent gets the same team part, so their prompts share it as a prefix
+    other = build(repo, Charter(name="tester", role="t", tags=("ui",)), "x", ledger, budget)
+    assert other.messages[0] == ctx.messages[0]
