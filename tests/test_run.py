@@ -198,3 +198,15 @@ def test_live_mode_records_no_cassette(team: Path, server: ScriptedServer) -> No
     folder = team / f".squad/runs/{summary['run']}"
     assert (folder / "events.jsonl").exists() and not (folder / "cassette.jsonl").exists()
     assert len(summary["decisions"]) == 1
+
+
+def test_the_key_is_in_no_file_a_run_writes(team: Path, server: ScriptedServer) -> None:
+    server.responder = decide
+    squad(team, "run", "goal", "--json", "--agents", "architect,tester",
+          env={"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-test-SECRET"})
+    assert server.requests[0].headers["authorization"] == "Bearer sk-test-SECRET"
+    written = [p for p in team.rglob("*") if p.is_file() and ".git" not in p.parts]
+    assert any(p.name == "cassette.jsonl" for p in written)
+    for path in written:
+        assert b"SECRET" not in path.read_bytes(), f"the key leaked into {path}"
+    assert "SECRET" not in git(team, "log", "-p", "--all")
