@@ -15,7 +15,6 @@ from rich.table import Table
 from squad import __version__
 from squad.coordinator import Coordinator, PassReport
 from squad.errors import SquadError, UsageError
-from squad.ledger import Ledger
 from squad.records import Draft, Record, describe, render
 from squad.workspace import DECISIONS, Workspace
 
@@ -187,7 +186,7 @@ def decide(ctx: click.Context, supersedes: tuple[int, ...], accepted: bool, no_i
 
 
 def _target(ws: Workspace, record_id: int) -> Record:
-    ledger = _ledger(ws)
+    ledger = ws.ledger()
     entry = ledger.get(record_id)
     if entry is None:
         raise UsageError(f"no decision {record_id} in {DECISIONS}/")
@@ -237,12 +236,6 @@ def supersede(ctx: click.Context, record_id: int, no_ingest: bool, **fields: Any
     _submit(ws, fields, no_ingest)
 
 
-def _ledger(ws: Workspace) -> Ledger:
-    repo = ws.repo
-    listing = repo.list_dir(DECISIONS)
-    return Ledger.from_blobs({name: repo.blob(sha) for name, sha in listing.items()})
-
-
 def _as_dict(record: Record, status: str, superseded_by: list[int]) -> dict[str, Any]:
     return {**record.model_dump(mode="json"), "current_status": status,
             "superseded_by": superseded_by}
@@ -253,7 +246,7 @@ def _as_dict(record: Record, status: str, superseded_by: list[int]) -> dict[str,
 @click.pass_context
 def log_(ctx: click.Context, as_json: bool) -> None:
     """List the committed decisions with their current status."""
-    ledger = _ledger(_workspace(ctx))
+    ledger = _workspace(ctx).ledger()
     status, later = ledger.statuses(), ledger.superseded_by()
     if as_json:
         click.echo(json.dumps([_as_dict(e.record, status.get(e.record.id, e.record.kind),
@@ -277,7 +270,7 @@ def log_(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def show(ctx: click.Context, record_id: int, as_json: bool) -> None:
     """Show decision ID as committed, with its current status."""
-    ledger = _ledger(_workspace(ctx))
+    ledger = _workspace(ctx).ledger()
     entry = ledger.get(record_id)
     if entry is None:
         raise UsageError(f"no record {record_id} in {DECISIONS}/")
@@ -321,7 +314,7 @@ def ask(ctx: click.Context, agent: str, task: str, and_ingest: bool, model: str 
                       + (f", dropped {data['drop']}" if data["drop"] else ""))
 
     try:
-        result = run_agent(ws, charter, task, connection.backend, ledger=_ledger(ws),
+        result = run_agent(ws, charter, task, connection.backend, ledger=ws.ledger(),
                            on_event=show_event, profile=connection.profile,
                            model=model or connection.model)
     finally:
@@ -425,7 +418,7 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
     if live:
         from squad.run import summary_json
 
-        titles = {r.id: r.title for r in _ledger(ws).records}
+        titles = {r.id: r.title for r in ws.ledger().records}
         print_summary(console, summary_json(outcome, ws), titles)
     if outcome.stopped and outcome.stopped.startswith("interrupted"):
         sys.exit(130)
@@ -480,7 +473,7 @@ def verify(ctx: click.Context, as_json: bool) -> None:
     else:
         for fault in faults:
             click.echo(str(fault), err=True)
-        count = len(_ledger(ws).entries) if not faults else None
+        count = len(ws.ledger().entries) if not faults else None
         if count is not None:
             click.echo(f"ok: {count} records verified")
     if faults:

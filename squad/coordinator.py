@@ -60,16 +60,14 @@ class Coordinator:
         head = repo.head()
         if head == self._head:
             return
-        listing = repo.list_dir(DECISIONS, head)
-        blobs = {name: repo.blob(sha) for name, sha in listing.items() if RECORD_NAME.match(name)}
-        self._ledger = Ledger.from_blobs(blobs)
+        self._ledger = self.ws.ledger(head)
         self._done = set()
         for commit in repo.squad_commits("Squad-Drop"):
             names = commit.trailers.get("Squad-Drop", [])
             hashes = commit.trailers.get("Squad-Drop-Hash", [])
             self._done.update(zip(names, hashes, strict=False))
         self._head = head
-        self._recover(listing)
+        self._recover(repo.list_dir(DECISIONS, head))
 
     def _recover(self, listing: dict[str, str]) -> None:
         """Redo step 4 for committed files missing from the working tree or the index."""

@@ -38,7 +38,7 @@ from squad.llm.cassette import Divergence, Label, LabelledBackend, Seam
 from squad.llm.messages import ChatReply, ChatRequest
 from squad.llm.profiles import PROFILES, Profile
 from squad.routing import Plan, Task, route
-from squad.workspace import DECISIONS, Workspace
+from squad.workspace import Workspace
 
 RUNS = ".squad/runs"
 INPUTS = ("AGENTS.md", "agents", "squad.toml", "templates")
@@ -190,7 +190,7 @@ class Run:
             if self.budget.stopped and self.script is None:
                 break
             snapshot = self.ws.repo.head()
-            ledger = self._ledger(snapshot)
+            ledger = self.ws.ledger(snapshot)
             if number == 1:
                 outcome.plan = list(self._plan().tasks)
             self.log("round", {"round": number, "snapshot": snapshot,
@@ -263,11 +263,6 @@ class Run:
                                  error=f"{type(exc).__name__}: {exc}")
             self.log("failed", {"agent": task.agent, "round": number, "error": result.error})
             return result
-
-    def _ledger(self, commit: str | None) -> Ledger:
-        repo = self.ws.repo
-        listing = repo.list_dir(DECISIONS, commit)
-        return Ledger.from_blobs({n: repo.blob(s) for n, s in listing.items()})
 
     # ---- the coordinator, beside the agents ---------------------------------------------
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from squad.clock import Clock, default_clock
 from squad.config import Config, load_config
 from squad.dropbox import Inbox
+from squad.ledger import Ledger
+from squad.records import RECORD_NAME
 from squad.vcs import Repository, open_repo
 
 DECISIONS = "decisions"
@@ -39,6 +41,12 @@ class Workspace:
     @property
     def inbox(self) -> Inbox:
         return Inbox(self.decisions / "inbox")
+
+    def ledger(self, commit: str | None = None) -> Ledger:
+        """The committed log at `commit` (default HEAD)."""
+        listing = self.repo.list_dir(DECISIONS, commit)
+        return Ledger.from_blobs({name: self.repo.blob(sha) for name, sha in listing.items()
+                                  if RECORD_NAME.match(name)})
 
     @property
     def quarantine(self) -> Path:

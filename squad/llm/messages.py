@@ -12,7 +12,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 
 class _Value(BaseModel):
@@ -68,8 +68,13 @@ class ChatRequest(_Value):
         return json.dumps(self.to_openai(), sort_keys=True, separators=(",", ":"),
                           ensure_ascii=False)
 
+    _key: str | None = PrivateAttr(default=None)
+
     def key(self) -> str:
-        return "sha256:" + hashlib.sha256(self.canonical().encode("utf-8")).hexdigest()
+        """Hashed once: the run log and the cassette both ask for it."""
+        if self._key is None:
+            self._key = "sha256:" + hashlib.sha256(self.canonical().encode("utf-8")).hexdigest()
+        return self._key
 
 
 class Usage(_Value):
