@@ -236,6 +236,8 @@ def fold(events: list[dict[str, Any]]) -> RunFacts:
                 f"{who} round {rnd} {name}({arguments[:80]}) "
                 f"{'ok' if ok else 'refused'}" + (f", dropped {event['drop']}"
                                                   if event.get("drop") else "")))
+        elif kind == "failed" and who and event.get("error") in agent(who).stops:
+            pass  # the agent ended because of its budget stop, already marked
         elif kind == "failed" and who:
             agent(who).errors.append(str(event.get("error", "")))
             facts.marks.append(Mark("failed", who, now, f"{who} failed: {event.get('error')}"))
