@@ -7,6 +7,7 @@ rather than a taller page than a reader can take in.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from squad.runfacts import RunFacts
@@ -56,11 +57,11 @@ class Timeline:
 def lane_height(agents: int) -> float:
     if agents <= 20:
         return 22.0
-    return max(7.0, min(22.0, 600.0 / agents))
+    return max(9.0, min(22.0, 600.0 / agents))
 
 
 def layout(facts: RunFacts) -> Timeline:
-    names = sorted(facts.agents, key=lambda n: (n != "lead", n))
+    names = sorted(facts.agents, key=lambda n: (n != "lead", _natural(n)))
     h = lane_height(len(names))
     plot = WIDTH - LABEL - 10
     span = max(facts.span, 1.0)
@@ -69,7 +70,7 @@ def layout(facts: RunFacts) -> Timeline:
         return round(LABEL + at / span * plot, 1)
 
     line = Timeline(width=WIDTH, height=int(AXIS + h * len(names) + 6), lane_height=h,
-                    font=min(12.0, h * 0.62))
+                    font=min(12.0, max(7.5, h * 0.62)))
     row = {}
     for i, name in enumerate(names):
         row[name] = AXIS + i * h
@@ -98,6 +99,12 @@ def layout(facts: RunFacts) -> Timeline:
         line.ticks.append(Tick(x(t), _clock(t)))
         t += step
     return line
+
+
+def _natural(name: str) -> list[tuple[int, int | str]]:
+    """a2 before a10: agents numbered without padding still read in order."""
+    return [(0, int(part)) if part.isdigit() else (1, part)
+            for part in re.split(r"(\d+)", name) if part]
 
 
 def _step(span: float) -> float:

@@ -202,3 +202,29 @@ def test_choosing_runs(example: Path, tmp_path: Path) -> None:
     squad(example, "report", "--format", "markdown", "-o", str(out))
     assert out.read_text().startswith("## squad: 6 new decisions, 1 run\n")
     assert git(example, "status", "--porcelain") == ""
+
+
+def test_a_hundred_agents_make_thin_lanes_in_order() -> None:
+    """The timeline of a large run stays one screen-ish tall, lanes in natural order."""
+    from squad.runfacts import fold
+    from squad.timeline import layout
+
+    log: list[dict] = [{"event": "run", "run": "big", "goal": "g", "start": "0" * 40,
+                        "t": "2026-01-01T00:00:00Z", "settings": {}}]
+    for n in range(1, 101):
+        log.append({"event": "spawn", "agent": f"a{n}", "round": 1, "model": "m",
+                    "t": "2026-01-01T00:00:00Z"})
+        for call in range(1, 11):
+            log.append({"event": "llm", "agent": f"a{n}", "round": 1, "call": call,
+                        "usage": {"prompt_tokens": 5, "completion_tokens": 1},
+                        "t": f"2026-01-01T00:00:{call:02d}Z"})
+            log.append({"event": "tool", "agent": f"a{n}", "round": 1, "tool": "grep",
+                        "ok": call != 3, "arguments": "{}", "t": f"2026-01-01T00:00:{call:02d}Z"})
+    facts = fold(log)
+    line = layout(facts)
+    assert [lane.name for lane in line.lanes][:12] == [f"a{n}" for n in range(1, 13)]
+    assert len(line.lanes) == 100 and line.height <= 1000 and line.font >= 7.5
+    assert len(line.bars) == 2000
+    assert sum(b.cls == "tool refused" for b in line.bars) == 100
+    assert all(b.w >= 1.5 and b.x + b.w <= line.width for b in line.bars)
+    assert facts.total("calls") == 1000 and facts.total("tokens") == 6000
