@@ -214,6 +214,8 @@ def write_html(ws: Workspace, runs: list[str], output: Path) -> list[Path]:
     """One page per run, plus an index page unless `output` names a single .html file."""
     reporter = Reporter(ws)
     if output.suffix == ".html":
+        if not runs:
+            raise UsageError(f"{output}: no recorded run to report in {RUNS}/ at HEAD")
         if len(runs) != 1:
             raise UsageError(f"{output}: one .html file holds one run, and {len(runs)} were "
                              "chosen; give a folder instead")
