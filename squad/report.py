@@ -129,6 +129,7 @@ class Reporter:
         self.ledger: Ledger = ws.ledger()
         self.statuses = self.ledger.statuses()
         self.later = self.ledger.superseded_by()
+        self._runs: dict[str, RunView] = {}
 
     def decision(self, record_id: int, sha: str = "") -> DecisionView | None:
         entry = self.ledger.get(record_id)
@@ -144,6 +145,11 @@ class Reporter:
             consequences=r.consequences)
 
     def run(self, run_id: str) -> RunView:
+        if run_id not in self._runs:
+            self._runs[run_id] = self._view(run_id)
+        return self._runs[run_id]
+
+    def _view(self, run_id: str) -> RunView:
         facts = fold(read_events(self.ws.repo, run_id))
         view = RunView(facts, verdicts.known(self.ws.repo, run_id))
         for commit in facts.commits:
