@@ -242,19 +242,39 @@ def _as_dict(record: Record, status: str, superseded_by: list[int]) -> dict[str,
 
 
 @main.command(name="log")
+@click.option("--agent", "agents", multiple=True, help="Only records by this agent (repeatable).")
+@click.option("--status", "statuses", multiple=True, type=click.Choice(
+    ["proposed", "accepted", "rejected", "superseded"]),
+    help="Only decisions with this current status (repeatable).")
+@click.option("--tag", "tags", multiple=True, help="Only records with this tag (repeatable).")
+@click.option("--run", "runs", multiple=True, help="Only records of this run id (repeatable).")
+@click.option("--since", metavar="DATE", help="Only records dated at or after DATE (ISO 8601).")
+@click.option("--grep", metavar="TEXT",
+              help="Only records whose title or text contains TEXT (any case).")
 @click.option("--json", "as_json", is_flag=True, help="A JSON array on stdout.")
 @click.pass_context
-def log_(ctx: click.Context, as_json: bool) -> None:
+def log_(ctx: click.Context, agents: tuple[str, ...], statuses: tuple[str, ...],
+         tags: tuple[str, ...], runs: tuple[str, ...], since: str | None, grep: str | None,
+         as_json: bool) -> None:
     """List the committed decisions with their current status."""
+    from squad.clock import parse_instant
+    from squad.logquery import Query, select
+
     ledger = _workspace(ctx).ledger()
     status, later = ledger.statuses(), ledger.superseded_by()
+    try:
+        after = parse_instant(since) if since else None
+    except UsageError as exc:
+        raise UsageError(f"--since: {exc.message}") from None
+    entries = select(ledger, Query(agents=agents, statuses=statuses, tags=tags, runs=runs,
+                                   since=after, grep=grep))
     if as_json:
         click.echo(json.dumps([_as_dict(e.record, status.get(e.record.id, e.record.kind),
-                                        later.get(e.record.id, [])) for e in ledger.entries],
+                                        later.get(e.record.id, [])) for e in entries],
                               indent=2))
         return
     table = Table("id", "date", "agent", "status", "title", box=None, pad_edge=False)
-    for entry in ledger.entries:
+    for entry in entries:
         record = entry.record
         shown = status.get(record.id) or f"{record.kind} {record.target:04d}"
         table.add_row(f"{record.id:04d}", record.date.strftime("%Y-%m-%d %H:%M"),
@@ -269,7 +289,9 @@ def log_(ctx: click.Context, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="A JSON object on stdout.")
 @click.pass_context
 def show(ctx: click.Context, record_id: int, as_json: bool) -> None:
-    """Show decision ID as committed, with its current status."""
+    """Show decision ID as committed, with its current status and its place in the graph."""
+    from squad import graph
+
     ledger = _workspace(ctx).ledger()
     entry = ledger.get(record_id)
     if entry is None:
@@ -277,12 +299,15 @@ def show(ctx: click.Context, record_id: int, as_json: bool) -> None:
     status = ledger.statuses().get(record_id, entry.record.kind)
     later = ledger.superseded_by().get(record_id, [])
     if as_json:
-        click.echo(json.dumps(_as_dict(entry.record, status, later), indent=2))
+        edges = graph.edges_of(ledger, {record_id})
+        click.echo(json.dumps({**_as_dict(entry.record, status, later), "input_to": [
+            e.src for e in edges if e.dst == record_id and e.kind == "input"]}, indent=2))
         return
     click.echo(f"{DECISIONS}/{entry.name}  (status: {status}"
                + (f", superseded by {', '.join(f'{i:04d}' for i in later)}" if later else "")
                + ")\n")
     click.echo(render(entry.record, _workspace(ctx).root), nl=False)
+    click.echo("\n## Graph\n\n" + graph.text(ledger, record_id), nl=False)
 
 
 @main.command()
@@ -455,6 +480,43 @@ def replay(ctx: click.Context, run_ids: tuple[str, ...], since: str | None,
                 click.echo(verdict.diff, nl=False)
     if failed:
         sys.exit(1)
+
+
+@main.command()
+@click.argument("run_ids", metavar="[RUN]...", nargs=-1)
+@click.option("--since", metavar="REF",
+              help="Only runs, and decisions, added or changed since REF (e.g. origin/main).")
+@click.option("--format", "fmt", type=click.Choice(["html", "markdown"]), default="html",
+              show_default=True, help="html: a page per run; markdown: one short report.")
+@click.option("-o", "--output", metavar="PATH", type=click.Path(path_type=Path),
+              help="html: a folder (default squad-report/) or one .html file for one run; "
+                   "markdown: a file (default: stdout).")
+@click.option("--replay", "and_replay", is_flag=True,
+              help="Replay each run first, so the report carries its verdict.")
+@click.pass_context
+def report(ctx: click.Context, run_ids: tuple[str, ...], since: str | None, fmt: str,
+           output: Path | None, and_replay: bool) -> None:
+    """Report recorded runs: timeline, agents, decisions with their inputs, replay verdict."""
+    from squad import report as reports
+    from squad.replay import replay as run_replay
+    from squad.vcs import write_atomic
+
+    ws = _workspace(ctx)
+    runs = reports.select_runs(ws, run_ids, since)
+    if and_replay:
+        for run_id in runs:
+            verdict = run_replay(ws, run_id)
+            err.print(f"replay {run_id}: " + ("ok" if verdict.ok else f"FAILED: {verdict.problem}"))
+    if fmt == "markdown":
+        text = reports.markdown(ws, runs, since)
+        if output is None:
+            click.echo(text, nl=False)
+        else:
+            write_atomic(output, text.encode())
+            err.print(f"wrote {output}")
+        return
+    for path in reports.write_html(ws, runs, output or Path("squad-report")):
+        click.echo(f"wrote {path}")
 
 
 @main.command()

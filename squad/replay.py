@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from squad import verdicts
 from squad.errors import SquadError, UsageError
 from squad.llm.cassette import Divergence, Seam, read_cassette
 from squad.llm.profiles import PROFILES
@@ -47,6 +48,13 @@ def recorded_runs(ws: Workspace, since: str | None = None) -> list[str]:
 
 
 def replay(ws: Workspace, run_id: str) -> Verdict:
+    """Replay the run and remember the verdict on this machine for `squad report`."""
+    verdict = _replay(ws, run_id)
+    verdicts.remember(ws.repo, verdict.as_json())
+    return verdict
+
+
+def _replay(ws: Workspace, run_id: str) -> Verdict:
     verdict = Verdict(run_id)
     repo = ws.repo
     events_data = repo.file_at(f"{RUNS}/{run_id}/events.jsonl")
