@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -188,7 +189,8 @@ class DecisionService:
 
     def agents_md(self) -> str:
         """AGENTS.md as committed at HEAD (what squad's agents read)."""
-        data = self.ws.repo.file_at("AGENTS.md")
+        with self._read_lock:
+            data = self.ws.repo.file_at("AGENTS.md")
         if data is None:
             raise Refused("AGENTS.md is not committed in this repository")
         return data.decode("utf-8", "replace")
@@ -258,49 +260,69 @@ class DecisionService:
         return self._commit(name)
 
     def _commit(self, name: str) -> dict[str, Any]:
-        """Have the coordinator take our drop, unless another coordinator already did."""
-        stop = threading.Event()
-        timer = threading.Timer(LOCK_WAIT_SECONDS, stop.set)
-        timer.start()
-        report = PassReport()
-        try:
-            with self._write_lock, self._coordinator.session(stop):
-                self._coordinator.take(name, report)
-        except Stopped:
-            raise Refused(f"drop {name} is kept in {DECISIONS}/inbox/new: the coordinator lock "
-                          f"was busy for {LOCK_WAIT_SECONDS:.0f} s (is a `squad run` going?); "
-                          "`squad ingest` or `squad watch` will commit it") from None
-        except SquadError as exc:
-            raise Refused(f"drop {name} is kept in {DECISIONS}/inbox/new: {exc.message}") \
-                from None
-        finally:
-            timer.cancel()
-        if report.quarantined:
-            raise Refused(report.quarantined[0][1])
-        if report.committed:
-            record, sha = report.committed[0], report.commits[0]
-        else:
-            found = self._committed_elsewhere(name)
-            if found is None:
-                reason = self.ws.quarantine / f"{name}.reason"
-                if reason.exists():
-                    raise Refused(reason.read_text(encoding="utf-8").strip())
-                raise Refused(f"drop {name} vanished from the inbox without a commit")
-            record, sha = found
-        return {"id": record.id, "file": f"{DECISIONS}/{records.filename(record)}",
-                "commit": sha, "agent": record.agent, "kind": record.kind}
+        """Get our drop committed: by us under the coordinator lock, or by whoever holds it.
 
-    def _committed_elsewhere(self, name: str) -> tuple[Record, str] | None:
-        """The record and commit of a drop another coordinator (e.g. `squad watch`) took."""
-        wanted = trailer_name(name)
-        for commit in self._writer.repo.squad_commits("Squad-Drop"):
-            if wanted in commit.trailers.get("Squad-Drop", []):
-                number = int(commit.trailers["Squad-Decision"][0])
-                with self._reading() as snap:
-                    entry = snap.ledger.get(number)
+        Whoever gets the lock commits every drop waiting (ours first), so several servers
+        and a `squad watch` share the work instead of queueing for the lock one drop at a
+        time; a drop that left the inbox was committed or quarantined by someone else, and
+        git (or the quarantine) says which. Nothing here waits on the lock blindly: it is
+        tried, and retried, until LOCK_WAIT_SECONDS have passed.
+        """
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        pause = 0.002
+        while True:
+            if not (self.ws.inbox.new / name).exists():
+                return self._outcome(name)
+            mine = PassReport()
+            with self._write_lock:
+                try:
+                    with self._coordinator.session(_AT_ONCE):
+                        self._coordinator.take(name, mine)
+                        rest = PassReport()
+                        for other in self._writer.inbox.ready():
+                            self._coordinator.take(other, rest)
+                except Stopped:
+                    pass  # the lock is busy: look again in a moment
+                except SquadError as exc:
+                    raise Refused(f"drop {name} is kept in {DECISIONS}/inbox/new: "
+                                  f"{exc.message}") from None
+                else:
+                    if mine.quarantined:
+                        raise Refused(mine.quarantined[0][1])
+                    if mine.committed:
+                        return _receipt(mine.committed[0], mine.commits[0])
+                    return self._outcome(name)
+            if time.monotonic() > deadline:
+                raise Refused(f"drop {name} is kept in {DECISIONS}/inbox/new: the coordinator "
+                              f"lock was busy for {LOCK_WAIT_SECONDS:.0f} s (is a `squad run` "
+                              "going?); `squad ingest` or `squad watch` will commit it")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def _outcome(self, name: str) -> dict[str, Any]:
+        """What became of a drop another coordinator took: its commit, or why it was
+        quarantined. The coordinator commits before it removes a drop, and writes the
+        reason before it moves one to quarantine, so one of the two is there."""
+        with self._read_lock:
+            found = self.ws.repo.find_commit("Squad-Drop", trailer_name(name))
+            if found is not None:
+                number = int(found.trailers["Squad-Decision"][0])
+                entry = self._current().ledger.get(number)
                 if entry is not None:
-                    return entry.record, commit.sha
-        return None
+                    return _receipt(entry.record, found.sha)
+        reason = self.ws.quarantine / f"{name}.reason"
+        if reason.exists():
+            raise Refused(reason.read_text(encoding="utf-8").strip().partition(": ")[2])
+        raise Refused(f"drop {name} left the inbox, but no commit on this branch has it")
+
+
+_AT_ONCE = threading.Event()
+_AT_ONCE.set()  # a stop that is already set: try the coordinator lock once, never wait
+
+
+def _receipt(record: Record, sha: str) -> dict[str, Any]:
+    return {"id": record.id, "file": f"{DECISIONS}/{records.filename(record)}",
+            "commit": sha, "agent": record.agent, "kind": record.kind}
 
 
 def _check_status(status: str | None) -> None:
