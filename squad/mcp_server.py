@@ -24,6 +24,7 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 from squad import __version__
+from squad.errors import UsageError
 from squad.service import DecisionService, Refused
 from squad.tools import TOOL_SPECS
 from squad.workspace import Workspace
@@ -223,6 +224,9 @@ def serve(ws: Workspace, *, http_port: int | None = None, agent: str | None = No
     try:
         app = build(service, agent=agent, allow_status=allow_status)
         if http_port is None:
+            if sys.stdin.isatty():
+                print("squad mcp speaks MCP on stdin and stdout: an MCP client starts it "
+                      "(see `squad init --mcp`). Ctrl-D or Ctrl-C to stop.", file=sys.stderr)
             app.run("stdio")
         else:
             _serve_http(app, http_port)
@@ -245,8 +249,12 @@ def _serve_http(app: MCPServer, port: int) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
-        sock.listen(128)
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen(128)
+        except OSError as exc:
+            raise UsageError(f"--http {port}: cannot listen on 127.0.0.1:{port}: "
+                             f"{exc.strerror or exc}") from None
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
         print(f"serving MCP at {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
         config = uvicorn.Config(app.streamable_http_app(host="127.0.0.1"), log_level="warning",
