@@ -130,7 +130,7 @@ def build(service: DecisionService, *, agent: str | None = None,
         return _answer(lambda: service.get(id))
 
     @app.tool(annotations=_READ)
-    def log(since: Annotated[str | None, Field(description="A record id (records after it) "
+    def log(since: Annotated[int | str | None, Field(description="A record id (records after it) "
                                                "or an ISO date (records on or after it).")
                              ] = None,
             status: Annotated[Status | None, Field(description="Only decisions with this "
@@ -201,7 +201,10 @@ def build(service: DecisionService, *, agent: str | None = None,
     def decisions_for_task(task: str, budget: str = "") -> str:
         if budget and not budget.strip().isdigit():
             raise ValueError(f"budget must be a number of tokens, not {budget!r}")
-        text, _, _ = service.prime(task, int(budget) if budget else None)
+        try:
+            text, _, _ = service.prime(task, int(budget) if budget else None)
+        except Refused as exc:
+            raise ValueError(exc.message) from None
         return text
 
     for spec in _tool_schemas(app):

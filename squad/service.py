@@ -158,7 +158,7 @@ class DecisionService:
                 raise Refused(f"no record {record_id} in {DECISIONS}/")
             return _as_dict(entry, snap)
 
-    def log(self, since: str | None = None, status: str | None = None,
+    def log(self, since: int | str | None = None, status: str | None = None,
             limit: int = 50) -> list[dict[str, Any]]:
         """The newest `limit` records (in id order) like `squad log --json`; `since` is an id
         (records after it) or an ISO date (records on or after it)."""
@@ -336,7 +336,9 @@ def _check_limit(limit: int) -> int:
     return limit
 
 
-def _since(since: str | None) -> tuple[int | None, datetime | None]:
+def _since(since: int | str | None) -> tuple[int | None, datetime | None]:
+    if isinstance(since, int):
+        return since, None
     if since is None or not since.strip():
         return None, None
     if since.strip().isdigit():

@@ -101,7 +101,9 @@ def test_tools_over_stdio(logged: Path) -> None:
         out["new"] = data(await client.call_tool("propose_decision", proposal(
             "Replace SQLite with Postgres", supersedes=[1], tags=["storage"])))
         out["second"] = data(await client.call_tool("propose_decision", proposal("Log JSON")))
-        out["log"] = data(await client.call_tool("log", {"since": "2"}))
+        out["log"] = data(await client.call_tool("log", {"since": 2}))
+        out["log_date"] = data(await client.call_tool("log", {"since": "2026-01-01",
+                                                              "limit": 1}))
         out["bad"] = error(await client.call_tool("propose_decision",
                                                   proposal("Two\nlines")))
         out["dangling"] = error(await client.call_tool("propose_decision",
@@ -127,6 +129,7 @@ def test_tools_over_stdio(logged: Path) -> None:
     assert out["new"]["id"] == 3 and out["new"]["agent"] == "claude-code"
     assert out["second"]["id"] == 4
     assert [r["id"] for r in out["log"]["records"]] == [3, 4]
+    assert [r["id"] for r in out["log_date"]["records"]] == [4]
     assert out["log"]["records"][0]["supersedes"] == [1]
     # the same words `record_decision` and the CLI use
     assert out["bad"] == "error: field title: must be a single line without control characters"
