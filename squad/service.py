@@ -70,7 +70,7 @@ class DecisionService:
         self._coordinator = Coordinator(self._writer)
         self._read_lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._parsed: dict[str, Entry] = {}  # blob sha -> entry
+        self._parsed: dict[str, tuple[Entry, str]] = {}  # blob sha -> entry, search text
         self._snapshot: _Snapshot | None = None
 
     def close(self) -> None:
@@ -84,26 +84,26 @@ class DecisionService:
         if self._snapshot is not None and self._snapshot.head == head:
             return self._snapshot
         listing = self.ws.repo.list_dir(DECISIONS, head) if head else {}
-        entries, parsed = [], {}
+        entries, parsed, haystacks = [], {}, {}
         for name, sha in listing.items():
             if not RECORD_NAME.match(name):
                 continue
-            entry = self._parsed.get(sha)
-            if entry is None:
+            known = self._parsed.get(sha)
+            if known is None:
                 data = self.ws.repo.blob(sha)
                 try:
                     record = parse_record(data.decode("utf-8"))
                 except (UnicodeDecodeError, SquadError) as exc:
                     why = getattr(exc, "message", "not valid UTF-8")
                     raise SquadError(f"{DECISIONS}/{name}: invalid record: {why}") from None
-                entry = Entry(record, name, digest(data))
-            parsed[sha] = entry
-            entries.append(entry)
+                known = (Entry(record, name, digest(data)), " ".join((
+                    record.title, record.context, record.decision, record.consequences)).lower())
+            parsed[sha] = known
+            entries.append(known[0])
+            haystacks[known[0].record.id] = known[1]
         entries.sort(key=lambda e: (e.record.id, e.name))
         self._parsed = parsed  # forget blobs no longer in the log
         ledger = Ledger(entries)
-        haystacks = {e.record.id: " ".join((e.record.title, e.record.context, e.record.decision,
-                                            e.record.consequences)).lower() for e in entries}
         self._snapshot = _Snapshot(head, ledger, ledger.statuses(), ledger.superseded_by(),
                                    haystacks)
         return self._snapshot
