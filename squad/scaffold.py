@@ -87,8 +87,10 @@ def add_mcp_config(root: Path, client: str) -> str:
     rel, key, entry = MCP_CLIENTS[client]
     path = root / rel
     snippet = json.dumps({key: {MCP_SERVER_NAME: entry}})
-    if path.is_symlink() or (path.exists() and not path.is_file()):
-        raise UsageError(f"{rel}: not a regular file; add this by hand: {snippet}")
+    if path.is_symlink() or (path.exists() and not path.is_file()) \
+            or not path.parent.resolve().is_relative_to(root.resolve()):
+        raise UsageError(f"{rel}: not a regular file inside the repository; left as it is: "
+                         f"add this by hand: {snippet}")
     data: dict[str, object] = {}
     if path.exists():
         try:

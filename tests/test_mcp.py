@@ -290,3 +290,16 @@ def test_init_merges_into_a_users_config_and_never_overwrites(repo: Path) -> Non
     failed = squad(repo, "init", "--mcp", "cursor", check=False)
     assert failed.returncode == 2 and "different server named 'squad'" in failed.stderr
     assert (repo / ".cursor" / "mcp.json").read_text() == theirs
+
+
+def test_init_never_writes_through_a_symlink(repo: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "mcp.json").write_text("{}")
+    (repo / ".mcp.json").symlink_to(outside / "mcp.json")
+    (repo / ".cursor").symlink_to(outside, target_is_directory=True)
+    for client in ("claude", "cursor"):
+        failed = squad(repo, "init", "--mcp", client, check=False)
+        assert failed.returncode == 2 and "left as it is" in failed.stderr
+    assert (outside / "mcp.json").read_text() == "{}"
+    assert sorted(p.name for p in outside.iterdir()) == ["mcp.json"]
