@@ -26,6 +26,7 @@ Run: .venv/bin/python bench/mcp_latency.py [--sizes 1000,10000] [--calls 200] [-
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import os
 import random
@@ -45,7 +46,7 @@ from mcp.types import Implementation
 from rich.console import Console
 from rich.table import Table
 
-from squad.ledger import Ledger, entry_for, render_index
+from squad.ledger import Ledger, _row, entry_for, render_index
 from squad.records import Record, render
 from squad.service import DecisionService
 from squad.verify import verify
@@ -96,6 +97,10 @@ def build_log(root: Path, n: int) -> Path:
     ws.repo.close()
     if faults:
         raise SystemExit(f"the bench log does not verify: {faults[0]}")
+    # the in-process baseline shares this process: do not leave it a heap the server lacks
+    _row.cache_clear()
+    del ledger, files
+    gc.collect()
     return root
 
 
