@@ -86,8 +86,11 @@ def _ingest(ws: Workspace, as_json: bool = False) -> PassReport:
 @click.option("--no-agents", is_flag=True, help="Do not install the default specialists.")
 @click.option("--ci", type=click.Choice(["github"]),
               help="Also write a CI workflow that runs `squad verify` and `squad replay`.")
+@click.option("--mcp", "mcp_client", type=click.Choice(["claude", "vscode", "cursor"]),
+              help="Also add `squad mcp` to that client's project MCP config (merged, never "
+                   "overwritten; not committed).")
 @click.pass_context
-def init(ctx: click.Context, no_agents: bool, ci: str | None) -> None:
+def init(ctx: click.Context, no_agents: bool, ci: str | None, mcp_client: str | None) -> None:
     """Scaffold squad.toml, AGENTS.md, agents/ and decisions/ (never overwrites a file)."""
     from squad.scaffold import init as scaffold
 
@@ -95,8 +98,45 @@ def init(ctx: click.Context, no_agents: bool, ci: str | None) -> None:
     created = scaffold(ws, with_agents=not no_agents, ci=ci)
     for path in created:
         click.echo(f"created {path}")
-    if not created:
+    if mcp_client:
+        from squad.scaffold import add_mcp_config
+
+        click.echo(add_mcp_config(ws.root, mcp_client))
+    elif not created:
         click.echo("nothing to do: squad is already set up here")
+
+
+@main.command(name="mcp")
+@click.option("--http", "http_port", type=click.IntRange(0, 65535),
+              help="Serve streamable HTTP on 127.0.0.1:PORT instead of stdio (0: a free port).")
+@click.option("--allow-status", is_flag=True,
+              help="Offer the accept and reject tools (by default a person decides statuses).")
+@click.option("--agent", help="Attribute proposals to this name instead of the client's name.")
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path),
+              help="The repository (default: the current directory).")
+def mcp_(http_port: int | None, allow_status: bool, agent: str | None,
+         repo: Path | None) -> None:
+    """Serve the decision log to coding agents over MCP (stdio, or HTTP with --http)."""
+    try:
+        from squad.mcp_server import serve
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").startswith("squad"):
+            raise
+        raise UsageError(f"squad mcp needs the MCP SDK ({exc.name} is not installed): "
+                         "pip install 'squad-decisions[mcp]'") from None
+    if repo is not None and "${" in str(repo):
+        repo = None  # the client did not expand ${workspaceFolder}: it starts us in the project
+    ws = Workspace.open(repo or Path.cwd())
+    if agent is not None:
+        from pydantic import TypeAdapter, ValidationError
+
+        from squad.records import Agent
+
+        try:
+            agent = TypeAdapter(Agent).validate_python(agent)
+        except ValidationError:
+            raise UsageError(f"--agent {agent!r}: one line of 1 to 100 characters") from None
+    serve(ws, http_port=http_port, agent=agent, allow_status=allow_status)
 
 
 @main.command()

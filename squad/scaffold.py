@@ -55,3 +55,61 @@ def init(ws: Workspace, with_agents: bool = True, ci: str | None = None) -> list
             ws.repo.settle(sorted(created))
     Coordinator(ws).ingest()
     return sorted(created)
+
+
+# Each client's project-level MCP file and the key its servers live under. The server runs
+# from PATH as `squad`; clients that expand ${workspaceFolder} are told the repository.
+MCP_CLIENTS: dict[str, tuple[str, str, dict[str, object]]] = {
+    "claude": (".mcp.json", "mcpServers",
+               {"type": "stdio", "command": "squad", "args": ["mcp"]}),
+    "vscode": (".vscode/mcp.json", "servers",
+               {"type": "stdio", "command": "squad",
+                "args": ["mcp", "--repo", "${workspaceFolder}"]}),
+    "cursor": (".cursor/mcp.json", "mcpServers",
+               {"type": "stdio", "command": "squad",
+                "args": ["mcp", "--repo", "${workspaceFolder}"]}),
+}
+MCP_SERVER_NAME = "squad"
+
+
+def add_mcp_config(root: Path, client: str) -> str:
+    """Add the squad server to `client`'s project MCP config; returns what was done.
+
+    A missing file is created; an existing one is merged into (its other servers and keys
+    kept), and refused rather than touched when it is not plain JSON, is a symlink, or
+    already names a different `squad` server. The file is not committed: it is the user's.
+    """
+    import json
+
+    from squad.errors import UsageError
+    from squad.vcs import write_atomic
+
+    rel, key, entry = MCP_CLIENTS[client]
+    path = root / rel
+    snippet = json.dumps({key: {MCP_SERVER_NAME: entry}})
+    if path.is_symlink() or (path.exists() and not path.is_file()) \
+            or not path.parent.resolve().is_relative_to(root.resolve()):
+        raise UsageError(f"{rel}: not a regular file inside the repository; left as it is: "
+                         f"add this by hand: {snippet}")
+    data: dict[str, object] = {}
+    if path.exists():
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{rel}: not plain JSON ({str(exc)[:80]}); left as it is: add "
+                             f"this by hand: {snippet}") from None
+        if not isinstance(loaded, dict) or not isinstance(loaded.get(key, {}), dict):
+            raise UsageError(f"{rel}: not the shape {client} expects (an object with "
+                             f"{key!r}); left as it is")
+        data = loaded
+    servers = data.setdefault(key, {})
+    assert isinstance(servers, dict)
+    if MCP_SERVER_NAME in servers:
+        if servers[MCP_SERVER_NAME] == entry:
+            return f"{rel} already has the squad server"
+        raise UsageError(f"{rel}: already has a different server named {MCP_SERVER_NAME!r}; "
+                         f"left as it is (squad's entry would be: {json.dumps(entry)})")
+    servers[MCP_SERVER_NAME] = entry
+    existed = path.exists()
+    write_atomic(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+    return f"{'added the squad server to' if existed else 'created'} {rel} (commit it to share)"

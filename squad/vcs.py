@@ -163,6 +163,22 @@ class Repository:
         entry = self._lookup(self._root_tree(commit or self.head()), path)
         return None if entry is None or entry[0] == _TREE_MODE else self.blob(entry[1])
 
+    def find_commit(self, key: str, value: str, commit: str | None = None) -> Commit | None:
+        """The newest commit reachable from `commit` (default HEAD) with the trailer
+        `key: value`; git stops at the first match, so a recent one is cheap to find."""
+        start = commit or self.head()
+        if start is None:
+            return None
+        out = self._repo.git.log(start, "-n", "1", "-F", f"--grep={key}: {value}",
+                                 "--format=%H%x00%(trailers:only,unfold)")
+        sha, _, text = out.strip("\n").partition("\x00")
+        trailers: dict[str, list[str]] = {}
+        for line in text.splitlines():
+            name, sep, found = line.partition(": ")
+            if sep:
+                trailers.setdefault(name, []).append(found)
+        return Commit(sha, trailers) if sha and value in trailers.get(key, []) else None
+
     def squad_commits(self, key: str) -> Iterator[Commit]:
         """Commits reachable from HEAD whose message has a `key:` trailer, newest first."""
         if self.head() is None:
