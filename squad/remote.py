@@ -276,6 +276,7 @@ class RemoteCoordinator:
             taken = repo.ref(TAKEN + writer)
             if taken:
                 stops.append(taken)
+        stops += [sha for sha in (repo.ref(FETCHED_TRUNK), repo.head()) if sha]  # never drops
         drops = []
         for sha, source, _ in repo.walk(tips, stops):
             drops.append(self._read_drop(sha, source[len(FETCHED_DROPS):]))

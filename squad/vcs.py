@@ -497,6 +497,8 @@ class Repository:
         self.ensure_safe()
         if self.head() != expected:
             raise UnsafeRepoError(f"{self.root}: the branch moved while squad was syncing it")
+        with contextlib.suppress(git.GitCommandError):  # squad's own entries lack stat data
+            self._repo.git.update_index("-q", "--refresh")
         try:
             self._repo.git.reset("--keep", "-q", target)
         except git.GitCommandError as exc:
