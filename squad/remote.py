@@ -267,15 +267,15 @@ class RemoteCoordinator:
         """Drop commits on the fetched writer refs past each writer's taken ref, oldest first."""
         repo = self.ws.repo
         tips, stops = [], []
+        taken = repo.refs(TAKEN)
         for ref in repo.refs(FETCHED_DROPS):
             writer = ref[len(FETCHED_DROPS):]
             if not _valid_writer(writer):
                 self.log(f"skipped {DROPS}{writer}: not a valid writer id")
                 continue
             tips.append(ref)
-            taken = repo.ref(TAKEN + writer)
-            if taken:
-                stops.append(taken)
+            if TAKEN + writer in taken:
+                stops.append(taken[TAKEN + writer])
         stops += [sha for sha in (repo.ref(FETCHED_TRUNK), repo.head()) if sha]  # never drops
         drops = []
         for sha, source, _ in repo.walk(tips, stops):
@@ -401,8 +401,9 @@ class RemoteCoordinator:
             else:
                 blocked.add(drop.writer)
         updates: list[tuple[str | None, str, str | None]] = []
+        taken = repo.refs(TAKEN) if newest else {}
         for writer, sha in sorted(newest.items()):
-            old = repo.ref(TAKEN + writer)
+            old = taken.get(TAKEN + writer)
             if sha and sha != old:
                 updates.append((sha, TAKEN + writer, old))
         return updates
