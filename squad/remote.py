@@ -221,9 +221,9 @@ class RemoteCoordinator:
             self._fetch()
             trunk = self.ws.repo.ref(FETCHED_TRUNK)
             drops = self._untaken()
-            self._sync(trunk, drops, report)
             report.fetched = len(drops)
             try:
+                self._sync(trunk, drops, report, stop)
                 with self.coordinator.session(stop):
                     self._materialize(drops)
                     for name in self.ws.inbox.ready():
@@ -289,6 +289,9 @@ class RemoteCoordinator:
             drop.problem = f"holds {len(files)} files, a drop commit holds one"
             return drop
         (path, blob), = files.items()
+        if not blob:
+            drop.problem = f"{path!r} is not a regular file"
+            return drop
         name = path[len(INBOX_PREFIX):] if path.startswith(INBOX_PREFIX) else ""
         if "/" in name or not _DROP_NAME.match(name):
             drop.problem = f"{path!r} is not inbox/<safe drop name>"
@@ -302,7 +305,8 @@ class RemoteCoordinator:
         drop.key = (trailer_name(name), digest(repo.blob(blob)))
         return drop
 
-    def _sync(self, trunk: str | None, drops: list[Drop], report: RemoteReport) -> None:
+    def _sync(self, trunk: str | None, drops: list[Drop], report: RemoteReport,
+              stop: threading.Event | None = None) -> None:
         """Bring the local branch to the remote trunk, keeping local records not pushed yet.
 
         Local commits the remote lacks must all be squad's records; if the remote moved too,
@@ -312,7 +316,7 @@ class RemoteCoordinator:
         repo = self.ws.repo
         if trunk is None:
             return
-        with repo.coordinator_lock():
+        with repo.coordinator_lock(stop):
             head = repo.head()
             if head is None:
                 raise UnsafeRepoError(f"{repo.root}: {repo.branch()} has no commit yet; "

@@ -434,10 +434,22 @@ class Repository:
             lines.insert(1, b"parent " + parent.encode())
         return self._store(kind, b"\n".join(lines) + b"\n\n" + message)
 
-    def commit_files(self, sha: str) -> dict[str, str]:
-        """path -> blob sha of every file in `sha`'s tree (no submodules, no links)."""
-        return {path: blob for path, (mode, blob) in self.tree_files(sha).items()
-                if mode == _FILE_MODE or mode == 0o100755}
+    def commit_files(self, sha: str, limit: int = 16) -> dict[str, str]:
+        """path -> blob sha of the entries in `sha`'s tree, read in-process (no git process
+        per commit); links and submodules count as entries. Stops after `limit` entries."""
+        found: dict[str, str] = {}
+        pending = [("", self._root_tree(sha))]
+        while pending and len(found) < limit:
+            prefix, tree = pending.pop()
+            if tree is None:
+                continue
+            for entry_sha, mode, name in self._tree(tree):
+                if mode == _TREE_MODE:
+                    pending.append((f"{prefix}{name}/", entry_sha.hex()))
+                else:
+                    found[f"{prefix}{name}"] = entry_sha.hex() if mode in (
+                        _FILE_MODE, 0o100755) else ""
+        return found
 
     def object_size(self, sha: str) -> int:
         with self._reading:
