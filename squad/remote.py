@@ -348,10 +348,11 @@ class RemoteCoordinator:
         """Copy each not-yet-handled drop into inbox/new/ under its own name."""
         inbox, repo = self.ws.inbox, self.ws.repo
         inbox.create()
+        # who wrote what, for the Squad-Writer trailer; only untaken drops (memory stays flat)
+        self.coordinator.writers = {d.key: d.writer for d in drops if d.key}
         for drop in drops:
             if drop.name is None or drop.key is None or drop.blob is None:
                 continue
-            self.coordinator.writers[drop.key] = drop.writer
             if self.coordinator.is_done(drop.key) or self._quarantined(drop):
                 continue
             target = inbox.new / drop.name
