@@ -4,17 +4,20 @@ coordinators, the real `squad` command, all on local paths."""
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from squad.errors import UsageError
 from squad.remote import check_writer, default_writer
-from tests.conftest import git, squad
+from tests.conftest import SQUAD, git, squad
 
 
 def clone(remote: Path, where: Path) -> Path:
@@ -235,3 +238,57 @@ def test_a_commit_that_is_not_a_drop_is_quarantined_and_passed_over(remote: Path
         git(remote, "rev-parse", "refs/squad/drops/odd")
     squad(coordinator, "ingest", "--remote", "origin")
     assert len(os.listdir(coordinator / "decisions" / "quarantine")) == 1
+
+
+def test_records_committed_but_not_pushed_are_pushed_later_not_redone(remote: Path,
+                                                                     tmp_path: Path) -> None:
+    """The coordinator can fetch but not push (as if killed right after committing): its
+    records wait on the local branch, and the next pass pushes them as they are."""
+    writer = clone(remote, tmp_path / "writer")
+    coordinator = clone(remote, tmp_path / "coordinator")
+    decide(writer, "Waits", "--writer", "w")
+    git(coordinator, "remote", "set-url", "--push", "origin", str(tmp_path / "gone.git"))
+    failed = squad(coordinator, "ingest", "--remote", "origin", check=False)
+    assert failed.returncode == 4 and "cannot push to origin" in failed.stderr, failed.stderr
+    local = git(coordinator, "rev-parse", "main")
+    assert titles(coordinator) == Counter(["Waits"]) and trunk_drops(remote) == []
+    decide(writer, "Later", "--writer", "w")
+    git(coordinator, "remote", "set-url", "--push", "origin", str(remote))
+    done = squad(coordinator, "ingest", "--remote", "origin")
+    assert done.stdout.splitlines() == ["0002  Later"]
+    assert git(remote, "rev-parse", "main~1") == local  # the waiting record, not a new one
+    assert sorted(Counter(trunk_drops(remote)).values()) == [1, 1]
+
+
+def test_watch_remote_waits_out_an_unreachable_remote_and_stops_on_sigterm(
+        remote: Path, tmp_path: Path) -> None:
+    writer = clone(remote, tmp_path / "writer")
+    coordinator = clone(remote, tmp_path / "coordinator")
+    git(coordinator, "remote", "set-url", "origin", str(tmp_path / "gone.git"))
+    log = tmp_path / "watch.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([*SQUAD, "watch", "--remote", "origin", "--interval", "0.1"],
+                                cwd=coordinator, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "waiting: cannot fetch from origin" in log.read_text(), proc, log)
+        decide(writer, "Arrives", "--writer", "w")
+        git(coordinator, "remote", "set-url", "origin", str(remote))
+        wait_for(lambda: len(trunk_drops(remote)) == 1, proc, log)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert text.count("waiting: cannot fetch") == 1 and "resumed" in text, text
+    assert "committed 0001 Arrives" in text and text.rstrip().endswith("stopped"), text
+
+
+def wait_for(condition: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll until `condition` holds; fail if the process died (a deadline only against hangs)."""
+    deadline = time.monotonic() + 120
+    while not condition():
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
