@@ -141,23 +141,35 @@ def mcp_(http_port: int | None, allow_status: bool, agent: str | None,
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.option("--remote", metavar="REMOTE",
+              help="Also take the drops writers pushed to REMOTE, and push the records there.")
 @click.pass_context
-def ingest(ctx: click.Context, as_json: bool) -> None:
+def ingest(ctx: click.Context, as_json: bool, remote: str | None) -> None:
     """One coordinator pass: commit or quarantine every complete drop, then exit."""
-    report = _ingest(_workspace(ctx), as_json)
+    if remote:
+        report = _ingest_remote(_workspace(ctx), remote, as_json)
+    else:
+        report = _ingest(_workspace(ctx), as_json)
     if report.quarantined:
         sys.exit(1)
 
 
 @main.command()
 @click.option("--poll", is_flag=True, help="Poll the inbox instead of using OS file events.")
+@click.option("--remote", metavar="REMOTE",
+              help="Take the drops writers push to REMOTE; push the records there.")
+@click.option("--interval", type=click.FloatRange(0.05), default=None,
+              help="Seconds between fetches of REMOTE when idle (default 2).")
 @click.pass_context
-def watch(ctx: click.Context, poll: bool) -> None:
+def watch(ctx: click.Context, poll: bool, remote: str | None, interval: float | None) -> None:
     """Run the coordinator until interrupted, committing every drop as it arrives."""
     from squad.watch import watch as run_watch
 
     ws = _workspace(ctx)
     coordinator = Coordinator(ws, log=lambda message: err.print(message))
+    if remote:
+        _watch_remote(coordinator, remote, interval)
+        return
     err.print(f"watching {ws.inbox.path} (Ctrl-C to stop)")
     run_watch(coordinator, poll=poll)
     err.print("stopped")
@@ -178,7 +190,8 @@ def _drop_options(fn: Any) -> Any:
     return fn
 
 
-def _submit(ws: Workspace, fields: dict[str, Any], no_ingest: bool) -> None:
+def _submit(ws: Workspace, fields: dict[str, Any], no_ingest: bool,
+            push: tuple[str, str] | None = None) -> None:
     fields = {k: v for k, v in fields.items() if v not in (None, (), "")}
     fields.setdefault("agent", ws.repo.user_name() or "human")
     if "decision" not in fields and fields.get("kind", "decision") == "decision":
@@ -191,6 +204,8 @@ def _submit(ws: Workspace, fields: dict[str, Any], no_ingest: bool) -> None:
         if isinstance(exc, ValidationError):
             raise UsageError(describe(exc)) from None
         raise
+    if push:
+        return _push_drop(ws, render(draft, ws.root), *push)
     name = ws.inbox.drop(render(draft, ws.root))
     click.echo(f"dropped {ws.inbox.new.relative_to(ws.root) / name}", err=True)
     if not no_ingest:
@@ -212,17 +227,49 @@ def _edit(fields: dict[str, Any]) -> dict[str, Any]:
         raise UsageError(f"the edited decision is not valid: {exc.message}") from None
 
 
+def _push_options(fn: Any) -> Any:
+    fn = click.option("--writer", envvar="SQUAD_WRITER", metavar="ID",
+                      help="Writer id for --push (default: user@host; env SQUAD_WRITER).")(fn)
+    return click.option("--push", metavar="REMOTE",
+                        help="Deliver the drop through REMOTE instead of the local inbox.")(fn)
+
+
+def _push_target(push: str | None, writer: str | None) -> tuple[str, str] | None:
+    from squad.remote import check_writer, default_writer
+
+    if not push:
+        if writer:
+            raise UsageError("--writer only makes sense with --push REMOTE")
+        return None
+    return push, check_writer(writer) if writer else default_writer()
+
+
+def _push_drop(ws: Workspace, text: str, remote: str, writer: str) -> None:
+    """Commit the drop on this clone's writer ref, then push every waiting drop."""
+    from squad.remote import DROPS, push_drops, record_drop
+
+    name = record_drop(ws, writer, text)
+    click.echo(f"dropped {name} on {DROPS}{writer}", err=True)
+    report = push_drops(ws, remote, writer, log=lambda message: err.print(message))
+    click.echo(f"pushed {report.pushed} drop(s) to {remote} ({DROPS}{writer})", err=True)
+
+
 @main.command()
 @_drop_options
 @click.option("--supersedes", type=int, multiple=True, help="Id of a decision this replaces.")
 @click.option("--accepted", is_flag=True, help="Record it as accepted rather than proposed.")
+@_push_options
 @click.pass_context
 def decide(ctx: click.Context, supersedes: tuple[int, ...], accepted: bool, no_ingest: bool,
-           **fields: Any) -> None:
-    """Drop a decision record (from flags, or $EDITOR without --decision) and ingest it."""
+           push: str | None, writer: str | None, **fields: Any) -> None:
+    """Drop a decision record (from flags, or $EDITOR without --decision) and ingest it.
+
+    With --push REMOTE the drop is committed on this clone's refs/squad/drops/<writer> and
+    pushed there instead, for the coordinator that watches REMOTE.
+    """
     fields["context"] = fields.pop("context_")
     fields.update(supersedes=supersedes, status="accepted" if accepted else "proposed")
-    _submit(_workspace(ctx), fields, no_ingest)
+    _submit(_workspace(ctx), fields, no_ingest, _push_target(push, writer))
 
 
 def _target(ws: Workspace, record_id: int) -> Record:
@@ -581,3 +628,57 @@ def verify(ctx: click.Context, as_json: bool) -> None:
     if faults:
         sys.exit(1)
 
+
+
+def _ingest_remote(ws: Workspace, remote: str, as_json: bool) -> PassReport:
+    from squad.remote import RemoteCoordinator
+
+    coordinator = Coordinator(ws, log=lambda message: err.print(message))
+    report = RemoteCoordinator(coordinator, remote).run_pass()
+    _report(report, as_json)
+    return report
+
+
+def _watch_remote(coordinator: Coordinator, remote: str, interval: float | None) -> None:
+    from squad.remote import POLL_SECONDS, RemoteCoordinator, watch_remote
+
+    every = interval or POLL_SECONDS
+    err.print(f"watching {remote} every {every:g}s and {coordinator.ws.inbox.path} "
+              "(Ctrl-C to stop)")
+    watch_remote(RemoteCoordinator(coordinator, remote), every)
+    err.print("stopped")
+
+
+@main.command(name="push")
+@click.argument("remote")
+@click.option("--writer", envvar="SQUAD_WRITER", metavar="ID",
+              help="Writer id (default: user@host; env SQUAD_WRITER).")
+@click.pass_context
+def push_(ctx: click.Context, remote: str, writer: str | None) -> None:
+    """Push this clone's drops that are still waiting (after `decide --push` could not)."""
+    from squad.remote import DROPS, check_writer, default_writer, push_drops
+
+    ws = _workspace(ctx)
+    writer = check_writer(writer) if writer else default_writer()
+    report = push_drops(ws, remote, writer, log=lambda message: err.print(message))
+    click.echo(f"pushed {report.pushed} drop(s) to {remote} ({DROPS}{writer})")
+
+
+@main.command()
+@click.option("--remote", metavar="REMOTE", required=True,
+              help="The remote whose drop refs to prune.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+@click.pass_context
+def gc(ctx: click.Context, remote: str, as_json: bool) -> None:
+    """Remove the drop refs of writers whose drops are all taken; keep every other one."""
+    from squad.remote import gc as run_gc
+
+    report = run_gc(_workspace(ctx), remote)
+    if as_json:
+        click.echo(json.dumps({"pruned": report.pruned, "kept": report.kept}))
+        return
+    for writer in report.pruned:
+        click.echo(f"pruned {writer}")
+    for writer, waiting in sorted(report.kept.items()):
+        click.echo(f"kept {writer}: " + (f"{waiting} drop(s) not yet taken" if waiting >= 0
+                                          else "moved while pruning; try again"))

@@ -51,6 +51,7 @@ class Coordinator:
         self._head: str | None = "unknown"
         self._ledger = Ledger()
         self._done: set[tuple[str, str]] = set()
+        self.writers: dict[tuple[str, str], str] = {}  # drop key -> remote writer, for trailers
 
     # ---- state --------------------------------------------------------------------------
 
@@ -90,6 +91,10 @@ class Coordinator:
             if INDEX in stale:
                 repo.settle([INDEX])
             self.log(f"recovered {len(stale)} file(s) of an interrupted commit")
+
+    def is_done(self, key: tuple[str, str]) -> bool:
+        """Whether the drop (name, hash) is committed on the branch as last loaded."""
+        return key in self._done
 
     # ---- one pass -----------------------------------------------------------------------
 
@@ -177,6 +182,8 @@ class Coordinator:
                     ("Squad-Drop", key[0]), ("Squad-Drop-Hash", key[1])]
         if record.run:
             trailers.append(("Squad-Run", record.run))
+        if key in self.writers:
+            trailers.append(("Squad-Writer", self.writers[key]))
         message = record.title + "\n\n" + "".join(f"{k}: {v}\n" for k, v in trailers)
         try:
             self._head = repo.commit({path: data, INDEX: index}, message, now, self._head)

@@ -5,6 +5,7 @@
     ├── NotARepoError       exit 2
     ├── UnsafeRepoError     exit 3  (a commit is impossible or unsafe right now)
     ├── RecordError         exit 1  (a record or drop that does not validate)
+    ├── RemoteError         exit 4  (a fetch or push failed; nothing is lost, retry later)
     └── LLMError            exit 1  (the model endpoint failed for good)
 """
 
@@ -39,3 +40,13 @@ class RecordError(SquadError):
 
 class LLMError(SquadError):
     pass
+
+
+class RemoteError(SquadError):
+    """A fetch or push failed for a reason other than a lost race (no route, no repository)."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing  # a ref asked for by name does not exist there

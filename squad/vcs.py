@@ -24,7 +24,7 @@ from pathlib import Path
 import git
 from git.objects.fun import tree_entries_from_data
 
-from squad.errors import NotARepoError, SquadError, UnsafeRepoError
+from squad.errors import NotARepoError, RemoteError, SquadError, UnsafeRepoError
 
 _TREE_MODE = 0o040000
 _FILE_MODE = 0o100644
@@ -398,6 +398,203 @@ class Repository:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    # ---- remotes: drop refs, fetch, push with a lease (used by squad.remote) --------------
+
+    def ref(self, name: str) -> str | None:
+        """The sha `name` points at, or None if there is no such ref."""
+        try:
+            return self._repo.git.rev_parse("--verify", "-q", f"{name}^{{commit}}") or None
+        except git.GitCommandError:
+            return None
+
+    def refs(self, prefix: str) -> dict[str, str]:
+        """ref name -> sha of every ref under `prefix` (e.g. refs/squad/drops/)."""
+        out = self._repo.git.for_each_ref("--format=%(objectname) %(refname)", prefix)
+        found = {}
+        for line in out.splitlines():
+            sha, _, name = line.partition(" ")
+            found[name] = sha
+        return found
+
+    def set_ref(self, name: str, new: str | None, old: str | None) -> None:
+        """Move (or with new=None delete) `name`, which must still be at `old` (None: absent)."""
+        try:
+            if new is None:
+                self._repo.git.update_ref("-d", name, old or "")
+            else:
+                self._repo.git.update_ref("-m", "squad", name, new, old or _ZERO)
+        except git.GitCommandError as exc:
+            raise UnsafeRepoError(f"{self.root}: {name} moved: {_stderr(exc)}") from None
+
+    def make_commit(self, files: dict[str, bytes], message: str, when: datetime,
+                    parent: str | None) -> str:
+        """Write a commit whose tree holds exactly `files`; no ref moves."""
+        self._written.clear()
+        tree = self._write_tree(None, {tuple(p.split("/")): d for p, d in files.items()})
+        return self._commit_object(tree, parent, message, when)
+
+    def _commit_object(self, tree: str, parent: str | None, message: str,
+                       when: datetime) -> str:
+        stamp = f"{IDENTITY} {int(when.timestamp())} +0000"
+        lines = [f"tree {tree}"] + ([f"parent {parent}"] if parent else [])
+        lines += [f"author {stamp}", f"committer {stamp}", "", message]
+        return self._store("commit", "\n".join(lines).encode())
+
+    def reparent(self, sha: str, parent: str | None) -> str:
+        """The same commit (tree, identity, dates, message) on another parent."""
+        kind, data = self._read(sha)
+        head, _, message = data.partition(b"\n\n")
+        lines = [line for line in head.split(b"\n") if not line.startswith(b"parent ")]
+        if parent:
+            lines.insert(1, b"parent " + parent.encode())
+        return self._store(kind, b"\n".join(lines) + b"\n\n" + message)
+
+    def commit_files(self, sha: str, limit: int = 16) -> dict[str, str]:
+        """path -> blob sha of the entries in `sha`'s tree, read in-process (no git process
+        per commit); links and submodules count as entries. Stops after `limit` entries."""
+        found: dict[str, str] = {}
+        pending = [("", self._root_tree(sha))]
+        while pending and len(found) < limit:
+            prefix, tree = pending.pop()
+            if tree is None:
+                continue
+            for entry_sha, mode, name in self._tree(tree):
+                if mode == _TREE_MODE:
+                    pending.append((f"{prefix}{name}/", entry_sha.hex()))
+                else:
+                    found[f"{prefix}{name}"] = entry_sha.hex() if mode in (
+                        _FILE_MODE, 0o100755) else ""
+        return found
+
+    def object_size(self, sha: str) -> int:
+        with self._reading:
+            return int(self._repo.odb.info(bytes.fromhex(sha)).size)
+
+    def walk(self, tips: list[str],
+             stops: list[str]) -> list[tuple[str, str, dict[str, list[str]]]]:
+        """(sha, ref it was reached from, trailers) of commits reachable from `tips` but not
+        from `stops`, oldest first. One git process for any number of refs."""
+        if not tips:
+            return []
+        out = self._repo.git.log(
+            "--source", "--topo-order", "--reverse",
+            "--format=%x1e%H%x00%S%x00%(trailers:only,unfold)", *tips,
+            *[f"^{stop}" for stop in stops], "--")
+        found = []
+        for chunk in out.split("\x1e"):
+            sha, _, rest = chunk.strip("\n").partition("\x00")
+            if not sha:
+                continue
+            source, _, text = rest.partition("\x00")
+            found.append((sha, source, _trailers(text)))
+        return found
+
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        try:
+            self._repo.git.merge_base("--is-ancestor", older, newer)
+        except git.GitCommandError as exc:
+            if exc.status == 1:
+                return False
+            raise SquadError(f"{self.root}: git merge-base: {_stderr(exc)}") from None
+        return True
+
+    def only_squad_commits(self, base: str | None, tip: str) -> list[Commit]:
+        """The commits in base..tip, oldest first; raises if any of them is not squad's."""
+        spec = [tip] + ([f"^{base}"] if base else [])
+        out = self._repo.git.log(*spec, "--reverse",
+                                 "--format=%x1e%H%x00%an <%ae>%x00%(trailers:only,unfold)",
+                                 "--")
+        found = []
+        for chunk in out.split("\x1e"):
+            sha, _, rest = chunk.strip("\n").partition("\x00")
+            if not sha:
+                continue
+            who, _, text = rest.partition("\x00")
+            trailers = _trailers(text)
+            if who != IDENTITY or "Squad-Drop" not in trailers:
+                raise UnsafeRepoError(
+                    f"{self.root}: {self.branch()} has commit {sha[:12]}, not made by squad and "
+                    "not on the remote; push or move it yourself first")
+            found.append(Commit(sha, trailers))
+        return found
+
+    def reset_keep(self, target: str, expected: str) -> None:
+        """Move the branch from `expected` to `target` the way `git reset --keep` does: files
+        that differ follow, and git refuses if that would touch a person's uncommitted edit."""
+        self.ensure_safe()
+        if self.head() != expected:
+            raise UnsafeRepoError(f"{self.root}: the branch moved while squad was syncing it")
+        with contextlib.suppress(git.GitCommandError):  # squad's own entries lack stat data
+            self._repo.git.update_index("-q", "--refresh")
+        try:
+            self._repo.git.reset("--keep", "-q", target)
+        except git.GitCommandError as exc:
+            raise UnsafeRepoError(
+                f"{self.root}: cannot move {self.branch()} to {target[:12]}: {_stderr(exc)}"
+            ) from None
+
+    def fetch(self, remote: str, refspecs: list[str]) -> None:
+        """`git fetch --prune` of exactly `refspecs`; RemoteError names what went wrong."""
+        try:
+            self._repo.git.fetch("--prune", "--no-tags", "--no-write-fetch-head", "-q",
+                                 remote, *refspecs)
+        except git.GitCommandError as exc:
+            raise RemoteError(f"cannot fetch from {remote}: {_stderr(exc)}",
+                              missing="couldn't find remote ref" in str(exc.stderr)) from None
+
+    def push(self, remote: str, updates: list[tuple[str | None, str, str | None]]) -> bool:
+        """Push atomically: each (new sha or None to delete, remote ref, expected old sha or
+        None for absent). True if pushed, False if a lease was stale (someone moved a ref
+        first); RemoteError if the remote could not be reached or refused for another reason."""
+        if not updates:
+            return True
+        args = ["--atomic", "--porcelain", "--no-verify", "--quiet"]
+        specs = []
+        for new, ref, old in updates:
+            args.append(f"--force-with-lease={ref}:{old or ''}")
+            specs.append(f"{new or ''}:{ref}")
+        try:
+            self._repo.git.push(*args, remote, *specs)
+        except git.GitCommandError as exc:
+            text = f"{exc.stdout or ''}\n{exc.stderr or ''}"
+            if any(word in text for word in
+                   ("stale info", "fetch first", "non-fast-forward", "atomic push failed",
+                    "failed to update ref", "cannot lock ref", "failed to lock")):
+                return False
+            raise RemoteError(f"cannot push to {remote}: {_stderr(exc)}") from None
+        return True
+
+    def drop_keys(self, tip: str, exclude: str | None) -> set[tuple[str, str]]:
+        """(Squad-Drop, Squad-Drop-Hash) pairs of the commits in exclude..tip."""
+        spec = [tip] + ([f"^{exclude}"] if exclude else [])
+        out = self._repo.git.log(*spec, "--grep=^Squad-Drop: ",
+                                 "--format=%x1e%(trailers:only,unfold)", "--")
+        keys: set[tuple[str, str]] = set()
+        for chunk in out.split("\x1e"):
+            trailers = _trailers(chunk)
+            keys.update(zip(trailers.get("Squad-Drop", []), trailers.get("Squad-Drop-Hash", []),
+                            strict=False))
+        return keys
+
+    @contextlib.contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """An exclusive lock file in the git dir; the kernel drops it if we die."""
+        with open(self.git_dir / name, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _trailers(text: str) -> dict[str, list[str]]:
+    trailers: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(": ")
+        if sep:
+            trailers.setdefault(name, []).append(value)
+    return trailers
 
 
 class Stopped(Exception):
