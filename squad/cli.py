@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -44,11 +46,20 @@ def _workspace(ctx: click.Context) -> Workspace:
     return ctx.obj
 
 
-@click.group(cls=SquadGroup)
+@click.group(cls=SquadGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="squad")
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Specialist LLM agents that decide through typed, git-committed records."""
+    import signal
+
+    # SIGTERM unwinds like Ctrl-C, so every `finally` (a model server, a lock) runs;
+    # commands with their own handling (run, watch, local serve) install theirs.
+    signal.signal(signal.SIGTERM, _terminated)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _report(report: PassReport, as_json: bool) -> None:
@@ -381,12 +392,10 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
          max_tokens: int | None, max_cost: float | None, max_seconds: float | None,
          branch: bool, live: bool, as_json: bool) -> None:
     """Route GOAL to specialists, run them in parallel, commit their decisions as they land."""
-    import signal
-
     from squad.llm.cassette import Seam
     from squad.llm.factory import connect
     from squad.progress import JsonLines, LiveView, print_summary
-    from squad.run import Run, RunSettings
+    from squad.run import Run, RunSettings, check, summary_json
 
     ws = _workspace(ctx)
     ws.config = ws.config.with_env(os.environ)
@@ -395,35 +404,86 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
                                    "wall_seconds": max_seconds}.items() if v is not None}
     settings = RunSettings(
         goal=goal,
-        agents=tuple(a.strip() for a in agents.split(",") if a.strip()) if agents else None,
+        agents=tuple(a.strip() for a in agents.split(",") if a.strip())
+        if agents is not None else None,
         rounds=rounds or defaults.rounds, concurrency=concurrency or defaults.concurrency,
         max_agents=max_agents or defaults.max_agents,
         limits=limits.model_copy(update=overrides), branch=branch)
+    check(ws, settings)  # every input, before a model server starts or a file is written
+    terminal = not as_json and sys.stdout.isatty()
+    if not as_json and not terminal:
+        err.print("stdout is not a terminal: one JSON event per line on stdout (--json), "
+                  "the summary on stderr")
     connection = connect(ws.config)
-    err.print(f"using the {connection.label}")
-    seam = Seam("live" if live else "record", connection.backend)
-    live = not as_json and sys.stdout.isatty()
-    console = Console(markup=False, highlight=False)
-    view = LiveView(err) if live else JsonLines()
-    run = Run(ws, settings, seam, on_event=view, profile=connection.profile,
-              model=connection.model)
-    previous = signal.signal(signal.SIGINT,
-                             lambda *_: run.budget.interrupt("interrupted (Ctrl-C)"))
     try:
-        with view:
+        err.print(f"using the {connection.label}")
+        seam = Seam("live" if live else "record", connection.backend)
+        view = LiveView(err) if terminal else JsonLines()
+        run = Run(ws, settings, seam, on_event=view, profile=connection.profile,
+                  model=connection.model, notice=view.notice)
+        with _interruptible(run, view, connection), view:
             outcome = run.execute()
     finally:
-        signal.signal(signal.SIGINT, previous)
         connection.close()
-    if live:
-        from squad.run import summary_json
-
+    summary = summary_json(outcome, ws)
+    if not as_json:
         titles = {r.id: r.title for r in ws.ledger().records}
-        print_summary(console, summary_json(outcome, ws), titles)
+        print_summary(Console(markup=False, highlight=False, stderr=not terminal),
+                      summary, titles)
+    elif summary["nothing_decided"]:
+        err.print(f"nothing was decided: {summary['nothing_decided']}")
+    if connection.demo:
+        err.print(DEMO_NOTE)
     if outcome.stopped and outcome.stopped.startswith("interrupted"):
         sys.exit(130)
     if not outcome.ok:
         sys.exit(1)
+
+
+DEMO_NOTE = ("note: these decisions come from the embedded demo model (SmolLM2-135M), which "
+             "only shows how squad works; for real work set OPENAI_BASE_URL and "
+             "OPENAI_API_KEY (or [llm] base_url and model in squad.toml)")
+
+
+@contextlib.contextmanager
+def _interruptible(run: Any, view: Any, connection: Any) -> Iterator[None]:
+    """Ctrl-C (or SIGTERM) stops the run at once and cleanly: "stopping…" is said, calls
+    in flight are abandoned, the run commits what it has. A second Ctrl-C quits on the
+    spot; the drops stay in the inbox, where only their own run could commit them."""
+    import signal
+    import threading
+
+    hits: list[int] = []
+    said = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        hits.append(signum)
+        if len(hits) == 1:
+            run.interrupt("interrupted (Ctrl-C)" if signum == signal.SIGINT
+                          else "interrupted (SIGTERM)")
+            said.set()
+            return
+        connection.kill_now()
+        os.write(2, b"\x1b[?25h" if sys.stderr.isatty() else b"")
+        os.write(2, b"\nsquad: quit at once; the run's drops stay in decisions/inbox/new/ "
+                    b"and are never committed without their run\n")
+        os._exit(130)
+
+    def speak() -> None:
+        said.wait()
+        if hits:
+            view.notice("stopping... (Ctrl-C again to quit at once)")
+
+    speaker = threading.Thread(target=speak, daemon=True, name="squad-stopping")
+    speaker.start()
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        said.set()
+        speaker.join()
 
 
 @main.command()
