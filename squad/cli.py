@@ -71,26 +71,49 @@ def _report(report: PassReport, as_json: bool) -> None:
             "recovered": report.recovered,
         }))
     else:
-        for record in report.committed:
-            click.echo(f"{record.id:04d}  {record.title}")
+        for record, sha in zip(report.committed, report.commits, strict=False):
+            click.echo(f"{record.id:04d}  {record.title}  (committed {sha[:12]})")
         for name, why in report.quarantined:
             click.echo(f"squad: quarantined {DECISIONS}/quarantine/{name}: {why}", err=True)
 
 
+def _busy() -> None:
+    err.print("squad: a squad run (or another squad command) holds this repository; waiting "
+              "for it to finish")
+
+
 def _ingest(ws: Workspace, as_json: bool = False) -> PassReport:
     coordinator = Coordinator(ws)
-    report = coordinator.ingest()
+    report = coordinator.ingest(on_busy=_busy)
     if report.waiting_for is not None:
         # `ingest` is one pass, but a file copied into the inbox a moment ago belongs to it.
         import time
 
         time.sleep(report.waiting_for + 0.05)
-        later = coordinator.ingest()
+        later = coordinator.ingest(on_busy=_busy)
         report.committed += later.committed
+        report.commits += later.commits
         report.quarantined += later.quarantined
         report.recovered += later.recovered
     _report(report, as_json)
     return report
+
+
+def _commit_drops(ws: Workspace, names: list[str], author: str | None) -> PassReport:
+    """Commit exactly these drops (a person's, or an `ask`'s), not whatever else waits in
+    the inbox, and say what was committed."""
+    coordinator = Coordinator(ws, author=author)
+    report = PassReport()
+    with coordinator.session(on_busy=_busy):
+        for name in names:
+            coordinator.take(name, report)
+    _report(report, False)
+    return report
+
+
+def _person(ws: Workspace) -> str | None:
+    """Who a person's commit is by: git's user.name and user.email (None: squad's own)."""
+    return ws.repo.user_identity()
 
 
 @main.command()
@@ -103,11 +126,17 @@ def init(ctx: click.Context, no_agents: bool, ci: str | None) -> None:
     from squad.scaffold import init as scaffold
 
     ws = _workspace(ctx)
-    created = scaffold(ws, with_agents=not no_agents, ci=ci)
+    created, sha = scaffold(ws, with_agents=not no_agents, ci=ci, author=_person(ws))
     for path in created:
         click.echo(f"created {path}")
-    if not created:
+    if sha:
+        click.echo(f"committed {sha[:12]} squad init ({len(created)} files)")
+    else:
         click.echo("nothing to do: squad is already set up here")
+    waiting = ws.inbox.ready()
+    if waiting:
+        err.print(f"squad: {len(waiting)} drop(s) wait in {DECISIONS}/inbox/new/; "
+                  "`squad ingest` commits them")
 
 
 @main.command()
@@ -142,14 +171,21 @@ def _drop_options(fn: Any) -> Any:
         click.option("--consequences", default="", help="What follows from it."),
         click.option("--tag", "tags", multiple=True, help="A tag (repeatable)."),
         click.option("--agent", help="Who decides (default: git user.name)."),
-        click.option("--no-ingest", is_flag=True, help="Only drop; leave it to the coordinator."),
+        click.option("--no-ingest", is_flag=True,
+                     help="Only drop it in the inbox; `squad ingest` commits it later."),
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
 
 
+_force = click.option("--force", is_flag=True,
+                      help="Act even if the decision is already accepted, rejected or "
+                           "superseded.")
+
+
 def _submit(ws: Workspace, fields: dict[str, Any], no_ingest: bool) -> None:
+    """A person's record: dropped, then committed at once in their name (git's identity)."""
     fields = {k: v for k, v in fields.items() if v not in (None, (), "")}
     fields.setdefault("agent", ws.repo.user_name() or "human")
     if "decision" not in fields and fields.get("kind", "decision") == "decision":
@@ -163,16 +199,22 @@ def _submit(ws: Workspace, fields: dict[str, Any], no_ingest: bool) -> None:
             raise UsageError(describe(exc)) from None
         raise
     name = ws.inbox.drop(render(draft, ws.root))
-    click.echo(f"dropped {ws.inbox.new.relative_to(ws.root) / name}", err=True)
-    if not no_ingest:
-        report = _ingest(ws)
-        if report.quarantined:
-            sys.exit(1)
+    if no_ingest:
+        click.echo(f"left in {ws.inbox.new.relative_to(ws.root) / name} (--no-ingest); "
+                   "`squad ingest` commits it", err=True)
+        return
+    report = _commit_drops(ws, [name], _person(ws))
+    if report.quarantined:
+        sys.exit(1)
 
 
 def _edit(fields: dict[str, Any]) -> dict[str, Any]:
     from squad.records import parse_draft
 
+    chosen = os.environ.get("VISUAL") or os.environ.get("EDITOR")
+    if not chosen and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("no --decision given, and no terminal to open an editor in (nor "
+                         "$EDITOR); pass --title and --decision")
     skeleton = Draft.model_construct(**{"title": "", "decision": "", **fields})
     text = click.edit(render(skeleton), extension=".md", require_save=True)
     if text is None:
@@ -187,34 +229,53 @@ def _edit(fields: dict[str, Any]) -> dict[str, Any]:
 @_drop_options
 @click.option("--supersedes", type=int, multiple=True, help="Id of a decision this replaces.")
 @click.option("--accepted", is_flag=True, help="Record it as accepted rather than proposed.")
+@_force
 @click.pass_context
 def decide(ctx: click.Context, supersedes: tuple[int, ...], accepted: bool, no_ingest: bool,
-           **fields: Any) -> None:
-    """Drop a decision record (from flags, or $EDITOR without --decision) and ingest it."""
+           force: bool, **fields: Any) -> None:
+    """Record a decision (from flags, or $EDITOR without --decision) and commit it."""
+    ws = _workspace(ctx)
+    for old in supersedes:
+        _target(ws, old, "supersede", force)
     fields["context"] = fields.pop("context_")
     fields.update(supersedes=supersedes, status="accepted" if accepted else "proposed")
-    _submit(_workspace(ctx), fields, no_ingest)
+    _submit(ws, fields, no_ingest)
 
 
-def _target(ws: Workspace, record_id: int) -> Record:
+# What each action refuses to do to a decision in a given status, unless --force.
+_REFUSED = {"accept": ("accepted", "rejected", "superseded"),
+            "reject": ("rejected", "superseded"), "supersede": ("superseded",)}
+
+
+def _target(ws: Workspace, record_id: int, action: str | None = None,
+            force: bool = False) -> Record:
     ledger = ws.ledger()
     entry = ledger.get(record_id)
     if entry is None:
         raise UsageError(f"no decision {record_id} in {DECISIONS}/")
     if entry.record.kind != "decision":
         raise UsageError(f"{record_id:04d} is a status event, not a decision")
+    status = ledger.statuses().get(record_id, "")
+    if action and status in _REFUSED[action] and not force:
+        later = ledger.superseded_by().get(record_id, [])
+        by = f" by {', '.join(f'{i:04d}' for i in later)}" if status == "superseded" else ""
+        raise UsageError(f"{record_id:04d} is already {status}{by}; pass --force to "
+                         f"{action} it anyway")
     return entry.record
+
 
 
 @main.command()
 @click.argument("record_id", metavar="ID", type=int)
 @click.option("--reason", default="", help="Why it is accepted.")
 @click.option("--agent", help="Who accepts (default: git user.name).")
+@_force
 @click.pass_context
-def accept(ctx: click.Context, record_id: int, reason: str, agent: str | None) -> None:
+def accept(ctx: click.Context, record_id: int, reason: str, agent: str | None,
+           force: bool) -> None:
     """Accept decision ID (a new record that refers to it)."""
     ws = _workspace(ctx)
-    target = _target(ws, record_id)
+    target = _target(ws, record_id, "accept", force)
     _submit(ws, {"kind": "accept", "target": record_id, "agent": agent,
                  "title": f"Accept {record_id:04d}: {target.title}"[:200],
                  "decision": reason or f"Accepted {record_id:04d}."}, False)
@@ -224,11 +285,13 @@ def accept(ctx: click.Context, record_id: int, reason: str, agent: str | None) -
 @click.argument("record_id", metavar="ID", type=int)
 @click.option("--reason", required=True, help="Why it is rejected.")
 @click.option("--agent", help="Who rejects (default: git user.name).")
+@_force
 @click.pass_context
-def reject(ctx: click.Context, record_id: int, reason: str, agent: str | None) -> None:
+def reject(ctx: click.Context, record_id: int, reason: str, agent: str | None,
+           force: bool) -> None:
     """Reject decision ID (a new record that refers to it)."""
     ws = _workspace(ctx)
-    target = _target(ws, record_id)
+    target = _target(ws, record_id, "reject", force)
     _submit(ws, {"kind": "reject", "target": record_id, "agent": agent,
                  "title": f"Reject {record_id:04d}: {target.title}"[:200],
                  "decision": reason}, False)
@@ -237,11 +300,13 @@ def reject(ctx: click.Context, record_id: int, reason: str, agent: str | None) -
 @main.command()
 @click.argument("record_id", metavar="ID", type=int)
 @_drop_options
+@_force
 @click.pass_context
-def supersede(ctx: click.Context, record_id: int, no_ingest: bool, **fields: Any) -> None:
+def supersede(ctx: click.Context, record_id: int, no_ingest: bool, force: bool,
+              **fields: Any) -> None:
     """Record a new decision that replaces decision ID."""
     ws = _workspace(ctx)
-    _target(ws, record_id)
+    _target(ws, record_id, "supersede", force)
     fields["context"] = fields.pop("context_")
     fields["supersedes"] = (record_id,)
     _submit(ws, fields, no_ingest)
@@ -299,20 +364,26 @@ def show(ctx: click.Context, record_id: int, as_json: bool) -> None:
 @main.command()
 @click.argument("agent")
 @click.argument("task")
-@click.option("--ingest", "and_ingest", is_flag=True, help="Ingest the agent's drops at the end.")
+@click.option("--no-ingest", is_flag=True,
+              help="Leave its decisions in the inbox; `squad ingest` commits them later.")
+@click.option("--ingest", "and_ingest", is_flag=True, hidden=True)  # the default now
 @click.option("--model", help="Model to use (beats the charter and squad.toml).")
 @click.pass_context
-def ask(ctx: click.Context, agent: str, task: str, and_ingest: bool, model: str | None) -> None:
-    """Run one agent once on TASK: show its tool calls and drops (the charter author's door)."""
+def ask(ctx: click.Context, agent: str, task: str, no_ingest: bool, and_ingest: bool,
+        model: str | None) -> None:
+    """Ask one agent once: show its tool calls, print its answer, commit its decisions."""
     from squad.agent import run_agent
     from squad.charters import find_charter
+    from squad.coordinator import decode
     from squad.llm.factory import connect
+    from squad.records import parse_draft
 
     ws = _workspace(ctx)
     charter = find_charter(ws.root, agent)
+    if not task.strip():
+        raise UsageError(f"the task is empty; say what {agent} should answer")
     ws.config = ws.config.with_env(os.environ)
     connection = connect(ws.config)
-    err.print(f"using the {connection.label}")
 
     def show_event(kind: str, data: dict[str, Any]) -> None:
         if kind == "spawn":
@@ -325,20 +396,31 @@ def ask(ctx: click.Context, agent: str, task: str, and_ingest: bool, model: str 
                       + (f", dropped {data['drop']}" if data["drop"] else ""))
 
     try:
+        err.print(f"using the {connection.label}")
         result = run_agent(ws, charter, task, connection.backend, ledger=ws.ledger(),
                            on_event=show_event, profile=connection.profile,
                            model=model or connection.model)
     finally:
         connection.close()
-    if result.final:
+    if result.final and not connection.profile.guided:
         click.echo(result.final.strip())
+    for name in result.drops:  # the answer, as the decision it recorded
+        with contextlib.suppress(OSError, SquadError):
+            draft = parse_draft(decode((ws.inbox.new / name).read_bytes()))
+            click.echo(f"\n{draft.title}\n\n{draft.decision.strip()}\n")
     cost = result.cost(ws.config.prices)
     err.print(f"{result.calls} calls, {result.usage.prompt_tokens} prompt + "
               f"{result.usage.completion_tokens} completion tokens"
               + (f", ${cost:.4f}" if cost is not None else "")
-              + f"; {len(result.drops)} drop(s)")
-    if and_ingest and result.drops:
-        _ingest(ws)
+              + f"; {len(result.drops)} decision(s)")
+    if result.drops and no_ingest:
+        for name in result.drops:
+            err.print(f"left in {DECISIONS}/inbox/new/{name} (--no-ingest); `squad ingest` "
+                      "commits it")
+    elif result.drops and _commit_drops(ws, result.drops, None).quarantined:
+        sys.exit(1)  # (an agent's decision: committed in squad's identity)
+    if connection.demo:
+        err.print(DEMO_NOTE)
     if result.error:
         _fail(f"agent {agent} failed: {result.error}", 1)
 
@@ -508,7 +590,8 @@ def replay(ctx: click.Context, run_ids: tuple[str, ...], since: str | None,
         if as_json:
             click.echo(json.dumps(verdict.as_json()))
         elif verdict.ok:
-            click.echo(f"ok: run {run_id} reproduced {verdict.commits} commits")
+            click.echo(f"ok: run {run_id} reproduced {verdict.commits} "
+                       f"commit{'' if verdict.commits == 1 else 's'}")
         else:
             click.echo(f"FAILED: run {run_id}: {verdict.problem}")
             if verdict.diff:
