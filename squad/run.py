@@ -26,6 +26,7 @@ import dataclasses
 import hashlib
 import json
 import queue
+import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -324,6 +325,10 @@ class Run:
             plan = route(self.ws.root, settings.goal, lead, self.team, backend,
                          self.model or lead.model or self.ws.config.llm.model,
                          settings.max_agents, self.profile)
+            # A weak lead writes tasks like "1.2.3.4": a task with no words is the goal.
+            plan = Plan(tasks=tuple(
+                t if re.search(r"[^\W\d_]", t.task) else Task(agent=t.agent, task=settings.goal)
+                for t in plan.tasks))
         self.log("plan", {"tasks": [t.model_dump() for t in plan.tasks]})
         return plan
 
