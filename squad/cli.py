@@ -33,6 +33,8 @@ class SquadGroup(click.Group):
             if os.environ.get("SQUAD_DEBUG"):
                 raise
             _fail(exc.message, exc.exit_code)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM; `finally` blocks have run by now
+            _fail("interrupted", 130)
 
 
 def _fail(message: str, code: int) -> NoReturn:
