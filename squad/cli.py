@@ -583,6 +583,16 @@ def replay(ctx: click.Context, run_ids: tuple[str, ...], since: str | None,
 
     ws = _workspace(ctx)
     runs = list(run_ids) or recorded_runs(ws, since)
+    if not run_ids:
+        from squad.run import RUNS
+
+        folder = ws.root / RUNS
+        committed = set(recorded_runs(ws))
+        for stray in sorted(p.name for p in folder.iterdir() if p.is_dir()) \
+                if folder.is_dir() else []:
+            if stray not in committed:
+                err.print(f"note: {RUNS}/{stray}/ is not committed (a run that was killed?), "
+                          "so it is not replayed")
     if not runs:
         err.print("no recorded run to replay")
     failed = 0
