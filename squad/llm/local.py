@@ -7,7 +7,7 @@ The weights' package is located, never imported (it imports another CLI). A serv
 A server squad starts is squad's to stop, on every way out: it runs in its own session (a
 Ctrl-C in the terminal reaches squad, which stops the run first and the server after, not
 the server under the agents), it is stopped in `finally` blocks and at exit, and on Linux
-the kernel sends it SIGTERM should squad itself be killed outright.
+the kernel kills it should squad itself be killed outright.
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ class LocalServer:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
+            try:  # short: uvicorn would otherwise finish a reply nobody waits for
+                self.process.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
@@ -79,9 +79,10 @@ class LocalServer:
 
 
 def _die_with_parent() -> None:
-    """In the child before exec: on Linux, SIGTERM it when squad dies, however squad dies."""
+    """In the child before exec: on Linux, kill it when squad dies, however squad dies
+    (SIGKILL: uvicorn would wait out a request nobody is waiting for any more)."""
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
 
 
 def _answers(base_url: str) -> bool:
