@@ -33,9 +33,9 @@ from squad.vcs import Stopped, write_atomic
 from squad.workspace import DECISIONS, INDEX, Workspace
 
 Log = Callable[[str], None]
-# Only a run's own coordinator commits its drops, together with the run's log; a drop left
-# behind by a run that was killed is set aside, so no later command commits a run that
-# cannot be replayed.
+# Only a run's own coordinator commits the drops the run made (named `<run>.r<round>...`,
+# with `run: <run>` inside), together with the run's log; one left behind by a run that was
+# killed is set aside, so no later command commits a run that cannot be replayed.
 ORPHAN = ("a drop of run {run}, which ended without committing it (killed or quit at "
           "once); set aside so that no run is committed without its log")
 
@@ -159,7 +159,7 @@ class Coordinator:
             draft = parse_draft(decode(data))
         except RecordError as exc:
             return self._quarantine(name, exc.message, report)
-        if draft.run != self.run and draft.run is not None:
+        if draft.run is not None and draft.run != self.run and name.startswith(f"{draft.run}.r"):
             return self._quarantine(name, ORPHAN.format(run=draft.run), report)
         problem = self._ledger.problems_with(draft)
         if problem:
