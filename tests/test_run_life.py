@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -43,19 +44,27 @@ def wait_for(condition: object, seconds: float = 30) -> None:
 
 
 def test_two_runs_at_once_both_replay(team: Path, server: ScriptedServer) -> None:
-    def slow(request: RecordedRequest) -> ToolCalls | Text:
-        reply = decide(request)
-        return Text("Done.", delay=0.3) if isinstance(reply, Text) else reply
+    """The first run's model calls are held until the second says it waits for the first,
+    so the two truly overlap whatever the machine's speed."""
+    released = threading.Event()
 
-    server.responder = slow
+    def held(request: RecordedRequest) -> ToolCalls | Text:
+        if agent_of(request) != "security":
+            released.wait(60)
+        return decide(request)
+
+    server.responder = held
     first = start(team, server, "--agents", "architect,tester")
+    wait_for(lambda: server.requests)
     time.sleep(0.3)
     second = start(team, server, "--agents", "security")
+    heard = [second.stderr.readline() for _ in range(2)]  # type: ignore[union-attr]
+    released.set()
     out1, err1 = first.communicate(timeout=120)
     out2, err2 = second.communicate(timeout=120)
     assert first.returncode == 0, err1
     assert second.returncode == 0, err2
-    assert "waiting for it to finish" in err1 + err2  # whichever came second waited
+    assert "waiting for it to finish" in heard[1], heard
     runs = {events(out1)[-1]["run"], events(out2)[-1]["run"]}
     replayed = squad(team, "replay", "--json")
     verdicts = [json.loads(line) for line in replayed.stdout.splitlines()]
