@@ -7,11 +7,13 @@ is returned as values (and reported through `on_event` for live progress).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from squad import context as contexts
+from squad import guide
 from squad.charters import Charter
 from squad.errors import LLMError
 from squad.ledger import Ledger
@@ -77,7 +79,7 @@ def run_agent(ws: Workspace, charter: Charter, task: str, backend: Backend, *,
     emit("spawn", {"agent": charter.name, "model": model, "inputs": list(ctx.inputs),
                    "omitted": len(ctx.omitted), "prompt_tokens_estimate": ctx.tokens})
     if profile.guided:
-        return _guided(charter, toolbox, backend, messages, model, profile, result, emit)
+        return _guided(charter, task, toolbox, backend, messages, model, profile, result, emit)
     for _turn in range(settings.max_turns):
         reply = _complete(backend, ChatRequest(model=model, messages=tuple(messages),
                                                tools=tools, temperature=charter.temperature),
@@ -141,14 +143,25 @@ DECISION_SCHEMA: dict[str, Any] = {
 GUIDED_TRIES = 2
 
 
-def _guided(charter: Charter, toolbox: ToolBox, backend: Backend, messages: list[Message],
-            model: str, profile: Profile, result: AgentResult, emit: Event) -> AgentResult:
+def _guided(charter: Charter, task: str, toolbox: ToolBox, backend: Backend,
+            messages: list[Message], model: str, profile: Profile, result: AgentResult,
+            emit: Event) -> AgentResult:
     """For a model that cannot be trusted with tools: squad looks around for it, then asks
     for exactly one decision as JSON constrained by the record's schema, and drops it."""
     if "list_files" in charter.tools:
         files = _use(toolbox, "list_files", "{}", result, emit)
-        listing = "\n".join(files.content.split("\n")[:60])
+        shown, to_read = guide.survey(files.content.split("\n") if files.ok else [], task)
+        listing = "\n".join(shown) or "(no files you may read)"
         messages.append(Message(role="user", content=f"Files in the repository:\n{listing}"))
+        left = guide.READ_CHARS
+        for path in to_read if "read_file" in charter.tools else []:
+            if left < 200:
+                break
+            read = _use(toolbox, "read_file", json.dumps({"path": path}), result, emit)
+            if read.ok:
+                text = guide.clip(read.content, left)
+                left -= len(text)
+                messages.append(Message(role="user", content=f"{path}:\n```\n{text}\n```"))
     messages.append(Message(role="user", content=(
         "Write your one most important decision for the task as a JSON object with the keys "
         "title (one short line), context, decision and consequences.")))

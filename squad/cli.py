@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -31,6 +33,8 @@ class SquadGroup(click.Group):
             if os.environ.get("SQUAD_DEBUG"):
                 raise
             _fail(exc.message, exc.exit_code)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM; `finally` blocks have run by now
+            _fail("interrupted", 130)
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -44,11 +48,20 @@ def _workspace(ctx: click.Context) -> Workspace:
     return ctx.obj
 
 
-@click.group(cls=SquadGroup)
+@click.group(cls=SquadGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="squad")
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Specialist LLM agents that decide through typed, git-committed records."""
+    import signal
+
+    # SIGTERM unwinds like Ctrl-C, so every `finally` (a model server, a lock) runs;
+    # commands with their own handling (run, watch, local serve) install theirs.
+    signal.signal(signal.SIGTERM, _terminated)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _report(report: PassReport, as_json: bool) -> None:
@@ -60,26 +73,49 @@ def _report(report: PassReport, as_json: bool) -> None:
             "recovered": report.recovered,
         }))
     else:
-        for record in report.committed:
-            click.echo(f"{record.id:04d}  {record.title}")
+        for record, sha in zip(report.committed, report.commits, strict=False):
+            click.echo(f"{record.id:04d}  {record.title}  (committed {sha[:12]})")
         for name, why in report.quarantined:
             click.echo(f"squad: quarantined {DECISIONS}/quarantine/{name}: {why}", err=True)
 
 
+def _busy() -> None:
+    err.print("squad: a squad run (or another squad command) holds this repository; waiting "
+              "for it to finish")
+
+
 def _ingest(ws: Workspace, as_json: bool = False) -> PassReport:
     coordinator = Coordinator(ws)
-    report = coordinator.ingest()
+    report = coordinator.ingest(on_busy=_busy)
     if report.waiting_for is not None:
         # `ingest` is one pass, but a file copied into the inbox a moment ago belongs to it.
         import time
 
         time.sleep(report.waiting_for + 0.05)
-        later = coordinator.ingest()
+        later = coordinator.ingest(on_busy=_busy)
         report.committed += later.committed
+        report.commits += later.commits
         report.quarantined += later.quarantined
         report.recovered += later.recovered
     _report(report, as_json)
     return report
+
+
+def _commit_drops(ws: Workspace, names: list[str], author: str | None) -> PassReport:
+    """Commit exactly these drops (a person's, or an `ask`'s), not whatever else waits in
+    the inbox, and say what was committed."""
+    coordinator = Coordinator(ws, author=author)
+    report = PassReport()
+    with coordinator.session(on_busy=_busy):
+        for name in names:
+            coordinator.take(name, report)
+    _report(report, False)
+    return report
+
+
+def _person(ws: Workspace) -> str | None:
+    """Who a person's commit is by: git's user.name and user.email (None: squad's own)."""
+    return ws.repo.user_identity()
 
 
 @main.command()
@@ -95,15 +131,21 @@ def init(ctx: click.Context, no_agents: bool, ci: str | None, mcp_client: str | 
     from squad.scaffold import init as scaffold
 
     ws = _workspace(ctx)
-    created = scaffold(ws, with_agents=not no_agents, ci=ci)
+    created, sha = scaffold(ws, with_agents=not no_agents, ci=ci, author=_person(ws))
     for path in created:
         click.echo(f"created {path}")
+    if sha:
+        click.echo(f"committed {sha[:12]} squad init ({len(created)} files)")
     if mcp_client:
         from squad.scaffold import add_mcp_config
 
         click.echo(add_mcp_config(ws.root, mcp_client))
     elif not created:
         click.echo("nothing to do: squad is already set up here")
+    waiting = ws.inbox.ready()
+    if waiting:
+        err.print(f"squad: {len(waiting)} drop(s) wait in {DECISIONS}/inbox/new/; "
+                  "`squad ingest` commits them")
 
 
 @main.command(name="mcp")
@@ -183,15 +225,22 @@ def _drop_options(fn: Any) -> Any:
         click.option("--consequences", default="", help="What follows from it."),
         click.option("--tag", "tags", multiple=True, help="A tag (repeatable)."),
         click.option("--agent", help="Who decides (default: git user.name)."),
-        click.option("--no-ingest", is_flag=True, help="Only drop; leave it to the coordinator."),
+        click.option("--no-ingest", is_flag=True,
+                     help="Only drop it in the inbox; `squad ingest` commits it later."),
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
 
 
+_force = click.option("--force", is_flag=True,
+                      help="Act even if the decision is already accepted, rejected or "
+                           "superseded.")
+
+
 def _submit(ws: Workspace, fields: dict[str, Any], no_ingest: bool,
             push: tuple[str, str] | None = None) -> None:
+    """A person's record: dropped, then committed at once in their name (git's identity)."""
     fields = {k: v for k, v in fields.items() if v not in (None, (), "")}
     fields.setdefault("agent", ws.repo.user_name() or "human")
     if "decision" not in fields and fields.get("kind", "decision") == "decision":
@@ -207,16 +256,22 @@ def _submit(ws: Workspace, fields: dict[str, Any], no_ingest: bool,
     if push:
         return _push_drop(ws, render(draft, ws.root), *push)
     name = ws.inbox.drop(render(draft, ws.root))
-    click.echo(f"dropped {ws.inbox.new.relative_to(ws.root) / name}", err=True)
-    if not no_ingest:
-        report = _ingest(ws)
-        if report.quarantined:
-            sys.exit(1)
+    if no_ingest:
+        click.echo(f"left in {ws.inbox.new.relative_to(ws.root) / name} (--no-ingest); "
+                   "`squad ingest` commits it", err=True)
+        return
+    report = _commit_drops(ws, [name], _person(ws))
+    if report.quarantined:
+        sys.exit(1)
 
 
 def _edit(fields: dict[str, Any]) -> dict[str, Any]:
     from squad.records import parse_draft
 
+    chosen = os.environ.get("VISUAL") or os.environ.get("EDITOR")
+    if not chosen and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("no --decision given, and no terminal to open an editor in (nor "
+                         "$EDITOR); pass --title and --decision")
     skeleton = Draft.model_construct(**{"title": "", "decision": "", **fields})
     text = click.edit(render(skeleton), extension=".md", require_save=True)
     if text is None:
@@ -259,38 +314,57 @@ def _push_drop(ws: Workspace, text: str, remote: str, writer: str) -> None:
 @click.option("--supersedes", type=int, multiple=True, help="Id of a decision this replaces.")
 @click.option("--accepted", is_flag=True, help="Record it as accepted rather than proposed.")
 @_push_options
+@_force
 @click.pass_context
 def decide(ctx: click.Context, supersedes: tuple[int, ...], accepted: bool, no_ingest: bool,
-           push: str | None, writer: str | None, **fields: Any) -> None:
-    """Drop a decision record (from flags, or $EDITOR without --decision) and ingest it.
+           push: str | None, writer: str | None, force: bool, **fields: Any) -> None:
+    """Record a decision (from flags, or $EDITOR without --decision) and commit it.
 
     With --push REMOTE the drop is committed on this clone's refs/squad/drops/<writer> and
     pushed there instead, for the coordinator that watches REMOTE.
     """
+    ws = _workspace(ctx)
+    for old in supersedes:
+        _target(ws, old, "supersede", force)
     fields["context"] = fields.pop("context_")
     fields.update(supersedes=supersedes, status="accepted" if accepted else "proposed")
-    _submit(_workspace(ctx), fields, no_ingest, _push_target(push, writer))
+    _submit(ws, fields, no_ingest, _push_target(push, writer))
 
 
-def _target(ws: Workspace, record_id: int) -> Record:
+# What each action refuses to do to a decision in a given status, unless --force.
+_REFUSED = {"accept": ("accepted", "rejected", "superseded"),
+            "reject": ("rejected", "superseded"), "supersede": ("superseded",)}
+
+
+def _target(ws: Workspace, record_id: int, action: str | None = None,
+            force: bool = False) -> Record:
     ledger = ws.ledger()
     entry = ledger.get(record_id)
     if entry is None:
         raise UsageError(f"no decision {record_id} in {DECISIONS}/")
     if entry.record.kind != "decision":
         raise UsageError(f"{record_id:04d} is a status event, not a decision")
+    status = ledger.statuses().get(record_id, "")
+    if action and status in _REFUSED[action] and not force:
+        later = ledger.superseded_by().get(record_id, [])
+        by = f" by {', '.join(f'{i:04d}' for i in later)}" if status == "superseded" else ""
+        raise UsageError(f"{record_id:04d} is already {status}{by}; pass --force to "
+                         f"{action} it anyway")
     return entry.record
+
 
 
 @main.command()
 @click.argument("record_id", metavar="ID", type=int)
 @click.option("--reason", default="", help="Why it is accepted.")
 @click.option("--agent", help="Who accepts (default: git user.name).")
+@_force
 @click.pass_context
-def accept(ctx: click.Context, record_id: int, reason: str, agent: str | None) -> None:
+def accept(ctx: click.Context, record_id: int, reason: str, agent: str | None,
+           force: bool) -> None:
     """Accept decision ID (a new record that refers to it)."""
     ws = _workspace(ctx)
-    target = _target(ws, record_id)
+    target = _target(ws, record_id, "accept", force)
     _submit(ws, {"kind": "accept", "target": record_id, "agent": agent,
                  "title": f"Accept {record_id:04d}: {target.title}"[:200],
                  "decision": reason or f"Accepted {record_id:04d}."}, False)
@@ -300,11 +374,13 @@ def accept(ctx: click.Context, record_id: int, reason: str, agent: str | None) -
 @click.argument("record_id", metavar="ID", type=int)
 @click.option("--reason", required=True, help="Why it is rejected.")
 @click.option("--agent", help="Who rejects (default: git user.name).")
+@_force
 @click.pass_context
-def reject(ctx: click.Context, record_id: int, reason: str, agent: str | None) -> None:
+def reject(ctx: click.Context, record_id: int, reason: str, agent: str | None,
+           force: bool) -> None:
     """Reject decision ID (a new record that refers to it)."""
     ws = _workspace(ctx)
-    target = _target(ws, record_id)
+    target = _target(ws, record_id, "reject", force)
     _submit(ws, {"kind": "reject", "target": record_id, "agent": agent,
                  "title": f"Reject {record_id:04d}: {target.title}"[:200],
                  "decision": reason}, False)
@@ -313,11 +389,13 @@ def reject(ctx: click.Context, record_id: int, reason: str, agent: str | None) -
 @main.command()
 @click.argument("record_id", metavar="ID", type=int)
 @_drop_options
+@_force
 @click.pass_context
-def supersede(ctx: click.Context, record_id: int, no_ingest: bool, **fields: Any) -> None:
+def supersede(ctx: click.Context, record_id: int, no_ingest: bool, force: bool,
+              **fields: Any) -> None:
     """Record a new decision that replaces decision ID."""
     ws = _workspace(ctx)
-    _target(ws, record_id)
+    _target(ws, record_id, "supersede", force)
     fields["context"] = fields.pop("context_")
     fields["supersedes"] = (record_id,)
     _submit(ws, fields, no_ingest)
@@ -400,20 +478,26 @@ def show(ctx: click.Context, record_id: int, as_json: bool) -> None:
 @main.command()
 @click.argument("agent")
 @click.argument("task")
-@click.option("--ingest", "and_ingest", is_flag=True, help="Ingest the agent's drops at the end.")
+@click.option("--no-ingest", is_flag=True,
+              help="Leave its decisions in the inbox; `squad ingest` commits them later.")
+@click.option("--ingest", "and_ingest", is_flag=True, hidden=True)  # the default now
 @click.option("--model", help="Model to use (beats the charter and squad.toml).")
 @click.pass_context
-def ask(ctx: click.Context, agent: str, task: str, and_ingest: bool, model: str | None) -> None:
-    """Run one agent once on TASK: show its tool calls and drops (the charter author's door)."""
+def ask(ctx: click.Context, agent: str, task: str, no_ingest: bool, and_ingest: bool,
+        model: str | None) -> None:
+    """Ask one agent once: show its tool calls, print its answer, commit its decisions."""
     from squad.agent import run_agent
     from squad.charters import find_charter
+    from squad.coordinator import decode
     from squad.llm.factory import connect
+    from squad.records import parse_draft
 
     ws = _workspace(ctx)
     charter = find_charter(ws.root, agent)
+    if not task.strip():
+        raise UsageError(f"the task is empty; say what {agent} should answer")
     ws.config = ws.config.with_env(os.environ)
     connection = connect(ws.config)
-    err.print(f"using the {connection.label}")
 
     def show_event(kind: str, data: dict[str, Any]) -> None:
         if kind == "spawn":
@@ -426,20 +510,31 @@ def ask(ctx: click.Context, agent: str, task: str, and_ingest: bool, model: str 
                       + (f", dropped {data['drop']}" if data["drop"] else ""))
 
     try:
+        err.print(f"using the {connection.label}")
         result = run_agent(ws, charter, task, connection.backend, ledger=ws.ledger(),
                            on_event=show_event, profile=connection.profile,
                            model=model or connection.model)
     finally:
         connection.close()
-    if result.final:
+    if result.final and not connection.profile.guided:
         click.echo(result.final.strip())
+    for name in result.drops:  # the answer, as the decision it recorded
+        with contextlib.suppress(OSError, SquadError):
+            draft = parse_draft(decode((ws.inbox.new / name).read_bytes()))
+            click.echo(f"\n{draft.title}\n\n{draft.decision.strip()}\n")
     cost = result.cost(ws.config.prices)
     err.print(f"{result.calls} calls, {result.usage.prompt_tokens} prompt + "
               f"{result.usage.completion_tokens} completion tokens"
               + (f", ${cost:.4f}" if cost is not None else "")
-              + f"; {len(result.drops)} drop(s)")
-    if and_ingest and result.drops:
-        _ingest(ws)
+              + f"; {len(result.drops)} decision(s)")
+    if result.drops and no_ingest:
+        for name in result.drops:
+            err.print(f"left in {DECISIONS}/inbox/new/{name} (--no-ingest); `squad ingest` "
+                      "commits it")
+    elif result.drops and _commit_drops(ws, result.drops, None).quarantined:
+        sys.exit(1)  # (an agent's decision: committed in squad's identity)
+    if connection.demo:
+        err.print(DEMO_NOTE)
     if result.error:
         _fail(f"agent {agent} failed: {result.error}", 1)
 
@@ -493,12 +588,10 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
          max_tokens: int | None, max_cost: float | None, max_seconds: float | None,
          branch: bool, live: bool, as_json: bool) -> None:
     """Route GOAL to specialists, run them in parallel, commit their decisions as they land."""
-    import signal
-
     from squad.llm.cassette import Seam
     from squad.llm.factory import connect
     from squad.progress import JsonLines, LiveView, print_summary
-    from squad.run import Run, RunSettings
+    from squad.run import Run, RunSettings, check, summary_json
 
     ws = _workspace(ctx)
     ws.config = ws.config.with_env(os.environ)
@@ -507,35 +600,86 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
                                    "wall_seconds": max_seconds}.items() if v is not None}
     settings = RunSettings(
         goal=goal,
-        agents=tuple(a.strip() for a in agents.split(",") if a.strip()) if agents else None,
+        agents=tuple(a.strip() for a in agents.split(",") if a.strip())
+        if agents is not None else None,
         rounds=rounds or defaults.rounds, concurrency=concurrency or defaults.concurrency,
         max_agents=max_agents or defaults.max_agents,
         limits=limits.model_copy(update=overrides), branch=branch)
+    check(ws, settings)  # every input, before a model server starts or a file is written
+    terminal = not as_json and sys.stdout.isatty()
+    if not as_json and not terminal:
+        err.print("stdout is not a terminal: one JSON event per line on stdout (--json), "
+                  "the summary on stderr")
     connection = connect(ws.config)
-    err.print(f"using the {connection.label}")
-    seam = Seam("live" if live else "record", connection.backend)
-    live = not as_json and sys.stdout.isatty()
-    console = Console(markup=False, highlight=False)
-    view = LiveView(err) if live else JsonLines()
-    run = Run(ws, settings, seam, on_event=view, profile=connection.profile,
-              model=connection.model)
-    previous = signal.signal(signal.SIGINT,
-                             lambda *_: run.budget.interrupt("interrupted (Ctrl-C)"))
     try:
-        with view:
+        err.print(f"using the {connection.label}")
+        seam = Seam("live" if live else "record", connection.backend)
+        view = LiveView(err) if terminal else JsonLines()
+        run = Run(ws, settings, seam, on_event=view, profile=connection.profile,
+                  model=connection.model, notice=view.notice)
+        with _interruptible(run, view, connection), view:
             outcome = run.execute()
     finally:
-        signal.signal(signal.SIGINT, previous)
         connection.close()
-    if live:
-        from squad.run import summary_json
-
+    summary = summary_json(outcome, ws)
+    if not as_json:
         titles = {r.id: r.title for r in ws.ledger().records}
-        print_summary(console, summary_json(outcome, ws), titles)
+        print_summary(Console(markup=False, highlight=False, stderr=not terminal),
+                      summary, titles)
+    elif summary["nothing_decided"]:
+        err.print(f"nothing was decided: {summary['nothing_decided']}")
+    if connection.demo:
+        err.print(DEMO_NOTE)
     if outcome.stopped and outcome.stopped.startswith("interrupted"):
         sys.exit(130)
     if not outcome.ok:
         sys.exit(1)
+
+
+DEMO_NOTE = ("note: these decisions come from the embedded demo model (SmolLM2-135M), which "
+             "only shows how squad works; for real work set OPENAI_BASE_URL and "
+             "OPENAI_API_KEY (or [llm] base_url and model in squad.toml)")
+
+
+@contextlib.contextmanager
+def _interruptible(run: Any, view: Any, connection: Any) -> Iterator[None]:
+    """Ctrl-C (or SIGTERM) stops the run at once and cleanly: "stopping…" is said, calls
+    in flight are abandoned, the run commits what it has. A second Ctrl-C quits on the
+    spot; the drops stay in the inbox, where only their own run could commit them."""
+    import signal
+    import threading
+
+    hits: list[int] = []
+    said = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        hits.append(signum)
+        if len(hits) == 1:
+            run.interrupt("interrupted (Ctrl-C)" if signum == signal.SIGINT
+                          else "interrupted (SIGTERM)")
+            said.set()
+            return
+        connection.kill_now()
+        os.write(2, b"\x1b[?25h" if sys.stderr.isatty() else b"")
+        os.write(2, b"\nsquad: quit at once; the run's drops stay in decisions/inbox/new/ "
+                    b"and are never committed without their run\n")
+        os._exit(130)
+
+    def speak() -> None:
+        said.wait()
+        if hits:
+            view.notice("stopping... (Ctrl-C again to quit at once)")
+
+    speaker = threading.Thread(target=speak, daemon=True, name="squad-stopping")
+    speaker.start()
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        said.set()
+        speaker.join()
 
 
 @main.command()
@@ -551,6 +695,16 @@ def replay(ctx: click.Context, run_ids: tuple[str, ...], since: str | None,
 
     ws = _workspace(ctx)
     runs = list(run_ids) or recorded_runs(ws, since)
+    if not run_ids:
+        from squad.run import RUNS
+
+        folder = ws.root / RUNS
+        committed = set(recorded_runs(ws))
+        for stray in sorted(p.name for p in folder.iterdir() if p.is_dir()) \
+                if folder.is_dir() else []:
+            if stray not in committed:
+                err.print(f"note: {RUNS}/{stray}/ is not committed (a run that was killed?), "
+                          "so it is not replayed")
     if not runs:
         err.print("no recorded run to replay")
     failed = 0
@@ -560,7 +714,8 @@ def replay(ctx: click.Context, run_ids: tuple[str, ...], since: str | None,
         if as_json:
             click.echo(json.dumps(verdict.as_json()))
         elif verdict.ok:
-            click.echo(f"ok: run {run_id} reproduced {verdict.commits} commits")
+            click.echo(f"ok: run {run_id} reproduced {verdict.commits} "
+                       f"commit{'' if verdict.commits == 1 else 's'}")
         else:
             click.echo(f"FAILED: run {run_id}: {verdict.problem}")
             if verdict.diff:

@@ -33,6 +33,11 @@ from squad.vcs import Stopped, write_atomic
 from squad.workspace import DECISIONS, INDEX, Workspace
 
 Log = Callable[[str], None]
+# Only a run's own coordinator commits the drops the run made (named `<run>.r<round>...`,
+# with `run: <run>` inside), together with the run's log; one left behind by a run that was
+# killed is set aside, so no later command commits a run that cannot be replayed.
+ORPHAN = ("a drop of run {run}, which ended without committing it (killed or quit at "
+          "once); set aside so that no run is committed without its log")
 
 
 @dataclass
@@ -45,9 +50,14 @@ class PassReport:
 
 
 class Coordinator:
-    def __init__(self, workspace: Workspace, log: Log | None = None) -> None:
+    """`author` names who the commits are by (None: squad's fixed identity); `run` is the
+    run whose drops this coordinator may commit (None: drops of no run)."""
+
+    def __init__(self, workspace: Workspace, log: Log | None = None, *,
+                 author: str | None = None, run: str | None = None) -> None:
         self.ws = workspace
         self.log = log or (lambda message: None)
+        self.author, self.run = author, run
         self._head: str | None = "unknown"
         self._ledger = Ledger()
         self._done: set[tuple[str, str]] = set()
@@ -99,14 +109,16 @@ class Coordinator:
     # ---- one pass -----------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def session(self, stop: threading.Event | None = None) -> Iterator[None]:
+    def session(self, stop: threading.Event | None = None,
+                on_busy: Callable[[], None] | None = None) -> Iterator[None]:
         """Hold the repository's coordinator lock with the log loaded; `take` needs one."""
-        with self.ws.repo.coordinator_lock(stop):
+        with self.ws.repo.coordinator_lock(stop, on_busy):
             self.ws.repo.ensure_safe()
             self._load()
             yield
 
-    def ingest(self, stop: threading.Event | None = None) -> PassReport:
+    def ingest(self, stop: threading.Event | None = None,
+               on_busy: Callable[[], None] | None = None) -> PassReport:
         """Take every complete drop now in the inbox, in name order, and commit or quarantine it.
 
         With `stop`, the pass ends after the drop in hand once `stop` is set (and gives up
@@ -118,7 +130,7 @@ class Coordinator:
         if not inbox.ready() and self._head != "unknown":
             return report
         try:
-            with self.session(stop):
+            with self.session(stop, on_busy):
                 for name in inbox.ready():
                     if stop is not None and stop.is_set():
                         break
@@ -152,6 +164,8 @@ class Coordinator:
             draft = parse_draft(decode(data))
         except RecordError as exc:
             return self._quarantine(name, exc.message, report)
+        if draft.run is not None and draft.run != self.run and name.startswith(f"{draft.run}.r"):
+            return self._quarantine(name, ORPHAN.format(run=draft.run), report)
         problem = self._ledger.problems_with(draft)
         if problem:
             return self._quarantine(name, problem, report)
@@ -186,7 +200,8 @@ class Coordinator:
             trailers.append(("Squad-Writer", self.writers[key]))
         message = record.title + "\n\n" + "".join(f"{k}: {v}\n" for k, v in trailers)
         try:
-            self._head = repo.commit({path: data, INDEX: index}, message, now, self._head)
+            self._head = repo.commit({path: data, INDEX: index}, message, now, self._head,
+                                     author=self.author)
         except SquadError:
             self._head = "unknown"  # reload the log from git on the next pass
             raise

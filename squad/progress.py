@@ -23,6 +23,11 @@ class JsonLines:
         self._out.write(json.dumps(event, sort_keys=True, ensure_ascii=False) + "\n")
         self._out.flush()
 
+    def notice(self, message: str) -> None:
+        """A line for the person watching, on stderr: stdout stays JSON."""
+        sys.stderr.write(f"squad: {message}\n")
+        sys.stderr.flush()
+
     def __enter__(self) -> JsonLines:
         return self
 
@@ -56,6 +61,10 @@ class LiveView:
     def __exit__(self, *exc: object) -> None:
         self._live.update(self._render())
         self._live.__exit__(None, None, None)
+
+    def notice(self, message: str) -> None:
+        """A line above the live table (rich keeps the table below it)."""
+        self._live.console.print(f"squad: {message}")
 
     def __call__(self, kind: str, event: dict[str, Any]) -> None:
         agent = event.get("agent")
@@ -97,7 +106,8 @@ def print_summary(console: Console, summary: dict[str, Any], titles: dict[int, s
     decisions = Table("id", "agent", "title", title="decisions committed")
     for d in summary["decisions"]:
         decisions.add_row(f"{d['id']:04d}", d["agent"], titles.get(d["id"], ""))
-    console.print(decisions)
+    if summary["decisions"]:
+        console.print(decisions)
     agents = Table("agent", "round", "result", "calls", "prompt", "completion", "cost",
                    title="agents")
     for a in summary["agents"]:
@@ -110,4 +120,9 @@ def print_summary(console: Console, summary: dict[str, Any], titles: dict[int, s
         console.print(f"quarantined {q['drop']}: {q['reason']}")
     if summary["stopped"]:
         console.print(f"stopped early: {summary['stopped']}")
-    console.print(f"review: {summary['review']}")
+    if summary["review"]:
+        console.print(f"review: {summary['review']}")
+    else:
+        console.print(f"nothing was decided: {summary['nothing_decided']}; nothing was "
+                      "committed" + (f" (the run's log: {summary['log']})"
+                                     if summary.get("log") else ""))

@@ -9,15 +9,25 @@ Everything a replay must reproduce passes through one recorded seam:
 - drop names are `<run>.r<round>.<agent>.<n>.md`, not random;
 - agents read the repository as it was committed when their round started, never the
   working tree, so a sibling's fresh commit cannot change what another agent sees;
-- a budget or Ctrl-C refuses a call by its label (agent, round, call), recorded as a `stop`.
+- a budget or Ctrl-C refuses a call by its label (agent, round, call), recorded as a `stop`;
+  a call that Ctrl-C abandons mid-flight is a `stop` too, and its late reply is never
+  recorded.
+
+A run holds the repository's coordinator lock from before it reads its starting commit to
+after it commits its log, so a second run waits (saying so) and every run builds on the
+commit it records. Only a run's own coordinator commits its drops; a run that decides
+nothing leaves no commit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import queue
+import re
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +48,7 @@ from squad.llm.cassette import Divergence, Label, LabelledBackend, Seam
 from squad.llm.messages import ChatReply, ChatRequest
 from squad.llm.profiles import PROFILES, Profile
 from squad.routing import Plan, Task, route
+from squad.vcs import Stopped
 from squad.workspace import Workspace
 
 RUNS = ".squad/runs"
@@ -77,6 +88,7 @@ class Outcome:
     committed: list[tuple[str, int, str, str]] = field(default_factory=list)  # drop, id, sha, agent
     quarantined: list[tuple[str, str]] = field(default_factory=list)
     stopped: str | None = None
+    log: str | None = None  # where the log of a run that committed nothing was put
 
     @property
     def failures(self) -> list[tuple[int, AgentResult]]:
@@ -84,7 +96,57 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return not self.failures and not self.stopped and not self.quarantined
+        return (not self.failures and not self.stopped and not self.quarantined
+                and bool(self.committed))
+
+    def why_nothing(self) -> str | None:
+        """Why no decision was committed, in one line; None if some were."""
+        if self.committed:
+            return None
+        if self.stopped:
+            return self.stopped
+        for _, result in self.failures:
+            return f"{result.agent}: {result.error}"
+        for drop, reason in self.quarantined:
+            return f"{drop} was quarantined: {reason}"
+        return "no agent recorded a decision"
+
+
+class Interrupted(SquadError):
+    exit_code = 130
+
+
+def check(ws: Workspace, settings: RunSettings) -> dict[str, Charter]:
+    """Every input of a run, checked before anything is started or written; returns the
+    team. Faults are usage errors, so the user fixes them before paying for a model."""
+    if not settings.goal.strip():
+        raise UsageError('the goal is empty; say what the team should work on, e.g. '
+                         'squad run "Add rate limiting to the API"')
+    if settings.agents is not None and not settings.agents:
+        raise UsageError("--agents names no agent; pass e.g. --agents architect,tester, or "
+                         "leave it out to let the lead choose")
+    if ws.repo.head() is None:
+        raise UsageError("the repository has no commit yet; run `squad init` first")
+    ws.repo.ensure_safe()
+    dirty = sorted(ws.repo.uncommitted_any(list(INPUTS)))
+    if dirty:
+        raise UsageError(
+            f"{dirty[0]} has uncommitted changes; commit the team's inputs "
+            f"({', '.join(INPUTS)}) first, so the run can be replayed from its commit")
+    team = load_team(ws.root)
+    if settings.agents:
+        unknown = [a for a in settings.agents if a not in team]
+        if unknown:
+            raise UsageError(f"no agent {unknown[0]!r} in agents/ (agents: "
+                             f"{', '.join(sorted(team)) or 'none'})")
+        if len(set(settings.agents)) != len(settings.agents):
+            raise UsageError("--agents names an agent twice; give each one once")
+    elif "lead" not in team:
+        raise UsageError("agents/lead.md is missing, so nobody can route the goal; "
+                         "add it (squad init) or pass --agents a,b")
+    elif len(team) < 2:
+        raise UsageError("agents/ has no specialist besides the lead; add one (squad init)")
+    return team
 
 
 class RunLog:
@@ -115,10 +177,12 @@ class Run:
     def __init__(self, ws: Workspace, settings: RunSettings, seam: Seam, *,
                  script: Script | None = None, on_event: Event | None = None,
                  event_clock: Clock = system_clock, profile: Profile = PROFILES["openai"],
-                 model: str | None = None) -> None:
+                 model: str | None = None, notice: Callable[[str], None] | None = None) -> None:
         self.ws, self.settings, self.seam, self.script = ws, settings, seam, script
         self.profile, self.model = profile, model
-        self.team = load_team(ws.root)
+        self.team: dict[str, Charter] = {}
+        self.stopping = threading.Event()
+        self._notice = notice
         self.budget = Budget(settings.limits, ws.config.prices)
         self._on_event, self._event_clock = on_event, event_clock
         self._arrivals: queue.Queue[str | None] = queue.Queue()
@@ -128,8 +192,29 @@ class Run:
     # ---- the whole run ------------------------------------------------------------------
 
     def execute(self) -> Outcome:
+        """Check every input, wait for any other run here, then run under the repository's
+        coordinator lock, so the recorded start is the commit the whole run built on."""
+        self.team = check(self.ws, self.settings)
+        coordinator = Coordinator(self.ws)
+        try:
+            with coordinator.session(self.stopping, on_busy=self._busy):
+                return self._execute(coordinator)
+        except Stopped:
+            raise Interrupted("interrupted while waiting for the other run; nothing was "
+                              "started") from None
+
+    def interrupt(self, reason: str = "interrupted (Ctrl-C)") -> None:
+        """Stop the run soon: no new model call, and calls in flight are abandoned."""
+        self.budget.interrupt(reason)
+        self.stopping.set()
+
+    def _busy(self) -> None:
+        if self._notice is not None:
+            self._notice("another squad run or command holds this repository; waiting for "
+                         "it to finish (Ctrl-C to give up)")
+
+    def _execute(self, coordinator: Coordinator) -> Outcome:
         ws, settings, repo = self.ws, self.settings, self.ws.repo
-        self._check_inputs()
         start = repo.head()
         if start is None:
             raise UsageError("the repository has no commit yet; run `squad init` first")
@@ -144,44 +229,56 @@ class Run:
                           self._event_clock, self._on_event)
         if self.script is not None:
             ws = self.ws = dataclasses.replace(ws, clock=iter_clock(self.script.dates))
+        coordinator.ws, coordinator.run = ws, run_id
         outcome = Outcome(run_id=run_id, start=start, end=start)
-        branch_back = repo.start_branch(f"squad/{run_id}") if settings.branch else None
-        self.log("run", {"run": run_id, "goal": settings.goal, "start": start,
-                         "squad": __version__, "settings": _settings_json(settings),
-                         "profile": self.profile.name, "model": self.model})
-        coordinator = Coordinator(ws)
+        branch_back = None
         try:
-            with coordinator.session():
-                worker = threading.Thread(target=self._coordinate,
-                                          args=(coordinator, outcome), daemon=True)
-                worker.start()
-                try:
-                    self._rounds(run_id, outcome)
-                finally:
-                    self._arrivals.put(None)
-                    worker.join()
-                if self._coordinator_error:
-                    raise self._coordinator_error
-                if self.script is not None and self._next_in_order < len(self.script.order):
-                    missing = self.script.order[self._next_in_order]
-                    raise SquadError(f"replay diverged: the recorded drop {missing} was not "
-                                     "made again")
-                outcome.stopped = self.budget.stopped
-                outcome.end = repo.head() or start
-                self.log("summary", summary_json(outcome, ws))
-                if self.script is None:
-                    self._commit_log(run_id, folder, outcome)
+            branch_back = repo.start_branch(f"squad/{run_id}") if settings.branch else None
+            self.log("run", {"run": run_id, "goal": settings.goal, "start": start,
+                             "squad": __version__, "settings": _settings_json(settings),
+                             "profile": self.profile.name, "model": self.model})
+            worker = threading.Thread(target=self._coordinate,
+                                      args=(coordinator, outcome), daemon=True)
+            worker.start()
+            try:
+                self._rounds(run_id, outcome)
+            finally:
+                self._arrivals.put(None)
+                worker.join()
+            if self._coordinator_error:
+                raise self._coordinator_error
+            if self.script is not None and self._next_in_order < len(self.script.order):
+                missing = self.script.order[self._next_in_order]
+                raise SquadError(f"replay diverged: the recorded drop {missing} was not "
+                                 "made again")
+            outcome.stopped = self.budget.stopped
+            outcome.end = repo.head() or start
+            if self.script is None and not outcome.committed:
+                outcome.log = self._aside(folder, run_id)
+            self.log("summary", summary_json(outcome, ws))
+            if self.script is None and outcome.committed:
+                self._commit_log(run_id, folder, outcome)
+        except BaseException:
+            if self.script is None and not outcome.committed and folder.is_dir():
+                self._aside(folder, run_id)
+            raise
         finally:
             if branch_back:
                 repo.switch(branch_back)
         return outcome
 
-    def _check_inputs(self) -> None:
-        dirty = sorted(self.ws.repo.uncommitted_any(list(INPUTS)))
-        if dirty:
-            raise UsageError(
-                f"{dirty[0]} has uncommitted changes; commit the team's inputs "
-                f"({', '.join(INPUTS)}) first, so the run can be replayed from its commit")
+    def _aside(self, folder: Path, run_id: str) -> str:
+        """A run that decided nothing leaves no commit; its log goes where no `git add .`
+        picks it up (committed, it could not be replayed), and the user is told where."""
+        target = self.ws.repo.git_dir / "squad" / "runs" / run_id
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if self.log.path is not None:
+            self.log.path = target / "events.jsonl"
+        self.seam.record_to(target / "cassette.jsonl")
+        shutil.move(str(folder), str(target))
+        with contextlib.suppress(OSError):
+            folder.parent.rmdir()  # .squad/runs, if this was its only run
+        return str(target / "events.jsonl")
 
     def _rounds(self, run_id: str, outcome: Outcome) -> None:
         settings = self.settings
@@ -192,7 +289,17 @@ class Run:
             snapshot = self.ws.repo.head()
             ledger = self.ws.ledger(snapshot)
             if number == 1:
-                outcome.plan = list(self._plan().tasks)
+                try:
+                    outcome.plan = list(self._plan().tasks)
+                except Divergence:
+                    raise
+                except SquadError as exc:  # the lead failed: the run ends, saying why
+                    lead = self.team.get("lead")
+                    result = AgentResult(agent="lead", model=lead.model if lead else "",
+                                         error=exc.message)
+                    outcome.results.append((0, result))
+                    self.log("failed", {"agent": "lead", "round": 0, "error": exc.message})
+                    return
             self.log("round", {"round": number, "snapshot": snapshot,
                                "agents": [t.agent for t in outcome.plan]})
             with ThreadPoolExecutor(max_workers=max(1, settings.concurrency),
@@ -208,10 +315,6 @@ class Run:
     def _plan(self) -> Plan:
         settings = self.settings
         if settings.agents:
-            unknown = [a for a in settings.agents if a not in self.team]
-            if unknown:
-                raise UsageError(f"no agent {unknown[0]!r} in agents/ (agents: "
-                                 f"{', '.join(sorted(self.team)) or 'none'})")
             plan = Plan(tasks=tuple(Task(agent=a, task=settings.goal) for a in settings.agents))
         else:
             lead = self.team.get("lead")
@@ -222,6 +325,10 @@ class Run:
             plan = route(self.ws.root, settings.goal, lead, self.team, backend,
                          self.model or lead.model or self.ws.config.llm.model,
                          settings.max_agents, self.profile)
+            # A weak lead writes tasks like "1.2.3.4": a task with no words is the goal.
+            plan = Plan(tasks=tuple(
+                t if re.search(r"[^\W\d_]", t.task) else Task(agent=t.agent, task=settings.goal)
+                for t in plan.tasks))
         self.log("plan", {"tasks": [t.model_dump() for t in plan.tasks]})
         return plan
 
@@ -239,6 +346,34 @@ class Run:
             self.log("stop", {"agent": label.agent, "round": label.round, "call": label.call,
                               "reason": stop.message})
             raise
+
+    def _call(self, label: Label, call: Callable[[], ChatReply]) -> ChatReply:
+        """Make one model call that Ctrl-C can abandon: the call runs in its own thread and
+        the agent stops waiting as soon as the run is interrupted. A replay never waits."""
+        if self.script is not None:
+            return call()
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                box["reply"] = call()
+            except BaseException as exc:  # handed to the waiting agent
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=work, daemon=True, name=f"squad-call-{label}").start()
+        while not done.wait(0.05):
+            if self.stopping.is_set() and self.seam.abandon(label):
+                reason = self.budget.stopped or "interrupted"
+                self.log("stop", {"agent": label.agent, "round": label.round,
+                                  "call": label.call, "reason": reason})
+                raise Stop(reason)
+        if "error" in box:
+            raise box["error"]
+        reply: ChatReply = box["reply"]
+        return reply
 
     def _agent(self, run_id: str, number: int, task: Task, ledger: Ledger,
                snapshot: str | None) -> AgentResult:
@@ -327,7 +462,8 @@ class _Guarded(LabelledBackend):
     def complete(self, request: ChatRequest) -> ChatReply:
         label = self.next_label()
         self._run._allow(label)
-        reply = super().complete(request)
+        self.calls += 1
+        reply = self._run._call(label, lambda: self._seam.complete(request, label))
         self._run.budget.spend(request.model, reply.usage)
         self._run.log("llm", {"agent": label.agent, "round": label.round, "call": label.call,
                               "key": request.key(), "usage": reply.usage.model_dump(),
@@ -365,7 +501,10 @@ def summary_json(outcome: Outcome, ws: Workspace) -> dict[str, Any]:
         "agents": [{"agent": res.agent, "round": r, "ok": res.ok, "error": res.error,
                     "calls": res.calls, "drops": len(res.drops), **res.usage.model_dump(),
                     "cost": res.cost(prices)} for r, res in outcome.results],
-        "review": f"git log -p {outcome.start[:12]}..{outcome.end[:12]}",
+        "review": (f"git log -p {outcome.start[:12]}..{outcome.end[:12]}"
+                   if outcome.committed else None),
+        "nothing_decided": outcome.why_nothing(),
+        "log": outcome.log,
     }
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from squad import __version__, templating
-from squad.coordinator import Coordinator
 from squad.ledger import Ledger, render_index
 from squad.templating import packaged_templates_dir
 from squad.workspace import DECISIONS, INDEX, Workspace
@@ -28,7 +27,11 @@ def scaffold_files(ws: Workspace, with_agents: bool, ci: str | None = None) -> d
     wanted: dict[str, bytes] = {
         "squad.toml": (templates / "squad.toml").read_bytes(),
         "AGENTS.md": (templates / "AGENTS.md").read_bytes(),
-        f"{DECISIONS}/.gitignore": b"# drops wait in inbox/ until squad commits them\ninbox/\n",
+        # drops wait in inbox/ until squad commits them; quarantine/ holds the ones it
+        # refused, each beside its .reason: the user's to read, never to commit by accident
+        f"{DECISIONS}/.gitignore": b"# drops wait in inbox/ until squad commits them\ninbox/\n"
+                                   b"# refused drops, each with a .reason: fix and re-drop, "
+                                   b"or delete\nquarantine/\n",
         INDEX: render_index(Ledger(), ws.root).encode(),
     }
     agents = packaged_agents_dir()
@@ -42,19 +45,23 @@ def scaffold_files(ws: Workspace, with_agents: bool, ci: str | None = None) -> d
     return {path: data for path, data in wanted.items() if not (ws.root / path).exists()}
 
 
-def init(ws: Workspace, with_agents: bool = True, ci: str | None = None) -> list[str]:
-    """Create what is missing and commit exactly that; returns the paths created."""
+def init(ws: Workspace, with_agents: bool = True, ci: str | None = None, *,
+         author: str | None = None) -> tuple[list[str], str | None]:
+    """Create what is missing and commit exactly that, by `author` (the person running it);
+    returns the paths created and the commit. Drops waiting in the inbox are not init's
+    business: `squad ingest` commits them, and says so."""
     ws.repo.ensure_safe()
     ws.inbox.create()
     ws.quarantine.mkdir(parents=True, exist_ok=True)
     created = scaffold_files(ws, with_agents, ci)
+    sha = None
     if created:
         with ws.repo.coordinator_lock():
             head = ws.repo.head()
-            ws.repo.commit(created, "squad init\n\nSquad-Init: true\n", ws.clock(), head)
+            sha = ws.repo.commit(created, "squad init\n\nSquad-Init: true\n", ws.clock(), head,
+                                 author=author)
             ws.repo.settle(sorted(created))
-    Coordinator(ws).ingest()
-    return sorted(created)
+    return sorted(created), sha
 
 
 # Each client's project-level MCP file and the key its servers live under. The server runs

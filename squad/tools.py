@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from squad import records
+from squad import guide, records
 from squad.charters import Charter
 from squad.ledger import Ledger
 from squad.workspace import DECISIONS, Workspace
@@ -215,6 +215,9 @@ class ToolBox:
                 consequences=consequences, supersedes=tuple(supersedes), tags=tuple(tags))
         except ValidationError as exc:
             raise Refused(records.describe(exc)) from None
+        problem = guide.placeholder(draft.title, self.charter)
+        if problem:
+            raise Refused(problem)
         problem = self.ledger.problems_with(draft) if self.ledger is not None else None
         if problem:
             raise Refused(problem)

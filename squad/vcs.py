@@ -16,7 +16,7 @@ import os
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -98,6 +98,19 @@ class Repository:
         with self._repo.config_reader() as config:
             name = config.get_value("user", "name", default="")
         return str(name).strip() or None
+
+    def user_identity(self) -> str | None:
+        """`Name <email>` as git would author a commit here (environment, then config), or
+        None when git knows no name; callers fall back to squad's own IDENTITY."""
+        name = os.environ.get("GIT_AUTHOR_NAME") or self.user_name()
+        with self._repo.config_reader() as config:
+            email = str(config.get_value("user", "email", default="")).strip()
+        email = os.environ.get("GIT_AUTHOR_EMAIL") or email
+        if not name:
+            return None
+        clean = " ".join(name.replace("<", "").replace(">", "").split())
+        address = "".join(email.replace("<", "").replace(">", "").split()) or "unknown"
+        return f"{clean} <{address}>" if clean else None
 
     def branch(self) -> str:
         return self._repo.head.ref.path  # e.g. refs/heads/main, also for an unborn branch
@@ -235,16 +248,20 @@ class Repository:
         return sha
 
     def commit(self, files: dict[str, bytes], message: str, when: datetime,
-               parent: str | None) -> str:
+               parent: str | None, *, author: str | None = None) -> str:
         """Commit `files` on top of `parent` and move the branch, which must still be at
-        `parent`. Returns the new commit's sha. Working tree and index follow via `settle`."""
+        `parent`. Returns the new commit's sha. Working tree and index follow via `settle`.
+
+        `author` (`Name <email>`) names who decided; squad stays the committer. Without it
+        the author is squad's fixed IDENTITY, which a replay reproduces."""
         self.ensure_safe()
         self._written.clear()
         tree = self._write_tree(self._root_tree(parent),
                                 {tuple(path.split("/")): data for path, data in files.items()})
-        stamp = f"{IDENTITY} {int(when.timestamp())} +0000"
+        seconds = f"{int(when.timestamp())} +0000"
         lines = [f"tree {tree}"] + ([f"parent {parent}"] if parent else [])
-        lines += [f"author {stamp}", f"committer {stamp}", "", message]
+        lines += [f"author {author or IDENTITY} {seconds}", f"committer {IDENTITY} {seconds}",
+                  "", message]
         sha = self._store("commit", "\n".join(lines).encode())
         try:
             self._repo.git.update_ref("-m", f"squad: {message.splitlines()[0]}",
@@ -379,10 +396,12 @@ class Repository:
         return out.splitlines()
 
     @contextlib.contextmanager
-    def coordinator_lock(self, stop: threading.Event | None = None) -> Iterator[None]:
+    def coordinator_lock(self, stop: threading.Event | None = None,
+                         on_busy: Callable[[], None] | None = None) -> Iterator[None]:
         """One coordinator at a time per repository; the kernel drops the lock if we die.
 
-        Waits for the holder; with `stop`, raises Stopped as soon as `stop` is set.
+        Waits for the holder (calling `on_busy` once, so the user hears why nothing
+        happens); with `stop`, raises Stopped as soon as `stop` is set.
         """
         with open(self.git_dir / "squad.lock", "a+") as handle:
             while True:
@@ -390,6 +409,9 @@ class Repository:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
+                    if on_busy is not None:
+                        on_busy()
+                        on_busy = None
                     if stop is not None and stop.wait(0.05):
                         raise Stopped() from None
                     if stop is None:

@@ -81,3 +81,91 @@ def test_local_serve_is_reused_and_stops_cleanly(shop: Path) -> None:
     assert serve.returncode == 0
     after = squad(shop, "ask", "tester", "t", timeout=600)
     assert "started for this command" in after.stderr
+
+
+# ---- whatever squad starts, it stops: counted, on every way out ----------------------------
+
+def servers() -> list[int]:
+    """Model servers started under this test's HOME (other tests' servers are not ours)."""
+    import os
+
+    home = os.environ["HOME"].encode()
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"llama_cpp.server" in cmdline and b"HOME=" + home in environ:
+            found.append(int(pid))
+    return found
+
+
+def gone(seconds: float = 30) -> bool:
+    """True once no server of ours is left (a bounded wait: the kernel reaps it)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while servers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not servers()
+
+
+def test_refused_runs_start_no_server(shop: Path) -> None:
+    assert servers() == []
+    charter = shop / "agents/tester.md"
+    charter.write_text(charter.read_text() + "\nMore.\n")
+    refused = squad(shop, "run", "goal", check=False)
+    assert refused.returncode == 2 and servers() == []
+    charter.write_text("---\nname: [tester\n---\nbody\n")
+    git(shop, "commit", "-qam", "broken charter")
+    broken = squad(shop, "run", "goal", check=False)
+    assert broken.returncode == 2 and "not valid YAML" in broken.stderr
+    assert servers() == []
+
+
+def _started(proc: object) -> None:
+    import time
+
+    deadline = time.monotonic() + 300
+    while not servers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(servers()) == 1
+    time.sleep(3)  # into the model call (the server loads, then answers slowly)
+
+
+def test_ctrl_c_on_a_local_run_stops_the_server(shop: Path) -> None:
+    import signal
+    import subprocess
+
+    from tests.conftest import SQUAD
+
+    assert servers() == []
+    proc = subprocess.Popen([*SQUAD, "run", "Make orders survive a restart", "--json",
+                             "--agents", "architect"], cwd=shop, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    _started(proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert gone()
+    assert squad(shop, "verify").returncode == 0
+    assert git(shop, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_ask_killed_mid_call_leaves_no_server(shop: Path, how: str) -> None:
+    import signal
+    import subprocess
+
+    from tests.conftest import SQUAD
+
+    assert servers() == []
+    proc = subprocess.Popen([*SQUAD, "ask", "architect", "Make orders survive a restart"],
+                            cwd=shop, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _started(proc)
+    proc.send_signal(getattr(signal, how))
+    proc.communicate(timeout=60)
+    assert gone()

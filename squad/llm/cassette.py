@@ -59,6 +59,8 @@ class Seam:
         self._previous: dict[tuple[str, int], dict[str, Any]] = {}
         self._by_label = {Label(*entry["label"]): entry for entry in entries or []}
         self.used: set[Label] = set()
+        self._recorded: set[Label] = set()
+        self._abandoned: set[Label] = set()
 
     def record_to(self, path: Path) -> None:
         self._path = path
@@ -75,17 +77,32 @@ class Seam:
         self._record(request, label, {"reply": reply.model_dump(mode="json")})
         return reply
 
+    def abandon(self, label: Label) -> bool:
+        """Give up waiting for the call `label` (Ctrl-C): its reply, should it still come, is
+        never recorded, so the run log's `stop` for it is the whole story. False if the
+        reply was recorded already (then the caller takes it)."""
+        with self._lock:
+            if label in self._recorded:
+                return False
+            self._abandoned.add(label)
+            return True
+
     def _record(self, request: ChatRequest, label: Label, outcome: dict[str, Any]) -> None:
         if self.mode != "record" or self._path is None:
             return
         full = request.to_openai()
-        line = json.dumps({"label": [label.agent, label.round, label.call],
-                           "key": request.key(),
-                           "request": _delta(self._previous.get((label.agent, label.round)), full),
-                           **outcome}, sort_keys=True, ensure_ascii=False)
-        self._previous[(label.agent, label.round)] = full
-        with self._lock, self._path.open("a", encoding="utf-8") as out:
-            out.write(line + "\n")
+        with self._lock:
+            if label in self._abandoned:
+                return
+            line = json.dumps({"label": [label.agent, label.round, label.call],
+                               "key": request.key(),
+                               "request": _delta(self._previous.get((label.agent, label.round)),
+                                                 full),
+                               **outcome}, sort_keys=True, ensure_ascii=False)
+            self._previous[(label.agent, label.round)] = full
+            with self._path.open("a", encoding="utf-8") as out:
+                out.write(line + "\n")
+            self._recorded.add(label)
 
     def _replay(self, request: ChatRequest, label: Label) -> ChatReply:
         recorded = self._by_label.get(label)

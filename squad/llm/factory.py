@@ -21,10 +21,22 @@ class Connection:
     model: str | None = None  # overrides the configured model (the local model has one name)
     server: local.LocalServer | None = field(default=None, repr=False)
 
+    @property
+    def demo(self) -> bool:
+        """True when the embedded demo model answers (its output is a demonstration)."""
+        return self.profile.name == "llama-cpp" and (self.model or "").startswith("local/")
+
     def close(self) -> None:
-        self.backend.close()
+        try:
+            self.backend.close()
+        finally:
+            if self.server is not None:
+                self.server.stop()
+
+    def kill_now(self) -> None:
+        """For a hard quit: the server we started goes with us, without waiting."""
         if self.server is not None:
-            self.server.stop()
+            self.server.kill()
 
 
 def connect(config: Config, env: Mapping[str, str] | None = None) -> Connection:
@@ -41,8 +53,13 @@ def connect(config: Config, env: Mapping[str, str] | None = None) -> Connection:
     reused = local.running()
     server = None if reused else local.start()
     base_url = reused or (server.base_url if server else "")
-    backend = OpenAIBackend(base_url, None, timeout=max(settings.timeout, 600),
-                            max_retries=settings.max_retries)
+    try:
+        backend = OpenAIBackend(base_url, None, timeout=max(settings.timeout, 600),
+                                max_retries=settings.max_retries)
+    except BaseException:
+        if server is not None:
+            server.stop()
+        raise
     how = "reusing the server of `squad local serve`" if reused else "started for this command"
     return Connection(backend, PROFILES["llama-cpp"],
                       f"embedded local model {local.MODEL_NAME} at {base_url} ({how})",

@@ -3,14 +3,22 @@ llama-cpp-python's OpenAI-compatible server on a free loopback port.
 
 The weights' package is located, never imported (it imports another CLI). A server that
 `squad local serve` keeps up is found through a small state file and reused.
+
+A server squad starts is squad's to stop, on every way out: it runs in its own session (a
+Ctrl-C in the terminal reaches squad, which stops the run first and the server after, not
+the server under the agents), it is stopped in `finally` blocks and at exit, and on Linux
+the kernel kills it should squad itself be killed outright.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import ctypes
 import importlib.util
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -57,11 +65,24 @@ class LocalServer:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
+            try:  # short: uvicorn would otherwise finish a reply nobody waits for
+                self.process.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def kill(self) -> None:
+        """At once, for a hard quit (no waiting; the kernel reaps it when squad exits)."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(OSError):
+                self.process.kill()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: on Linux, kill it when squad dies, however squad dies
+    (SIGKILL: uvicorn would wait out a request nobody is waiting for any more)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
 
 
 def _answers(base_url: str) -> bool:
@@ -96,15 +117,21 @@ def start(port: int = 0, threads: int | None = None, log: Path | None = None) ->
                "--n_ctx", "8192", "--chat_format", "chatml-function-calling"]
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not _answers(base_url):
-        if process.poll() is not None or time.monotonic() > deadline:
-            LocalServer(base_url, process).stop()
-            raise UsageError(f"the local model server did not start (exit {process.poll()}); "
-                             f"run `squad local serve` to see why")
-        time.sleep(0.25)
-    return LocalServer(base_url, process)
+                               stdin=subprocess.DEVNULL, start_new_session=True,
+                               preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    server = LocalServer(base_url, process)
+    atexit.register(server.stop)
+    try:
+        deadline = time.monotonic() + 120
+        while not _answers(base_url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise UsageError(f"the local model server did not start (exit "
+                                 f"{process.poll()}); run `squad local serve` to see why")
+            time.sleep(0.25)
+    except BaseException:
+        server.stop()
+        raise
+    return server
 
 
 def remember(server: LocalServer) -> None:

@@ -1,0 +1,164 @@
+"""A run's whole life, as a user meets it: two at once, Ctrl-C mid-call, bad inputs, failure.
+
+Real `squad` processes in real repositories against the scripted server; replies that take
+a while are how a test interrupts a run in the middle of a model call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from scripted_server import RecordedRequest, ScriptedServer, Text, ToolCalls
+
+from tests.conftest import SQUAD, drop_text, git, squad
+from tests.test_run import agent_of, decide, events
+
+
+@pytest.fixture
+def team(repo: Path) -> Path:
+    squad(repo, "init")
+    (repo / "squad.toml").write_text(
+        "[llm]\nmodel = 'scripted'\nmax_retries = 0\ntimeout = 60\n")
+    git(repo, "commit", "-qam", "settings")
+    return repo
+
+
+def start(team: Path, server: ScriptedServer, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([*SQUAD, "run", "Add rate limiting", "--json", *args], cwd=team,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OPENAI_BASE_URL": server.base_url})
+
+
+def wait_for(condition: object, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
+        time.sleep(0.05)
+    assert condition(), "the condition never held"  # type: ignore[operator]
+
+
+def test_two_runs_at_once_both_replay(team: Path, server: ScriptedServer) -> None:
+    """The first run's model calls are held until the second says it waits for the first,
+    so the two truly overlap whatever the machine's speed."""
+    released = threading.Event()
+
+    def held(request: RecordedRequest) -> ToolCalls | Text:
+        if agent_of(request) != "security":
+            released.wait(60)
+        return decide(request)
+
+    server.responder = held
+    first = start(team, server, "--agents", "architect,tester")
+    wait_for(lambda: server.requests)
+    time.sleep(0.3)
+    second = start(team, server, "--agents", "security")
+    heard = [second.stderr.readline() for _ in range(2)]  # type: ignore[union-attr]
+    released.set()
+    out1, err1 = first.communicate(timeout=120)
+    out2, err2 = second.communicate(timeout=120)
+    assert first.returncode == 0, err1
+    assert second.returncode == 0, err2
+    assert "waiting for it to finish" in heard[1], heard
+    runs = {events(out1)[-1]["run"], events(out2)[-1]["run"]}
+    replayed = squad(team, "replay", "--json")
+    verdicts = [json.loads(line) for line in replayed.stdout.splitlines()]
+    assert {v["run"] for v in verdicts} == runs
+    assert all(v["ok"] for v in verdicts), verdicts
+    assert squad(team, "verify").returncode == 0
+
+
+def test_ctrl_c_mid_call_stops_soon_and_leaves_a_replayable_run(
+        team: Path, server: ScriptedServer) -> None:
+    def responder(request: RecordedRequest) -> ToolCalls | Text:
+        if agent_of(request) == "tester":
+            return Text("thinking very slowly", delay=120)
+        return decide(request)
+
+    server.responder = responder
+    before = git(team, "rev-parse", "HEAD").strip()
+    proc = start(team, server, "--agents", "architect,tester")
+    wait_for(lambda: list((team / "decisions").glob("0001-*.md"))
+             and any(agent_of(r) == "tester" for r in server.requests))
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    out, err = proc.communicate(timeout=60)
+    took = time.monotonic() - sent
+    assert proc.returncode == 130, err
+    assert took < 5 + 3, f"took {took:.1f} s to stop"  # the promise is 5 s; slack for CI
+    assert "stopping" in err and "Traceback" not in err
+    summary = events(out)[-1]
+    assert summary["stopped"] == "interrupted (Ctrl-C)"
+    assert [d["agent"] for d in summary["decisions"]] == ["architect"]
+    assert list((team / "decisions/inbox/new").iterdir()) == []
+    assert git(team, "status", "--porcelain") == ""
+    head = git(team, "rev-parse", "HEAD").strip()
+    assert head != before
+    assert squad(team, "ingest").stdout == ""
+    assert git(team, "rev-parse", "HEAD").strip() == head
+    assert squad(team, "verify").returncode == 0
+    verdict = json.loads(squad(team, "replay", "--json").stdout)
+    assert verdict["ok"] and verdict["commits"] == 1, verdict
+
+
+def test_a_drop_left_by_a_killed_run_is_set_aside_not_committed(team: Path) -> None:
+    head = git(team, "rev-parse", "HEAD").strip()
+    inbox = team / "decisions/inbox/new"
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / "20260101-000000-abcdef.r1.tester.001.md").write_text(
+        drop_text("Left behind", run="20260101-000000-abcdef"))
+    result = squad(team, "ingest", check=False)
+    assert result.returncode == 1
+    assert "ended without committing it" in result.stderr
+    assert git(team, "rev-parse", "HEAD").strip() == head
+    assert list(inbox.iterdir()) == []
+    kept = team / "decisions/quarantine/20260101-000000-abcdef.r1.tester.001.md"
+    assert "Left behind" in kept.read_text()
+
+
+@pytest.mark.parametrize("args", [
+    ("",), ("   ", "--agents", "architect"), ("goal", "--agents", "foo"),
+    ("goal", "--agents", ","), ("goal", "--agents", "tester,tester"),
+])
+def test_bad_inputs_are_refused_before_anything_starts(
+        team: Path, server: ScriptedServer, args: tuple[str, ...]) -> None:
+    head = git(team, "rev-parse", "HEAD").strip()
+    result = squad(team, "run", *args, check=False, env={"OPENAI_BASE_URL": server.base_url})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("squad: ") and len(result.stderr.splitlines()) == 1
+    assert server.requests == []
+    assert not (team / ".squad").exists()
+    assert git(team, "status", "--porcelain") == ""
+    assert git(team, "rev-parse", "HEAD").strip() == head
+
+
+def test_uncommitted_or_broken_charters_are_refused_first(
+        team: Path, server: ScriptedServer) -> None:
+    charter = team / "agents/tester.md"
+    charter.write_text(charter.read_text() + "\nMore.\n")
+    result = squad(team, "run", "goal", check=False, env={"OPENAI_BASE_URL": server.base_url})
+    assert result.returncode == 2 and "agents/tester.md has uncommitted" in result.stderr
+    charter.write_text("---\nname: [tester\n---\nbody\n")
+    git(team, "commit", "-qam", "broken charter")
+    result = squad(team, "run", "goal", check=False, env={"OPENAI_BASE_URL": server.base_url})
+    assert result.returncode == 2 and "not valid YAML" in result.stderr
+    assert server.requests == [] and not (team / ".squad").exists()
+
+
+def test_a_run_that_decides_nothing_says_why_and_commits_nothing(team: Path) -> None:
+    head = git(team, "rev-parse", "HEAD").strip()
+    url = "http://127.0.0.1:9/v1"
+    result = squad(team, "run", "goal", "--agents", "architect", check=False,
+                   env={"OPENAI_BASE_URL": url})
+    assert result.returncode == 1
+    assert f"nothing was decided: architect: {url}: cannot connect" in result.stderr
+    assert git(team, "rev-parse", "HEAD").strip() == head
+    assert git(team, "status", "--porcelain") == ""
+    summary = [json.loads(x) for x in result.stdout.splitlines()][-1]
+    assert summary["review"] is None and Path(summary["log"]).is_file()
+    assert "git log -p" not in result.stderr
