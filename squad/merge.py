@@ -2,14 +2,15 @@
 decision logs are joined by squad instead of by merging lines.
 
 The trunk's records keep their ids (the trunk is `[repo] trunk` in squad.toml, else the
-repository's default branch; when neither side is the trunk, the current branch's records
-keep theirs). The other side's records that the trunk side does not hold yet are appended
-after the trunk's, in their own order, with new ids, the hash chain continued and every
-reference re-pointed; each one that moved says what it was (`was: {id, commit}`), which
-`squad verify` checks against the original. A record that lands on the id and chain link it
-already had is kept byte for byte. Only the records that move are read or written: the rest
-of the log is carried over as git tree entries, and the index gets rows appended unless a
-moved record changes the status of an older one.
+repository's default branch; a remote's copy of it beats the local one, so `squad merge
+origin/main` on `main` keeps what was pushed; when neither side is the trunk, the current
+branch's records keep theirs). The other side's records that the trunk side does not hold
+yet are appended after the trunk's, in their own order, with new ids, the hash chain
+continued and every reference re-pointed; each one that moved says what it was (`was: {id,
+commit}`), which `squad verify` checks against the original. A record that lands on the id
+and chain link it already had is kept byte for byte. Only the records that move are read or
+written: the rest of the log is carried over as git tree entries, and the index gets rows
+appended unless a moved record changes the status of an older one.
 
 Everything outside squad's files is merged by git. Without a conflict there, the result is
 one two-parent commit written like every squad commit (object store, then a compare-and-swap
@@ -171,10 +172,15 @@ def trunk(ws: Workspace) -> str | None:
 
 
 def _theirs_is_trunk(ws: Workspace, theirs: str) -> bool:
+    """REF is the trunk when it is a remote's trunk (what the team already shares beats a
+    local copy, as in `git pull`), or the local trunk while another branch is checked out."""
     name = trunk(ws)
-    if name is None or ws.repo.branch() == f"refs/heads/{name}":
+    if name is None:
         return False
-    return theirs in ws.repo.branch_tips(name)
+    if theirs in ws.repo.branch_tips(name, remote=True):
+        return True
+    return ws.repo.branch() != f"refs/heads/{name}" and \
+        theirs in ws.repo.branch_tips(name, remote=False)
 
 
 def _resolve(ws: Workspace, ref: str) -> str:

@@ -398,11 +398,10 @@ class Repository:
                 return candidate
         return None
 
-    def branch_tips(self, name: str) -> list[str]:
-        """Commits of the local branch `name` and of every remote's branch `name`."""
-        out = self._repo.git.for_each_ref("--format=%(objectname)", f"refs/heads/{name}",
-                                          f"refs/remotes/*/{name}")
-        return out.split()
+    def branch_tips(self, name: str, remote: bool) -> list[str]:
+        """Commits of the local branch `name`, or of every remote's branch `name`."""
+        pattern = f"refs/remotes/*/{name}" if remote else f"refs/heads/{name}"
+        return self._repo.git.for_each_ref("--format=%(objectname)", pattern).split()
 
     def merge_trees(self, ours: str, theirs: str) -> tuple[str, list[str]]:
         """git's own merge of two commits as a tree (nothing checked out), and the paths
