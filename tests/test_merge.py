@@ -359,7 +359,7 @@ def test_a_conflict_outside_decisions_stops_and_loses_nothing(origin: Path) -> N
     status = git(main, "status", "--porcelain").splitlines()
     assert "UU app.py" in status
     assert sorted(line for line in status if "decisions/" in line) == [
-        "M  decisions/README.md", "A  decisions/0003-use-jwt.md"]
+        "A  decisions/0003-use-jwt.md", "M  decisions/README.md"]
     assert "print('main')" in (main / "app.py").read_text()
     assert "print('feature')" in (main / "app.py").read_text()
     assert (main / "scratch.txt").read_text() == "mine\n"
