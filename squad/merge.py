@@ -139,8 +139,8 @@ def _index(ws: Workspace, origins: Origins, keep_all: dict[str, str], kept: dict
     """The index of the joined log, or None when it is the kept side's index unchanged.
 
     When no appended record accepts, rejects or supersedes an older one, the older rows
-    do not change: the new rows are appended to the kept index after checking that it
-    ends with the row of its last record. Otherwise the whole log is read and rendered.
+    do not change: the new rows go right after the row of the kept side's last record
+    (found by rendering it). Otherwise the whole log is read and rendered.
     """
     if not entries:
         return None
@@ -154,13 +154,15 @@ def _index(ws: Workspace, origins: Origins, keep_all: dict[str, str], kept: dict
         row = index_row(entry, record.status if record.kind == "decision" else None, (),
                         ws.root) + "\n"
         current = origins.data(index_blob)
-        if current.endswith(row.encode("utf-8")):
+        at = current.rfind(b"\n" + row.encode("utf-8"))
+        if at >= 0:
+            end = at + 1 + len(row.encode("utf-8"))
             tail = Ledger(entries)
             status, later = tail.statuses(), tail.superseded_by()
             rows = "".join(index_row(e, status.get(e.record.id),
                                      tuple(later.get(e.record.id, ())), ws.root) + "\n"
                            for e in entries)
-            return current + rows.encode("utf-8")
+            return current[:end] + rows.encode("utf-8") + current[end:]
     ledger = Ledger.from_blobs({name: origins.data(blob) for name, blob in kept.items()})
     for entry in entries:
         ledger.append(entry)
