@@ -206,7 +206,11 @@ def merge(ws: Workspace, ref: str) -> MergeReport:
     repo = ws.repo
     theirs = _resolve(ws, ref)
     with repo.coordinator_lock():
-        repo.ensure_safe()
+        reason = repo.unsafe_reason()
+        if reason:
+            raise UnsafeRepoError(f"cannot merge {ref}: {reason} (abort it first, e.g. "
+                                  "`git merge --abort` or `git rebase --abort`); nothing was "
+                                  "changed")
         ours = repo.head()
         if ours is None:
             raise UsageError("the current branch has no commit yet; nothing to merge into")

@@ -284,6 +284,9 @@ def test_two_clones_decide_on_main_and_push(origin: Path, pull: list[str]) -> No
     pulled = subprocess.run(["git", *pull, "pull", "-q"], cwd=bob, capture_output=True,
                             text=True)
     assert pulled.returncode != 0  # git never joins the two logs on its own
+    if pull:  # git stopped half way: squad says how to get out first
+        refused = squad(bob, "merge", "origin/main", check=False)
+        assert refused.returncode == 3 and "--abort" in refused.stderr
     # the documented way on: abort whatever git started, then let squad join the logs
     for abort in (["merge", "--abort"], ["rebase", "--abort"]):
         subprocess.run(["git", *abort], cwd=bob, capture_output=True)
