@@ -484,7 +484,6 @@ def verify(ctx: click.Context, as_json: bool) -> None:
         sys.exit(1)
 
 
-
 @main.command(name="merge")
 @click.argument("ref")
 @click.option("--check", is_flag=True,

@@ -538,3 +538,21 @@ def test_the_workflow_passes_githubs_schema(repo: Path, install: str | None) -> 
 def test_install_needs_ci(repo: Path) -> None:
     result = squad(repo, "init", "--install", "pip install x", check=False)
     assert result.returncode == 2 and "use it with --ci" in result.stderr
+
+
+def test_was_is_left_out_unless_set_and_no_drop_may_set_it() -> None:
+    from datetime import UTC, datetime
+
+    from squad.errors import RecordError
+    from squad.records import Origin, Record, parse_draft, parse_record, render
+
+    plain = Record(id=2, title="t", agent="a", decision="d", date=datetime(2026, 1, 1, tzinfo=UTC))
+    assert "was:" not in render(plain)
+    moved = plain.model_copy(update={"id": 3, "was": Origin(id=2, commit="ab" * 20)})
+    text = render(moved)
+    assert f"was: {{id: 2, commit: {'ab' * 20}}}" in text.replace("'", "")
+    assert parse_record(text) == moved
+    drop = render(plain).replace("id: 2\n", "").replace("date: '2026-01-01T00:00:00Z'\n", "")
+    drop = drop.replace("prev: null\n", f"was: {{id: 2, commit: {'ab' * 20}}}\n")
+    with pytest.raises(RecordError, match="a drop may not set was"):
+        parse_draft(drop)
