@@ -556,3 +556,28 @@ def test_was_is_left_out_unless_set_and_no_drop_may_set_it() -> None:
     drop = drop.replace("prev: null\n", f"was: {{id: 2, commit: {'ab' * 20}}}\n")
     with pytest.raises(RecordError, match="a drop may not set was"):
         parse_draft(drop)
+
+
+def test_the_trunk_can_be_named_in_squad_toml(origin: Path) -> None:
+    """With `[repo] trunk = "develop"`, develop's records keep their ids even when develop
+    is merged into another branch; a forged `was` naming no real commit fails verify."""
+    repo = clone(origin, "repo")
+    (repo / "squad.toml").write_text((repo / "squad.toml").read_text()
+                                     + "[repo]\ntrunk = 'develop'\n")
+    git(repo, "commit", "-qam", "develop is the trunk")
+    git(repo, "branch", "develop")
+    git(repo, "switch", "-qc", "topic")
+    decide(repo, "On topic")
+    git(repo, "switch", "-q", "develop")
+    decide(repo, "On develop")
+    git(repo, "switch", "-q", "topic")
+    out = squad(repo, "merge", "develop").stdout
+    assert "renumbered 0002 -> 0003  On topic" in out
+    assert ids_by_title(repo) == {"Base decision": 1, "On develop": 2, "On topic": 3}
+    path = repo / "decisions/0003-on-topic.md"
+    text = path.read_text()
+    sha = text.split("commit: ", 1)[1][:40]
+    path.write_text(text.replace(sha, "ab" * 20))
+    git(repo, "commit", "-qam", "forge")
+    assert any("0003-on-topic.md: renumbered from 0002 in commit abababababab, which does not "
+               "hold such a record" in f for f in faults(repo))
