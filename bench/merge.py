@@ -93,7 +93,7 @@ def build(root: Path, trunk: int, branch: int) -> Path:
     base = Ledger()
     fork = chain(base, trunk - 10, "trunk", 0)
     index = render_index(base).encode()
-    trailers = "".join(f"Squad-Decision: {name[:4]}\n" for name, _ in fork)
+    trailers = "".join(f"Squad-Decision: {name.split('-')[0]}\n" for name, _ in fork)
     fast_import(repo, [("main", f"the log at the fork\n\n{trailers}",
                         [(f"decisions/{n}", d) for n, d in fork]
                         + [("decisions/README.md", index)])])
@@ -101,7 +101,7 @@ def build(root: Path, trunk: int, branch: int) -> Path:
     for side, count, minute in (("main", 10, trunk), ("feature", branch, trunk + 20)):
         ledger = Ledger(list(base.entries))
         added = chain(ledger, count, "trunk" if side == "main" else "feature", minute)
-        commits = [(side, f"{name}\n\nSquad-Decision: {name[:4]}\n",
+        commits = [(side, f"{name}\n\nSquad-Decision: {name.split('-')[0]}\n",
                     [(f"decisions/{name}", data)]) for name, data in added]
         commits[-1][2].append(("decisions/README.md", render_index(ledger).encode()))
         sides[side] = commits
