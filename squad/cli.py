@@ -122,16 +122,22 @@ def _person(ws: Workspace) -> str | None:
 @click.option("--no-agents", is_flag=True, help="Do not install the default specialists.")
 @click.option("--ci", type=click.Choice(["github"]),
               help="Also write a CI workflow that runs `squad verify` and `squad replay`.")
+@click.option("--install", metavar="LINE",
+              help="The workflow's install command (default: pip install of this version).")
 @click.option("--mcp", "mcp_client", type=click.Choice(["claude", "vscode", "cursor"]),
               help="Also add `squad mcp` to that client's project MCP config (merged, never "
                    "overwritten; not committed).")
 @click.pass_context
-def init(ctx: click.Context, no_agents: bool, ci: str | None, mcp_client: str | None) -> None:
+def init(ctx: click.Context, no_agents: bool, ci: str | None, install: str | None,
+         mcp_client: str | None) -> None:
     """Scaffold squad.toml, AGENTS.md, agents/ and decisions/ (never overwrites a file)."""
     from squad.scaffold import init as scaffold
 
+    if install is not None and (ci is None or not install.strip()):
+        raise UsageError("--install gives the CI workflow's install line: use it with --ci")
     ws = _workspace(ctx)
-    created, sha = scaffold(ws, with_agents=not no_agents, ci=ci, author=_person(ws))
+    created, sha = scaffold(ws, with_agents=not no_agents, ci=ci, install=install,
+                            author=_person(ws))
     for path in created:
         click.echo(f"created {path}")
     if sha:
@@ -837,3 +843,40 @@ def gc(ctx: click.Context, remote: str, as_json: bool) -> None:
     for writer, waiting in sorted(report.kept.items()):
         click.echo(f"kept {writer}: " + (f"{waiting} drop(s) not yet taken" if waiting >= 0
                                           else "moved while pruning; try again"))
+
+
+@main.command(name="merge")
+@click.argument("ref")
+@click.option("--check", is_flag=True,
+              help="Only check that this log extends REF's (exit 1 naming the fix if not).")
+@click.pass_context
+def merge_(ctx: click.Context, ref: str, check: bool) -> None:
+    """Merge REF into the current branch, joining the decision logs (renumbering REF's side
+    unless REF is the trunk)."""
+    from squad.merge import extends, merge
+
+    ws = _workspace(ctx)
+    if check:
+        if not extends(ws, ref):
+            _fail(f"the decision log does not extend {ref}'s: run `squad merge {ref}` and "
+                  "push the result", 1)
+        click.echo(f"ok: the decision log extends {ref}'s")
+        return
+    report = merge(ws, ref)
+    if report.outcome == "up-to-date":
+        click.echo(f"already up to date with {ref}")
+        return
+    if report.outcome == "fast-forward":
+        click.echo(f"fast-forwarded to {ref} ({(report.commit or '')[:12]})")
+        return
+    joined = report.joined
+    for old, new, title in joined.renumbered if joined else []:
+        click.echo(f"renumbered {old:04d} -> {new:04d}  {title}")
+    if report.outcome == "conflict":
+        _fail(f"merge {ref}: git could not merge {', '.join(report.conflicts[:5])}"
+              + (" and more" if len(report.conflicts) > 5 else "")
+              + ": the decision log is already joined and staged; resolve those files, "
+              "`git add` them and `git commit` (or `git merge --abort` to go back)", 1)
+    click.echo(f"merged {ref} ({(report.commit or '')[:12]}): "
+               f"{joined.appended if joined else 0} record(s) appended, "
+               f"{len(joined.renumbered) if joined else 0} renumbered")

@@ -42,7 +42,14 @@ class RunDefaults(_Section):
     rounds: int = Field(1, ge=1, le=20)
 
 
+class RepoSettings(_Section):
+    # The branch whose records keep their ids when `squad merge` joins two logs
+    # (None: the repository's default branch).
+    trunk: str | None = Field(None, min_length=1, max_length=200)
+
+
 class Config(_Section):
+    repo: RepoSettings = RepoSettings()
     coordinator: CoordinatorSettings = CoordinatorSettings()
     llm: LLMSettings = LLMSettings()
     context: ContextSettings = ContextSettings()

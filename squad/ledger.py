@@ -30,6 +30,7 @@ class Ledger:
 
     def __post_init__(self) -> None:
         self._by_id = {entry.record.id: entry for entry in self.entries}
+        self._latest = max((entry.record.date for entry in self.entries), default=None)
 
     @classmethod
     def from_blobs(cls, blobs: dict[str, bytes], where: str = "decisions") -> Ledger:
@@ -50,6 +51,8 @@ class Ledger:
     def append(self, entry: Entry) -> None:
         self.entries.append(entry)
         self._by_id[entry.record.id] = entry
+        if self._latest is None or entry.record.date > self._latest:
+            self._latest = entry.record.date
 
     def get(self, record_id: int) -> Entry | None:
         return self._by_id.get(record_id)
@@ -68,7 +71,9 @@ class Ledger:
 
     @property
     def last_date(self) -> datetime | None:
-        return self.entries[-1].record.date if self.entries else None
+        """The latest date in the log (a renumbered record keeps its own, possibly later,
+        date, so this is not always the last record's)."""
+        return self._latest
 
     def problems_with(self, draft: Draft) -> str | None:
         """Why a draft cannot join this log (references that do not resolve), or None."""
@@ -136,6 +141,12 @@ def _row(entry: Entry, status: str | None, later: tuple[int, ...], root: Path | 
         "supersedes": ", ".join(f"{i:04d}" for i in record.supersedes),
         "superseded_by": ", ".join(f"{i:04d}" for i in later),
     }).rstrip("\n")
+
+
+def index_row(entry: Entry, status: str | None, later: tuple[int, ...],
+              root: Path | None = None) -> str:
+    """One row of the index, as `render_index` writes it (for appending rows)."""
+    return _row(entry, status, later, root)
 
 
 def _cell(text: str) -> str:

@@ -104,12 +104,26 @@ class Draft(BaseModel):
         return self
 
 
+class Origin(BaseModel):
+    """Where a renumbered record came from: its first id, and a commit that holds it there."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    id: DecisionId
+    commit: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{40}$")]
+
+
 class Record(Draft):
-    """A committed decision: numbered, dated by squad's clock and chained to its predecessor."""
+    """A committed decision: numbered, dated by squad's clock and chained to its predecessor.
+
+    `was` is set only on a record that `squad merge` renumbered; it is left out of the front
+    matter otherwise, so records written before it existed render byte for byte as before.
+    """
 
     id: DecisionId
     date: datetime
     prev: str | None = None
+    was: Origin | None = None
 
     @field_validator("date", mode="before")
     @classmethod
@@ -136,12 +150,14 @@ class Record(Draft):
 
 # The order of keys in the front matter: stable, so records diff well.
 _ORDER = ("id", "title", "agent", "date", "kind", "target", "status", "supersedes", "tags",
-          "run", "inputs", "prev")
+          "run", "inputs", "prev", "was")
+_OMITTED_WHEN_UNSET = ("was",)
 
 
 def front_matter(value: Draft) -> dict[str, Any]:
     data = value.model_dump(mode="json", exclude=set(SECTIONS_LOWER))
-    return {key: data[key] for key in _ORDER if key in data}
+    return {key: data[key] for key in _ORDER if key in data
+            and not (key in _OMITTED_WHEN_UNSET and data[key] is None)}
 
 
 SECTIONS_LOWER = tuple(name.lower() for name in SECTIONS)
@@ -198,7 +214,7 @@ def _build(model: type[M], text: str) -> M:
     if clash:
         raise RecordError(f"front matter may not set body section {sorted(clash)[0]!r}")
     if model is Draft:
-        assigned = sorted({"id", "date", "prev"} & set(meta))
+        assigned = sorted({"id", "date", "prev", "was"} & set(meta))
         if assigned:
             raise RecordError(
                 f"a drop may not set {', '.join(assigned)}: the coordinator assigns them")

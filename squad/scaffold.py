@@ -19,9 +19,16 @@ def packaged_agents_dir() -> Path | None:
 
 
 WORKFLOW = ".github/workflows/squad.yml"
+DISTRIBUTION = "squad-decisions"  # squad's name on the package index (`squad` is another project)
 
 
-def scaffold_files(ws: Workspace, with_agents: bool, ci: str | None = None) -> dict[str, bytes]:
+def install_line() -> str:
+    """How to install the squad that is running now, pinned to its version."""
+    return f'pip install "{DISTRIBUTION}=={__version__}"'
+
+
+def scaffold_files(ws: Workspace, with_agents: bool, ci: str | None = None,
+                   install: str | None = None) -> dict[str, bytes]:
     """The files init would create: only those that do not exist yet."""
     templates = packaged_templates_dir() / "scaffold"
     wanted: dict[str, bytes] = {
@@ -39,21 +46,24 @@ def scaffold_files(ws: Workspace, with_agents: bool, ci: str | None = None) -> d
         for charter in sorted(agents.glob("*.md")):
             wanted[f"agents/{charter.name}"] = charter.read_bytes()
     if ci == "github":
-        requirement = f"squad=={__version__}"
-        wanted[WORKFLOW] = templating.render("scaffold/github-workflow.yml", ws.root,
-                                             requirement=requirement).encode()
+        from squad.merge import trunk
+
+        wanted[WORKFLOW] = templating.render(
+            "scaffold/github-workflow.yml", ws.root, version=__version__,
+            install=install or install_line(), trunk=trunk(ws) or "main").encode()
     return {path: data for path, data in wanted.items() if not (ws.root / path).exists()}
 
 
-def init(ws: Workspace, with_agents: bool = True, ci: str | None = None, *,
-         author: str | None = None) -> tuple[list[str], str | None]:
+def init(ws: Workspace, with_agents: bool = True, ci: str | None = None,
+         install: str | None = None, *, author: str | None = None
+         ) -> tuple[list[str], str | None]:
     """Create what is missing and commit exactly that, by `author` (the person running it);
     returns the paths created and the commit. Drops waiting in the inbox are not init's
     business: `squad ingest` commits them, and says so."""
     ws.repo.ensure_safe()
     ws.inbox.create()
     ws.quarantine.mkdir(parents=True, exist_ok=True)
-    created = scaffold_files(ws, with_agents, ci)
+    created = scaffold_files(ws, with_agents, ci, install)
     sha = None
     if created:
         with ws.repo.coordinator_lock():

@@ -395,6 +395,136 @@ class Repository:
             raise SquadError(f"--since {ref}: {_stderr(exc)}") from None
         return out.splitlines()
 
+    # ---- merging (squad merge) -----------------------------------------------------------
+
+    def resolve(self, ref: str) -> str | None:
+        """The commit `ref` names, or None."""
+        out = self._repo.git.rev_parse("--verify", "--quiet", "--end-of-options",
+                                       f"{ref}^{{commit}}", with_exceptions=False)
+        return out.strip() or None
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        out = self._repo.git.merge_base(a, b, with_exceptions=False)
+        return out.strip() or None
+
+    def parents(self, commit: str) -> list[str]:
+        _, data = self._read(commit)
+        return [line[7:].decode() for line in data.split(b"\n\n", 1)[0].split(b"\n")
+                if line.startswith(b"parent ")]
+
+    def default_branch(self) -> str | None:
+        """The branch a clone would check out: origin's HEAD, else init.defaultBranch."""
+        out = self._repo.git.symbolic_ref("--quiet", "refs/remotes/origin/HEAD",
+                                          with_exceptions=False).strip()
+        if out:
+            return out.removeprefix("refs/remotes/origin/")
+        with self._repo.config_reader() as config:
+            name = str(config.get_value("init", "defaultBranch", default="")).strip()
+        for candidate in (name, "main", "master"):
+            if candidate and self.resolve(f"refs/heads/{candidate}"):
+                return candidate
+        return None
+
+    def branch_tips(self, name: str, remote: bool) -> list[str]:
+        """Commits of the local branch `name`, or of every remote's branch `name`."""
+        pattern = f"refs/remotes/*/{name}" if remote else f"refs/heads/{name}"
+        return self._repo.git.for_each_ref("--format=%(objectname)", pattern).split()
+
+    def merge_trees(self, ours: str, theirs: str) -> tuple[str, list[str]]:
+        """git's own merge of two commits as a tree (nothing checked out), and the paths
+        it could not merge."""
+        status, out, err = self._repo.git.merge_tree(
+            "--write-tree", "--name-only", "--no-messages", "-z", ours, theirs,
+            with_extended_output=True, with_exceptions=False, strip_newline_in_stdout=False)
+        if status not in (0, 1):
+            raise SquadError(f"git merge-tree failed: {' '.join(err.split())[:300]}")
+        tree, *paths = out.split("\0")
+        return tree.strip(), sorted({path for path in paths if path})
+
+    def store_blob(self, data: bytes) -> str:
+        return self._store("blob", data)
+
+    def replace_in_folder(self, tree: str, folder: str, files: dict[str, str],
+                          owns: Callable[[str], bool]) -> str:
+        """`tree` where the files directly in `folder` that `owns` claims are exactly
+        `files` (name -> blob sha); everything else in the tree stays as it is."""
+        rows = {n: (s, m) for s, m, n in self._tree(tree)}
+        old = rows.get(folder)
+        inner = {n: (s, m) for s, m, n in self._tree(old[0].hex())
+                 if m == _TREE_MODE or not owns(n)} if old and old[1] == _TREE_MODE else {}
+        for name, sha in files.items():
+            inner[name] = (bytes.fromhex(sha), _FILE_MODE)
+        rows[folder] = (bytes.fromhex(self._rows_tree(inner)), _TREE_MODE)
+        return self._rows_tree(rows)
+
+    def _rows_tree(self, entries: dict[str, tuple[bytes, int]]) -> str:
+        rows = sorted(((sha, mode, name) for name, (sha, mode) in entries.items()),
+                      key=lambda row: row[2] + "/" if row[1] == _TREE_MODE else row[2])
+        data = b"".join(b"%o %s\0%s" % (mode, name.encode("utf-8", "surrogateescape"), sha)
+                        for sha, mode, name in rows)
+        return self._store("tree", data)
+
+    def commit_merge(self, tree: str, parents: list[str], message: str,
+                     when: datetime) -> str:
+        """A merge commit of `tree` with `parents`, moving the branch, which must still be
+        at the first parent (compare-and-swap, as for every squad commit)."""
+        self.ensure_safe()
+        stamp = f"{IDENTITY} {int(when.timestamp())} +0000"
+        lines = [f"tree {tree}"] + [f"parent {p}" for p in parents]
+        lines += [f"author {stamp}", f"committer {stamp}", "", message]
+        sha = self._store("commit", "\n".join(lines).encode())
+        try:
+            self._repo.git.update_ref("-m", f"squad: {message.splitlines()[0]}",
+                                      self.branch(), sha, parents[0])
+        except git.GitCommandError as exc:
+            raise UnsafeRepoError(f"{self.root}: the branch moved while squad was merging: "
+                                  f"{_stderr(exc)}; nothing was changed") from None
+        return sha
+
+    def check_out_change(self, old: str, new: str, dry_run: bool = False) -> str | None:
+        """Carry the working tree and index from `old` to `new` as `git checkout` would,
+        keeping the user's other changes; returns git's refusal, or None."""
+        args = ["-m", "-u", *(["-n"] if dry_run else []), old, new]
+        status, _, err = self._repo.git.read_tree(*args, with_extended_output=True,
+                                                   with_exceptions=False)
+        return None if status == 0 else " ".join(err.split())[:500]
+
+    def fast_forward(self, ref: str) -> None:
+        status, _, err = self._repo.git.merge("--ff-only", "-q", ref,
+                                              with_extended_output=True, with_exceptions=False)
+        if status != 0:
+            raise UnsafeRepoError(f"git refused to fast-forward to {ref}: "
+                                  f"{' '.join(err.split())[:500]}")
+
+    def start_merge(self, ref: str) -> list[str]:
+        """`git merge --no-commit --no-ff ref`: git's ordinary conflicted-merge state.
+        Returns the paths git left conflicted; raises if git refused to start."""
+        _, _, err = self._repo.git.merge("--no-commit", "--no-ff", "-q", ref,
+                                              with_extended_output=True, with_exceptions=False)
+        if not (self.git_dir / "MERGE_HEAD").exists():
+            raise UnsafeRepoError(f"git refused to merge {ref}: {' '.join(err.split())[:500]}")
+        out = self._repo.git.diff("--name-only", "--diff-filter=U", "-z")
+        return sorted({p for p in out.split("\0") if p})
+
+    def stage_files(self, write: dict[str, bytes], remove: list[str]) -> None:
+        """Set `write` and remove `remove` in the working tree and the index (both squad's)."""
+        if remove:
+            self._repo.git.rm("-q", "--cached", "--ignore-unmatch", "--", *remove)
+            for path in remove:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.root / path).unlink()
+        for path, data in write.items():
+            write_atomic(self.root / path, data)
+        if write:
+            self._repo.git.add("--", *write)
+
+    def merges_touching(self, prefix: str) -> list[tuple[str, list[str]]]:
+        """(merge commit, parents) for merges reachable from HEAD that change `prefix`."""
+        if self.head() is None:
+            return []
+        out = self._repo.git.log("HEAD", "--merges", "--format=%H %P", "--", prefix)
+        return [(line.split()[0], line.split()[1:]) for line in out.splitlines() if line]
+
     @contextlib.contextmanager
     def coordinator_lock(self, stop: threading.Event | None = None,
                          on_busy: Callable[[], None] | None = None) -> Iterator[None]:

