@@ -6,19 +6,42 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from squad import __version__
-from squad.coordinator import Coordinator, PassReport
 from squad.errors import SquadError, UsageError
-from squad.records import Draft, Record, describe, render
-from squad.workspace import DECISIONS, Workspace
 
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+if TYPE_CHECKING:  # the rest is imported by the commands that need it: `--help` stays quick
+    from squad.coordinator import PassReport
+    from squad.records import Record
+    from squad.workspace import Workspace
+
+
+class _Stderr:
+    """The stderr console, made on first use: importing rich is a cost only some commands pay."""
+
+    _console: Any = None
+
+    def _made(self) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._made(), name)
+
+    def __enter__(self) -> Any:  # rich's Live uses the console as a context manager
+        return self._made().__enter__()
+
+    def __exit__(self, *exc: object) -> Any:
+        return self._made().__exit__(*exc)
+
+
+err = _Stderr()
 
 
 class SquadGroup(click.Group):
@@ -39,6 +62,8 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def _workspace(ctx: click.Context) -> Workspace:
+    from squad.workspace import Workspace
+
     if ctx.obj is None:
         ctx.obj = Workspace.open(Path.cwd())
     return ctx.obj
@@ -62,11 +87,15 @@ def _report(report: PassReport, as_json: bool) -> None:
     else:
         for record in report.committed:
             click.echo(f"{record.id:04d}  {record.title}")
+        from squad.workspace import DECISIONS
+
         for name, why in report.quarantined:
             click.echo(f"squad: quarantined {DECISIONS}/quarantine/{name}: {why}", err=True)
 
 
 def _ingest(ws: Workspace, as_json: bool = False) -> PassReport:
+    from squad.coordinator import Coordinator
+
     coordinator = Coordinator(ws)
     report = coordinator.ingest()
     if report.waiting_for is not None:
@@ -114,6 +143,7 @@ def ingest(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def watch(ctx: click.Context, poll: bool) -> None:
     """Run the coordinator until interrupted, committing every drop as it arrives."""
+    from squad.coordinator import Coordinator
     from squad.watch import watch as run_watch
 
     ws = _workspace(ctx)
@@ -139,6 +169,8 @@ def _drop_options(fn: Any) -> Any:
 
 
 def _submit(ws: Workspace, fields: dict[str, Any], no_ingest: bool) -> None:
+    from squad.records import Draft, describe, render
+
     fields = {k: v for k, v in fields.items() if v not in (None, (), "")}
     fields.setdefault("agent", ws.repo.user_name() or "human")
     if "decision" not in fields and fields.get("kind", "decision") == "decision":
@@ -160,7 +192,7 @@ def _submit(ws: Workspace, fields: dict[str, Any], no_ingest: bool) -> None:
 
 
 def _edit(fields: dict[str, Any]) -> dict[str, Any]:
-    from squad.records import parse_draft
+    from squad.records import Draft, parse_draft, render
 
     skeleton = Draft.model_construct(**{"title": "", "decision": "", **fields})
     text = click.edit(render(skeleton), extension=".md", require_save=True)
@@ -186,6 +218,8 @@ def decide(ctx: click.Context, supersedes: tuple[int, ...], accepted: bool, no_i
 
 
 def _target(ws: Workspace, record_id: int) -> Record:
+    from squad.workspace import DECISIONS
+
     ledger = ws.ledger()
     entry = ledger.get(record_id)
     if entry is None:
@@ -243,18 +277,28 @@ def _as_dict(record: Record, status: str, superseded_by: list[int]) -> dict[str,
 
 @main.command(name="log")
 @click.option("--json", "as_json", is_flag=True, help="A JSON array on stdout.")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True,
+              help="Show the newest N records.")
+@click.option("--all", "all_", is_flag=True, help="Show every record (no --limit).")
 @click.pass_context
-def log_(ctx: click.Context, as_json: bool) -> None:
-    """List the committed decisions with their current status."""
+def log_(ctx: click.Context, as_json: bool, limit: int, all_: bool) -> None:
+    """List the committed decisions with their current status (the newest 50 unless told)."""
     ledger = _workspace(ctx).ledger()
     status, later = ledger.statuses(), ledger.superseded_by()
+    entries = ledger.entries if all_ else ledger.entries[-limit:]
+    if len(entries) < len(ledger.entries):
+        err.print(f"{len(ledger.entries) - len(entries)} older records not shown "
+                  "(--all shows every one)")
     if as_json:
         click.echo(json.dumps([_as_dict(e.record, status.get(e.record.id, e.record.kind),
-                                        later.get(e.record.id, [])) for e in ledger.entries],
+                                        later.get(e.record.id, [])) for e in entries],
                               indent=2))
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table("id", "date", "agent", "status", "title", box=None, pad_edge=False)
-    for entry in ledger.entries:
+    for entry in entries:
         record = entry.record
         shown = status.get(record.id) or f"{record.kind} {record.target:04d}"
         table.add_row(f"{record.id:04d}", record.date.strftime("%Y-%m-%d %H:%M"),
@@ -270,6 +314,9 @@ def log_(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def show(ctx: click.Context, record_id: int, as_json: bool) -> None:
     """Show decision ID as committed, with its current status."""
+    from squad.records import render
+    from squad.workspace import DECISIONS
+
     ledger = _workspace(ctx).ledger()
     entry = ledger.get(record_id)
     if entry is None:
@@ -383,6 +430,8 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
     """Route GOAL to specialists, run them in parallel, commit their decisions as they land."""
     import signal
 
+    from rich.console import Console
+
     from squad.llm.cassette import Seam
     from squad.llm.factory import connect
     from squad.progress import JsonLines, LiveView, print_summary
@@ -462,6 +511,7 @@ def replay(ctx: click.Context, run_ids: tuple[str, ...], since: str | None,
 @click.pass_context
 def verify(ctx: click.Context, as_json: bool) -> None:
     """Check schema, hash chain, numbering, supersession and the index; exit 1 on any fault."""
+    from squad.records import RECORD_NAME
     from squad.verify import verify as run_verify
 
     ws = _workspace(ctx)
@@ -473,7 +523,8 @@ def verify(ctx: click.Context, as_json: bool) -> None:
     else:
         for fault in faults:
             click.echo(str(fault), err=True)
-        count = len(ws.ledger().entries) if not faults else None
+        names = [p.name for p in ws.decisions.iterdir()] if ws.decisions.is_dir() else []
+        count = sum(1 for name in names if RECORD_NAME.match(name)) if not faults else None
         if count is not None:
             click.echo(f"ok: {count} records verified")
     if faults:
