@@ -19,8 +19,9 @@ A cache is never trusted blindly:
   fails it, the rest of the file is ignored, those blobs are parsed again and the file rewritten;
 - a hit must fit the file it stands for: exactly the record's fields, with an id and title that
   give the file name; otherwise the blob is parsed again;
-- the newest record, whose digest the coordinator chains the next record to, is always parsed
-  from git;
+- for a log that gets committed on (`parse_newest`), the newest record, whose digest the next
+  record chains to, is parsed from git (the workspace also checks such a log against the
+  committed index);
 - the file holds data only (JSON and text, never pickle), so a forged entry can at most
   misreport an older record in `log`, `show` or the regenerated index, and only by someone who
   can already write `.git` (and so its hooks). `squad verify` never reads this cache, and
@@ -56,11 +57,12 @@ def cache_path(git_dir: Path) -> Path:
     return common / "squad" / "log-cache"
 
 
-def load(repo: Repository, listing: dict[str, str], where: str = "decisions") -> Ledger:
+def load(repo: Repository, listing: dict[str, str], parse_newest: bool = False,
+         where: str = "decisions") -> Ledger:
     """The ledger of the records in `listing` (file name -> blob id), parsing only misses."""
     path = cache_path(repo.git_dir)
     raw, damaged = _read(path)
-    newest = max(listing, key=_number, default=None)
+    newest = max(listing, key=_number, default=None) if parse_newest else None
     entries: list[Entry] = []
     missing: dict[str, str] = {}
     for name, blob in listing.items():

@@ -52,7 +52,7 @@ class Workspace:
         """
         listing = self.repo.list_dir(DECISIONS, commit)
         records = {name: sha for name, sha in listing.items() if RECORD_NAME.match(name)}
-        ledger = logcache.load(self.repo, records)
+        ledger = logcache.load(self.repo, records, parse_newest=checked)
         if checked and records:
             index = listing.get(INDEX.rsplit("/", 1)[1])
             if index is None or self.repo.blob(index) != render_index(ledger, self.root).encode():

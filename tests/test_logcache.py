@@ -98,13 +98,16 @@ def test_a_forged_entry_that_does_not_fit_its_file_is_not_served(repo: Path) -> 
     assert shown[0]["title"] == "Use SQLite"
     # The file name is all that a hit is checked against: same slug, served as cached.
     assert shown[1]["title"] == "cache IN memory"
-    # The newest record, which the next one chains to, always comes from git.
+    # What gets committed on takes the newest record, which the next one chains to, from git.
     newest = entries[-1][0]
     head, rest = dict(forged)[newest].split(b"\0", 1)
     fields = json.loads(head)
     fields[0] = "sha256:" + "0" * 64
     _write(path, [*forged[:-1], (newest, json.dumps(fields).encode() + b"\0" + rest)])
-    assert _cached(repo).head_digest == _parsed(repo).head_digest
+    ws = Workspace.open(repo)
+    assert ws.ledger().head_digest == "sha256:" + "0" * 64  # shown as cached, but
+    assert ws.ledger(checked=True).head_digest == _parsed(repo).head_digest
+    ws.repo.close()
     (repo / "decisions" / "inbox").mkdir(exist_ok=True)
     _log(repo, ["Fourth"])
     assert squad(repo, "verify").returncode == 0
