@@ -21,10 +21,15 @@ timed. Its baseline is one `git commit-tree` process per commit.
 
 Bytes per decision: `.git` is packed (`git repack -a -d -f`, then `git gc`), K x --repeat
 decisions are ingested by squad (one commit each, rewriting the flat decisions/ tree and the
-whole index), packed again the same way; the growth divided by the decisions added. Loose bytes are the same growth before that second gc. The 100,000 figure
-is an estimate: bytes per decision is taken as linear in N (each commit carries one tree entry
-and one index row per existing record, before delta compression) and extrapolated from the
-1,000 and 10,000 points.
+whole index), packed again the same way; the growth divided by the decisions added. Loose
+bytes are the same growth before that second pack. The 100,000 figure is an estimate: bytes
+per decision is taken as linear in N (each commit carries one tree entry and one index row
+per existing record, before delta compression) and extrapolated from the 1,000 and 10,000
+points.
+
+Times are wall and CPU (user + system of the child) milliseconds: this machine is shared,
+and wall time follows whatever else runs. `cold cache` runs remove squad's parsed-log cache
+(`.git/squad/log-cache`) first, as after a fresh clone.
 
 Files created: the table counts the files under `.git` after fast-import and after gc, and
 the files in the working tree.
@@ -36,6 +41,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -43,6 +50,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from isolation import isolate_env  # bench/isolation.py
 from rich.console import Console
@@ -132,18 +140,27 @@ def count_files(path: Path) -> tuple[int, int]:
     return files, size
 
 
-def timed(repo: Path, argv: list[str], repeat: int) -> float:
-    """Median wall seconds of a whole process; it must succeed."""
-    samples = []
+def timed(repo: Path, argv: list[str], repeat: int, cold: bool = False) -> tuple[float, float]:
+    """Median wall and CPU (user + system) seconds of a whole process; it must succeed.
+
+    CPU time is reported too because this machine is shared: wall time follows the load.
+    With `cold`, squad's parsed-log cache is removed before each run.
+    """
+    walls, cpus = [], []
     for _ in range(repeat):
+        if cold:
+            (repo / ".git" / "squad" / "log-cache").unlink(missing_ok=True)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         result = subprocess.run(argv, cwd=repo, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
-        samples.append(time.perf_counter() - start)
+        walls.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
         if result.returncode != 0:
             sys.exit(f"{' '.join(argv)} exited {result.returncode} in {repo}:\n"
                      f"{result.stderr.decode()[-2000:]}")
-    return statistics.median(samples)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def drop_text(i: int) -> str:
@@ -151,29 +168,28 @@ def drop_text(i: int) -> str:
             f"## Context\n\n{FILLER * 4}\n\n## Decision\n\nWe pick {i}. {FILLER}\n")
 
 
-def ingest_per_decision(repo: Path, drops: int, repeat: int) -> tuple[float, float, float]:
-    """(seconds per decision, whole `ingest` seconds for the K drops, git commit-tree s/commit)."""
+Times = tuple[float, float]  # wall, cpu
+
+
+def ingest_per_decision(repo: Path, drops: int, repeat: int) -> tuple[Times, Times, Times]:
+    """Per decision (minus an empty ingest), the whole `ingest` of K drops, and per
+    `git commit-tree` process: each (wall, cpu) seconds."""
     inbox = Inbox(repo / "decisions" / "inbox")
     empty = timed(repo, [*SQUAD, "ingest"], repeat)
-    per, whole = [], []
+    whole: list[Times] = []
     for r in range(repeat):
         for j in range(drops):
             inbox.drop(drop_text(r * drops + j))
-        start = time.perf_counter()
-        subprocess.run([*SQUAD, "ingest"], cwd=repo, check=True, stdout=subprocess.DEVNULL)
-        took = time.perf_counter() - start
-        whole.append(took)
-        per.append((took - empty) / drops)
+        whole.append(timed(repo, [*SQUAD, "ingest"], 1))
+    median = (statistics.median(w for w, _ in whole), statistics.median(c for _, c in whole))
+    per = ((median[0] - empty[0]) / drops, (median[1] - empty[1]) / drops)
     tree = git(repo, "rev-parse", "HEAD^{tree}").strip()
     head = git(repo, "rev-parse", "HEAD").strip()
-    start = time.perf_counter()
-    for j in range(drops):
-        git(repo, "commit-tree", tree, "-p", head, "-m", f"baseline {j}")
-    plumbing = (time.perf_counter() - start) / drops
-    return statistics.median(per), statistics.median(whole), plumbing
+    plumbing = timed(repo, ["git", "commit-tree", tree, "-p", head, "-m", "baseline"], drops)
+    return per, median, plumbing
 
 
-def measure(root: Path, n: int, repeat: int, drops: int, console: Console) -> dict[str, float]:
+def measure(root: Path, n: int, repeat: int, drops: int, console: Console) -> dict[str, Any]:
     repo = root / f"log-{n}"
     console.print(f"building a log of {n} records ...")
     start = time.perf_counter()
@@ -186,6 +202,8 @@ def measure(root: Path, n: int, repeat: int, drops: int, console: Console) -> di
         sys.exit(f"the built log of {n} does not verify:\n{out.stdout}{out.stderr[-2000:]}")
     first = sorted(p.name for p in (repo / "decisions").iterdir())[0]
     console.print(f"timing commands at {n} ...")
+    for warm in (["--help"], ["show", "1"], ["log"]):
+        subprocess.run([*SQUAD, *warm], cwd=repo, check=True, capture_output=True)
     row = {
         "build s": built, ".git files": git_files, "decisions/ files": tree_files,
         "python -c pass": timed(repo, [sys.executable, "-c", "pass"], repeat),
@@ -195,8 +213,10 @@ def measure(root: Path, n: int, repeat: int, drops: int, console: Console) -> di
         "squad --help": timed(repo, [*SQUAD, "--help"], repeat),
         "squad log": timed(repo, [*SQUAD, "log"], repeat),
         "squad log --all": timed(repo, [*SQUAD, "log", "--all"], repeat)
-        if _has_all_flag() else float("nan"),
+        if _has_all_flag() else (float("nan"), float("nan")),
         "squad show 1": timed(repo, [*SQUAD, "show", "1"], repeat),
+        "squad log, cold cache": timed(repo, [*SQUAD, "log"], repeat, cold=True),
+        "squad show 1, cold cache": timed(repo, [*SQUAD, "show", "1"], repeat, cold=True),
         "squad verify": timed(repo, [*SQUAD, "verify"], repeat),
     }
     pack(repo)
@@ -228,41 +248,49 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     console = Console(stderr=True)
-    rows: dict[int, dict[str, float]] = {}
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the temp dir is removed
+    rows: dict[int, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="squad-scale-") as tmp:
         root = Path(tmp)
         isolate_env(root / "home")
+        # Time what a user runs: an installed squad has its bytecode compiled, so let the
+        # children write theirs (the first, compiling run is a warm-up, not timed).
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
         for n in sizes:
             rows[n] = measure(root, n, args.repeat, args.drops, console)
     first = sizes[0]
-    table = Table(title="squad at scale: whole processes, medians (ms unless said)")
+    table = Table(title="squad at scale: whole processes, medians; wall ms / CPU ms, "
+                        f"and CPU as a ratio to {first:,} records")
     table.add_column("operation")
     for n in sizes:
         table.add_column(f"{n:,}", justify="right")
         if n != first:
-            table.add_column(f"x {first}", justify="right")
-    ms_rows = ["python -c pass", "git log -1", "git cat-file record", "squad --help",
-               "squad log", "squad log --all", "squad show 1", "squad verify",
-               "ingest whole s", "git commit-tree s", "ingest s/decision"]
-    labels = {"ingest whole s": f"squad ingest of {args.drops} drops",
-              "git commit-tree s": "git commit-tree, per commit",
-              "ingest s/decision": "ingest, per decision (minus empty ingest)"}
-    for key in ms_rows:
+            table.add_column(f"cpu x{first}", justify="right")
+    timed_rows = {"python -c pass": "python -c pass (baseline)", "git log -1": "git log -1",
+                  "git cat-file record": "git cat-file -p one record",
+                  "squad --help": "squad --help", "squad log": "squad log",
+                  "squad log --all": "squad log --all", "squad show 1": "squad show 1",
+                  "squad log, cold cache": "squad log, cold cache",
+                  "squad show 1, cold cache": "squad show 1, cold cache",
+                  "squad verify": "squad verify",
+                  "ingest whole s": f"squad ingest of {args.drops} drops",
+                  "ingest s/decision": "ingest, per decision (minus an empty ingest)",
+                  "git commit-tree s": "git commit-tree, per commit (baseline)"}
+    for key, label in timed_rows.items():
         cells = []
         for n in sizes:
-            value = rows[n][key] * 1000
-            cells.append(f"{value:.1f}")
+            wall, cpu = rows[n][key]
+            cells.append(f"{wall * 1000:.0f} / {cpu * 1000:.0f}")
             if n != first:
-                cells.append(f"{rows[n][key] / rows[first][key]:.2f}")
-        table.add_row(labels.get(key, key), *cells)
-    base = "python -c pass"
+                cells.append(f"{cpu / rows[first][key][1]:.2f}")
+        table.add_row(label, *cells)
     for key in ("squad --help", "squad log", "squad show 1", "squad verify"):
         cells = []
         for n in sizes:
-            cells.append(f"{rows[n][key] / rows[n][base]:.1f}x")
+            cells.append(f"{rows[n][key][1] / rows[n]['python -c pass'][1]:.1f}x")
             if n != first:
                 cells.append("")
-        table.add_row(f"{key} / python -c pass", *cells)
+        table.add_row(f"{key}: CPU / python -c pass", *cells)
     for key in ("loose bytes/decision", "bytes/decision after gc", ".git bytes after gc",
                 ".git files", ".git files after gc", "decisions/ files", "build s"):
         cells = []
