@@ -287,8 +287,8 @@ def log_(ctx: click.Context, as_json: bool, limit: int, all_: bool) -> None:
     status, later = ledger.statuses(), ledger.superseded_by()
     entries = ledger.entries if all_ else ledger.entries[-limit:]
     if len(entries) < len(ledger.entries):
-        err.print(f"{len(ledger.entries) - len(entries)} older records not shown "
-                  "(--all shows every one)")
+        left = len(ledger.entries) - len(entries)
+        err.print(f"{left} older record{'s' * (left > 1)} not shown (--all shows every one)")
     if as_json:
         click.echo(json.dumps([_as_dict(e.record, status.get(e.record.id, e.record.kind),
                                         later.get(e.record.id, [])) for e in entries],
