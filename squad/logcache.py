@@ -34,6 +34,7 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -177,7 +178,7 @@ def _rewrite(path: Path, keep: dict[str, bytes], entries: dict[str, Entry]) -> N
 def _write_new(path: Path, data: bytes) -> None:
     """Replace the file whole: a reader sees the old file or the new one, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)
