@@ -304,7 +304,7 @@ def main() -> None:
         slope = (rows[10000][key] - rows[1000][key]) / 9000
         table.add_row("est. bytes/decision after gc at 100,000 (linear from 1k, 10k)",
                       *([""] * (2 * len(sizes) - 2)), f"{rows[10000][key] + slope * 90000:,.0f}")
-    Console().print(table)
+    Console(width=160).print(table)
 
 
 if __name__ == "__main__":
