@@ -32,7 +32,8 @@ and wall time follows whatever else runs. `cold cache` runs remove squad's parse
 (`.git/squad/log-cache`) first, as after a fresh clone.
 
 Files created: the table counts the files under `.git` after fast-import and after gc, and
-the files in the working tree.
+the files in the working tree. `.git` sizes leave out squad's parsed-log cache
+(`.git/squad/log-cache`), whose size has its own row.
 
 Run: .venv/bin/python bench/scale.py [--sizes 100,1000,10000] [--repeat 3] [--drops 20]
 """
@@ -131,9 +132,11 @@ def pack(repo: Path) -> None:
 
 
 def count_files(path: Path) -> tuple[int, int]:
-    """(files, bytes) under path."""
+    """(files, bytes) under path, leaving out squad's parsed-log cache (counted apart)."""
     files = size = 0
-    for folder, _, names in os.walk(path):
+    for folder, subfolders, names in os.walk(path):
+        if folder == str(path) and path.name == ".git" and "squad" in subfolders:
+            subfolders.remove("squad")
         for name in names:
             files += 1
             size += os.lstat(os.path.join(folder, name)).st_size
@@ -225,12 +228,14 @@ def measure(root: Path, n: int, repeat: int, drops: int, console: Console) -> di
     _, loose = count_files(repo / ".git")
     pack(repo)
     after_files, after = count_files(repo / ".git")
+    cache = repo / ".git" / "squad" / "log-cache"
     added = drops * repeat
     row.update({
         "ingest s/decision": per, "ingest whole s": whole, "git commit-tree s": plumbing,
         "loose bytes/decision": (loose - before) / added,
         "bytes/decision after gc": (after - before) / added,
         ".git files after gc": after_files, ".git bytes after gc": before,
+        "log cache bytes": cache.stat().st_size if cache.exists() else 0,
     })
     return row
 
@@ -292,12 +297,13 @@ def main() -> None:
                 cells.append("")
         table.add_row(f"{key}: CPU / python -c pass", *cells)
     for key in ("loose bytes/decision", "bytes/decision after gc", ".git bytes after gc",
-                ".git files", ".git files after gc", "decisions/ files", "build s"):
+                ".git files", ".git files after gc", "log cache bytes", "decisions/ files",
+                "build s"):
         cells = []
         for n in sizes:
             cells.append(f"{rows[n][key]:,.0f}" if key != "build s" else f"{rows[n][key]:.1f}")
             if n != first:
-                cells.append(f"{rows[n][key] / rows[first][key]:.2f}")
+                cells.append(f"{rows[n][key] / rows[first][key]:.2f}" if rows[first][key] else "")
         table.add_row(key, *cells)
     if 1000 in rows and 10000 in rows:
         key = "bytes/decision after gc"
