@@ -53,12 +53,19 @@ class Workspace:
         listing = self.repo.list_dir(DECISIONS, commit)
         records = {name: sha for name, sha in listing.items() if RECORD_NAME.match(name)}
         ledger = logcache.load(self.repo, records, parse_newest=checked)
-        if checked and records:
-            index = listing.get(INDEX.rsplit("/", 1)[1])
-            if index is None or self.repo.blob(index) != render_index(ledger, self.root).encode():
-                ledger = Ledger.from_blobs({name: self.repo.blob(sha)
-                                            for name, sha in records.items()})
+        if checked and records and not self._vouches(listing.get("README.md"), ledger):
+            ledger = Ledger.from_blobs({name: self.repo.blob(sha) for name, sha in records.items()})
         return ledger
+
+    def _vouches(self, index: str | None, ledger: Ledger) -> bool:
+        """Whether the committed index (blob id) is what `ledger` renders."""
+        if index is None:
+            return False
+        try:
+            rendered = render_index(ledger, self.root).encode()
+        except Exception:  # a broken template override: the commit itself will report it
+            return False
+        return self.repo.blob(index) == rendered
 
     @property
     def quarantine(self) -> Path:

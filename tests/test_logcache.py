@@ -127,3 +127,12 @@ def test_worktrees_share_one_cache_and_verify_never_touches_it(repo: Path,
     assert ws.ledger().entries == _parsed(repo).entries
     ws.repo.close()
     assert path.exists()
+
+
+def test_a_broken_index_template_only_costs_the_cache_its_vouching(repo: Path) -> None:
+    _log(repo, ["Use SQLite"])
+    squad(repo, "log")
+    (repo / "templates").mkdir()
+    (repo / "templates" / "index.md.j2").write_text("{% for row in rows %}\n")
+    result = squad(repo, "ingest", check=False)
+    assert (result.returncode, result.stderr) == (0, "")
