@@ -314,7 +314,6 @@ def log_(ctx: click.Context, as_json: bool, limit: int, all_: bool) -> None:
 @click.pass_context
 def show(ctx: click.Context, record_id: int, as_json: bool) -> None:
     """Show decision ID as committed, with its current status."""
-    from squad.records import render
     from squad.workspace import DECISIONS
 
     ledger = _workspace(ctx).ledger()
@@ -329,7 +328,9 @@ def show(ctx: click.Context, record_id: int, as_json: bool) -> None:
     click.echo(f"{DECISIONS}/{entry.name}  (status: {status}"
                + (f", superseded by {', '.join(f'{i:04d}' for i in later)}" if later else "")
                + ")\n")
-    click.echo(render(entry.record, _workspace(ctx).root), nl=False)
+    # The committed bytes themselves: as committed, and no YAML or template to load.
+    committed = _workspace(ctx).repo.file_at(f"{DECISIONS}/{entry.name}") or b""
+    click.echo(committed.decode("utf-8"), nl=False)
 
 
 @main.command()
