@@ -23,9 +23,9 @@ A cache is never trusted blindly:
   record chains to, is parsed from git (the workspace also checks such a log against the
   committed index);
 - the file holds data only (JSON and text, never pickle), so a forged entry can at most
-  misreport an older record in `log`, `show` or the regenerated index, and only by someone who
-  can already write `.git` (and so its hooks). `squad verify` never reads this cache, and
-  reports such an index.
+  misreport an older record in `log`, `show --json` or an agent's context, never reach the
+  committed index, and only by someone who can already write `.git` (and so its hooks).
+  `squad verify` never reads this cache.
 """
 
 from __future__ import annotations
