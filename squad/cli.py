@@ -8,19 +8,42 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from squad import __version__
-from squad.coordinator import Coordinator, PassReport
 from squad.errors import SquadError, UsageError
-from squad.records import Draft, Record, describe, render
-from squad.workspace import DECISIONS, Workspace
 
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+if TYPE_CHECKING:  # the rest is imported by the commands that need it: `--help` stays quick
+    from squad.coordinator import Coordinator, PassReport
+    from squad.records import Record
+    from squad.workspace import Workspace
+
+
+class _Stderr:
+    """The stderr console, made on first use: importing rich is a cost only some commands pay."""
+
+    _console: Any = None
+
+    def _made(self) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._made(), name)
+
+    def __enter__(self) -> Any:  # rich's Live uses the console as a context manager
+        return self._made().__enter__()
+
+    def __exit__(self, *exc: object) -> Any:
+        return self._made().__exit__(*exc)
+
+
+err = _Stderr()
 
 
 class SquadGroup(click.Group):
@@ -43,6 +66,8 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def _workspace(ctx: click.Context) -> Workspace:
+    from squad.workspace import Workspace
+
     if ctx.obj is None:
         ctx.obj = Workspace.open(Path.cwd())
     return ctx.obj
@@ -75,6 +100,8 @@ def _report(report: PassReport, as_json: bool) -> None:
     else:
         for record, sha in zip(report.committed, report.commits, strict=False):
             click.echo(f"{record.id:04d}  {record.title}  (committed {sha[:12]})")
+        from squad.workspace import DECISIONS
+
         for name, why in report.quarantined:
             click.echo(f"squad: quarantined {DECISIONS}/quarantine/{name}: {why}", err=True)
 
@@ -85,6 +112,8 @@ def _busy() -> None:
 
 
 def _ingest(ws: Workspace, as_json: bool = False) -> PassReport:
+    from squad.coordinator import Coordinator
+
     coordinator = Coordinator(ws)
     report = coordinator.ingest(on_busy=_busy)
     if report.waiting_for is not None:
@@ -104,6 +133,8 @@ def _ingest(ws: Workspace, as_json: bool = False) -> PassReport:
 def _commit_drops(ws: Workspace, names: list[str], author: str | None) -> PassReport:
     """Commit exactly these drops (a person's, or an `ask`'s), not whatever else waits in
     the inbox, and say what was committed."""
+    from squad.coordinator import Coordinator, PassReport
+
     coordinator = Coordinator(ws, author=author)
     report = PassReport()
     with coordinator.session(on_busy=_busy):
@@ -132,6 +163,7 @@ def init(ctx: click.Context, no_agents: bool, ci: str | None, install: str | Non
          mcp_client: str | None) -> None:
     """Scaffold squad.toml, AGENTS.md, agents/ and decisions/ (never overwrites a file)."""
     from squad.scaffold import init as scaffold
+    from squad.workspace import DECISIONS
 
     if install is not None and (ci is None or not install.strip()):
         raise UsageError("--install gives the CI workflow's install line: use it with --ci")
@@ -174,6 +206,8 @@ def mcp_(http_port: int | None, allow_status: bool, agent: str | None,
                          "pip install 'squad-decisions[mcp]'") from None
     if repo is not None and "${" in str(repo):
         repo = None  # the client did not expand ${workspaceFolder}: it starts us in the project
+    from squad.workspace import Workspace
+
     ws = Workspace.open(repo or Path.cwd())
     if agent is not None:
         from pydantic import TypeAdapter, ValidationError
@@ -211,6 +245,7 @@ def ingest(ctx: click.Context, as_json: bool, remote: str | None) -> None:
 @click.pass_context
 def watch(ctx: click.Context, poll: bool, remote: str | None, interval: float | None) -> None:
     """Run the coordinator until interrupted, committing every drop as it arrives."""
+    from squad.coordinator import Coordinator
     from squad.watch import watch as run_watch
 
     ws = _workspace(ctx)
@@ -247,6 +282,8 @@ _force = click.option("--force", is_flag=True,
 def _submit(ws: Workspace, fields: dict[str, Any], no_ingest: bool,
             push: tuple[str, str] | None = None) -> None:
     """A person's record: dropped, then committed at once in their name (git's identity)."""
+    from squad.records import Draft, describe, render
+
     fields = {k: v for k, v in fields.items() if v not in (None, (), "")}
     fields.setdefault("agent", ws.repo.user_name() or "human")
     if "decision" not in fields and fields.get("kind", "decision") == "decision":
@@ -272,7 +309,7 @@ def _submit(ws: Workspace, fields: dict[str, Any], no_ingest: bool,
 
 
 def _edit(fields: dict[str, Any]) -> dict[str, Any]:
-    from squad.records import parse_draft
+    from squad.records import Draft, parse_draft, render
 
     chosen = os.environ.get("VISUAL") or os.environ.get("EDITOR")
     if not chosen and not (sys.stdin.isatty() and sys.stdout.isatty()):
@@ -344,6 +381,8 @@ _REFUSED = {"accept": ("accepted", "rejected", "superseded"),
 
 def _target(ws: Workspace, record_id: int, action: str | None = None,
             force: bool = False) -> Record:
+    from squad.workspace import DECISIONS
+
     ledger = ws.ledger()
     entry = ledger.get(record_id)
     if entry is None:
@@ -423,11 +462,14 @@ def _as_dict(record: Record, status: str, superseded_by: list[int]) -> dict[str,
 @click.option("--grep", metavar="TEXT",
               help="Only records whose title or text contains TEXT (any case).")
 @click.option("--json", "as_json", is_flag=True, help="A JSON array on stdout.")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True,
+              help="Show the newest N records.")
+@click.option("--all", "all_", is_flag=True, help="Show every record (no --limit).")
 @click.pass_context
 def log_(ctx: click.Context, agents: tuple[str, ...], statuses: tuple[str, ...],
          tags: tuple[str, ...], runs: tuple[str, ...], since: str | None, grep: str | None,
-         as_json: bool) -> None:
-    """List the committed decisions with their current status."""
+         as_json: bool, limit: int, all_: bool) -> None:
+    """List the committed decisions with their current status (the newest 50 unless told)."""
     from squad.clock import parse_instant
     from squad.logquery import Query, select
 
@@ -437,13 +479,20 @@ def log_(ctx: click.Context, agents: tuple[str, ...], statuses: tuple[str, ...],
         after = parse_instant(since) if since else None
     except UsageError as exc:
         raise UsageError(f"--since: {exc.message}") from None
-    entries = select(ledger, Query(agents=agents, statuses=statuses, tags=tags, runs=runs,
-                                   since=after, grep=grep))
+    matching = select(ledger, Query(agents=agents, statuses=statuses, tags=tags, runs=runs,
+                                    since=after, grep=grep))
+    entries = matching if all_ else matching[-limit:]
+    if len(entries) < len(matching):
+        left = len(matching) - len(entries)
+        err.print(f"{left} older record{'s' * (left > 1)} not shown (--all shows every one)")
     if as_json:
         click.echo(json.dumps([_as_dict(e.record, status.get(e.record.id, e.record.kind),
                                         later.get(e.record.id, [])) for e in entries],
                               indent=2))
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table("id", "date", "agent", "status", "title", box=None, pad_edge=False)
     for entry in entries:
         record = entry.record
@@ -462,6 +511,7 @@ def log_(ctx: click.Context, agents: tuple[str, ...], statuses: tuple[str, ...],
 def show(ctx: click.Context, record_id: int, as_json: bool) -> None:
     """Show decision ID as committed, with its current status and its place in the graph."""
     from squad import graph
+    from squad.workspace import DECISIONS
 
     ledger = _workspace(ctx).ledger()
     entry = ledger.get(record_id)
@@ -477,7 +527,9 @@ def show(ctx: click.Context, record_id: int, as_json: bool) -> None:
     click.echo(f"{DECISIONS}/{entry.name}  (status: {status}"
                + (f", superseded by {', '.join(f'{i:04d}' for i in later)}" if later else "")
                + ")\n")
-    click.echo(render(entry.record, _workspace(ctx).root), nl=False)
+    # The committed bytes themselves: as committed, and no YAML or template to load.
+    committed = _workspace(ctx).repo.file_at(f"{DECISIONS}/{entry.name}") or b""
+    click.echo(committed.decode("utf-8"), nl=False)
     click.echo("\n## Graph\n\n" + graph.text(ledger, record_id), nl=False)
 
 
@@ -497,6 +549,7 @@ def ask(ctx: click.Context, agent: str, task: str, no_ingest: bool, and_ingest: 
     from squad.coordinator import decode
     from squad.llm.factory import connect
     from squad.records import parse_draft
+    from squad.workspace import DECISIONS
 
     ws = _workspace(ctx)
     charter = find_charter(ws.root, agent)
@@ -594,6 +647,8 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
          max_tokens: int | None, max_cost: float | None, max_seconds: float | None,
          branch: bool, live: bool, as_json: bool) -> None:
     """Route GOAL to specialists, run them in parallel, commit their decisions as they land."""
+    from rich.console import Console
+
     from squad.llm.cassette import Seam
     from squad.llm.factory import connect
     from squad.progress import JsonLines, LiveView, print_summary
@@ -772,6 +827,7 @@ def report(ctx: click.Context, run_ids: tuple[str, ...], since: str | None, fmt:
 @click.pass_context
 def verify(ctx: click.Context, as_json: bool) -> None:
     """Check schema, hash chain, numbering, supersession and the index; exit 1 on any fault."""
+    from squad.records import RECORD_NAME
     from squad.verify import verify as run_verify
 
     ws = _workspace(ctx)
@@ -783,7 +839,8 @@ def verify(ctx: click.Context, as_json: bool) -> None:
     else:
         for fault in faults:
             click.echo(str(fault), err=True)
-        count = len(ws.ledger().entries) if not faults else None
+        names = [p.name for p in ws.decisions.iterdir()] if ws.decisions.is_dir() else []
+        count = sum(1 for name in names if RECORD_NAME.match(name)) if not faults else None
         if count is not None:
             click.echo(f"ok: {count} records verified")
     if faults:
@@ -792,6 +849,7 @@ def verify(ctx: click.Context, as_json: bool) -> None:
 
 
 def _ingest_remote(ws: Workspace, remote: str, as_json: bool) -> PassReport:
+    from squad.coordinator import Coordinator
     from squad.remote import RemoteCoordinator
 
     coordinator = Coordinator(ws, log=lambda message: err.print(message))

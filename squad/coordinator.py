@@ -71,7 +71,7 @@ class Coordinator:
         head = repo.head()
         if head == self._head:
             return
-        self._ledger = self.ws.ledger(head)
+        self._ledger = self.ws.ledger(head, checked=True)
         self._done = set()
         for commit in repo.squad_commits("Squad-Drop"):
             names = commit.trailers.get("Squad-Drop", [])

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -67,7 +66,8 @@ DecisionId = Annotated[int, Field(ge=1)]
 class Draft(BaseModel):
     """What a writer drops: everything but the coordinator's id, date and chain link."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    # defer_build: a command that only reads cached records never pays for the validators.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, defer_build=True)
 
     title: Title
     agent: Agent
@@ -165,6 +165,8 @@ SECTIONS_LOWER = tuple(name.lower() for name in SECTIONS)
 
 def render(value: Draft, root: Path | None = None) -> str:
     """The markdown form of a draft or record."""
+    import yaml  # imported where used: reading the log from its cache needs no YAML
+
     head = yaml.safe_dump(front_matter(value), sort_keys=False, allow_unicode=True,
                           width=float("inf"), default_flow_style=None)
     return templating.render("record.md.j2", root, front_matter=head,
@@ -174,6 +176,8 @@ def render(value: Draft, root: Path | None = None) -> str:
 
 def split(text: str) -> tuple[dict[str, Any], dict[str, str]]:
     """Split markdown into front matter and sections; raise RecordError saying what is wrong."""
+    import yaml
+
     text = text.replace("\r\n", "\n")
     if not text.startswith("---\n"):
         raise RecordError("does not start with a '---' front matter line")

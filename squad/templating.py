@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import jinja2
+if TYPE_CHECKING:
+    import jinja2
 
 
 def packaged_templates_dir() -> Path:
@@ -19,6 +21,8 @@ def packaged_templates_dir() -> Path:
 
 @lru_cache(maxsize=16)
 def environment(root: Path | None = None) -> jinja2.Environment:
+    import jinja2  # imported on first render: commands that render nothing skip it
+
     loaders: list[jinja2.BaseLoader] = []
     if root is not None and (root / "templates").is_dir():
         loaders.append(jinja2.FileSystemLoader(root / "templates"))

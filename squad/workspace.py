@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from squad import logcache
 from squad.clock import Clock, default_clock
 from squad.config import Config, load_config
 from squad.dropbox import Inbox
-from squad.ledger import Ledger
+from squad.ledger import Ledger, render_index
 from squad.records import RECORD_NAME
 from squad.vcs import Repository, open_repo
 
@@ -42,11 +43,29 @@ class Workspace:
     def inbox(self) -> Inbox:
         return Inbox(self.decisions / "inbox")
 
-    def ledger(self, commit: str | None = None) -> Ledger:
-        """The committed log at `commit` (default HEAD)."""
+    def ledger(self, commit: str | None = None, checked: bool = False) -> Ledger:
+        """The committed log at `commit` (default HEAD), read through the parsed-log cache.
+
+        `checked` is for what gets committed on top of it (the coordinator): the cached parses
+        must then reproduce the index committed with them, or every record is parsed from git,
+        so no damaged or forged cache entry can reach a commit.
+        """
         listing = self.repo.list_dir(DECISIONS, commit)
-        return Ledger.from_blobs({name: self.repo.blob(sha) for name, sha in listing.items()
-                                  if RECORD_NAME.match(name)})
+        records = {name: sha for name, sha in listing.items() if RECORD_NAME.match(name)}
+        ledger = logcache.load(self.repo, records, parse_newest=checked)
+        if checked and records and not self._vouches(listing.get("README.md"), ledger):
+            ledger = Ledger.from_blobs({name: self.repo.blob(sha) for name, sha in records.items()})
+        return ledger
+
+    def _vouches(self, index: str | None, ledger: Ledger) -> bool:
+        """Whether the committed index (blob id) is what `ledger` renders."""
+        if index is None:
+            return False
+        try:
+            rendered = render_index(ledger, self.root).encode()
+        except Exception:  # a broken template override: the commit itself will report it
+            return False
+        return self.repo.blob(index) == rendered
 
     @property
     def quarantine(self) -> Path:

@@ -1,0 +1,187 @@
+"""A derived cache of the parsed log, so a command does not re-parse every record it shows.
+
+Parsing a record (YAML, then pydantic's validators) costs about ten times more than reading
+back what an earlier parse produced, and every command needs the whole log. The cache maps a
+record's git blob id to that parse: the record's fields and the chain digest of its bytes. A
+blob id names its bytes, so an entry never goes stale and serves every commit, branch and
+worktree that holds the blob; only a different squad version (which may parse differently)
+makes the whole file obsolete, and it is then rebuilt.
+
+It lives in the common git dir (`.git/squad/log-cache`, shared by linked worktrees), never in
+the working tree, and is only ever derived: deleting it costs one slow command. Form: a header
+line, then per record `<blob id> <sha256> <length>\\n<payload>\\n`, the payload being the
+digest and front matter as JSON and the three sections, NUL-separated (a section cannot hold a
+NUL). New entries are appended in one write; a file with damaged or many unused entries is
+rewritten through a temporary file and a rename.
+
+A cache is never trusted blindly:
+- each entry's sha256 covers its blob id and payload: a torn append (a crash) or a flipped bit
+  fails it, the rest of the file is ignored, those blobs are parsed again and the file rewritten;
+- a hit must fit the file it stands for: exactly the record's fields, with an id and title that
+  give the file name; otherwise the blob is parsed again;
+- for a log that gets committed on (`parse_newest`), the newest record, whose digest the next
+  record chains to, is parsed from git (the workspace also checks such a log against the
+  committed index);
+- the file holds data only (JSON and text, never pickle), so a forged entry can at most
+  misreport an older record in `log`, `show --json` or an agent's context, never reach the
+  committed index, and only by someone who can already write `.git` (and so its hooks).
+  `squad verify` never reads this cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from squad import __version__
+from squad.ledger import Entry, Ledger
+from squad.records import RECORD_NAME, SECTIONS_LOWER, Record, filename
+
+if TYPE_CHECKING:
+    from squad.vcs import Repository
+
+HEADER = f"squad-log-cache 1 {__version__}\n".encode()
+_FIELDS = frozenset(Record.model_fields) - set(SECTIONS_LOWER)
+_TUPLES = ("supersedes", "tags", "inputs")
+
+
+def cache_path(git_dir: Path) -> Path:
+    """The cache file in the repository's common git dir (shared by its worktrees)."""
+    pointer = git_dir / "commondir"  # a linked worktree's git dir names the common one
+    common = (git_dir / pointer.read_text().strip()).resolve() if pointer.is_file() else git_dir
+    return common / "squad" / "log-cache"
+
+
+def load(repo: Repository, listing: dict[str, str], parse_newest: bool = False,
+         where: str = "decisions") -> Ledger:
+    """The ledger of the records in `listing` (file name -> blob id), parsing only misses."""
+    path = cache_path(repo.git_dir)
+    raw, damaged = _read(path)
+    newest = max(listing, key=_number, default=None) if parse_newest else None
+    entries: list[Entry] = []
+    missing: dict[str, str] = {}
+    for name, blob in listing.items():
+        entry = _hit(raw.get(blob), name) if name != newest else None
+        if entry is None:
+            missing[name] = blob
+        else:
+            entries.append(entry)
+    parsed = Ledger.from_blobs({name: repo.blob(blob) for name, blob in missing.items()}, where)
+    entries += parsed.entries
+    entries.sort(key=lambda entry: (entry.record.id, entry.name))
+    fresh = {missing[e.name]: e for e in parsed.entries if missing[e.name] not in raw}
+    used = set(listing.values())
+    unused = sum(1 for blob in raw if blob not in used)
+    with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
+        if damaged or unused > len(used) + 100:
+            _rewrite(path, {blob: raw[blob] for blob in raw if blob in used},
+                     {listing[e.name]: e for e in entries})
+        elif fresh:
+            _append(path, fresh, new_file=not raw)
+    return Ledger(entries)
+
+
+def _number(name: str) -> int:
+    match = RECORD_NAME.match(name)
+    return int(match.group(1)) if match else -1
+
+
+# ---- reading ----------------------------------------------------------------------------
+
+def _read(path: Path) -> tuple[dict[str, bytes], bool]:
+    """blob id -> checked payload of every sound entry, and whether anything was damaged."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return {}, False
+    if not data.startswith(HEADER):
+        return {}, bool(data)  # another format or squad version: rebuild
+    entries: dict[str, bytes] = {}
+    pos, end = len(HEADER), len(data)
+    while pos < end:
+        try:
+            eol = data.index(b"\n", pos, pos + 200)
+            blob, check, size = data[pos:eol].decode("ascii").split(" ")
+            start, stop = eol + 1, eol + 1 + int(size)
+        except ValueError:
+            return entries, True
+        payload = data[start:stop]
+        if (stop >= end or data[stop:stop + 1] != b"\n" or len(blob) != 40
+                or hashlib.sha256(blob.encode() + payload).hexdigest() != check):
+            return entries, True
+        entries[blob] = payload
+        pos = stop + 1
+    return entries, False
+
+
+def _hit(payload: bytes | None, name: str) -> Entry | None:
+    """The entry a checked payload stands for, if it fits the file name it is found under."""
+    if payload is None:
+        return None
+    try:
+        head, context, decision, consequences = payload.decode("utf-8").split("\0")
+        digest, fields = json.loads(head)
+        if set(fields) != _FIELDS or not isinstance(digest, str):
+            return None
+        fields["date"] = datetime.fromisoformat(fields["date"]).astimezone(UTC)
+        for key in _TUPLES:
+            fields[key] = tuple(fields[key])
+        record = Record.model_construct(**fields, context=context, decision=decision,
+                                        consequences=consequences)
+        if filename(record) != name:
+            return None
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return None
+    return Entry(record, name, digest)
+
+
+# ---- writing ----------------------------------------------------------------------------
+
+def _encode(blob: str, entry: Entry) -> bytes:
+    record = entry.record
+    head = json.dumps([entry.digest, record.model_dump(mode="json", exclude=set(SECTIONS_LOWER))],
+                      ensure_ascii=False, separators=(",", ":"))
+    payload = "\0".join((head, record.context, record.decision,
+                         record.consequences)).encode("utf-8")
+    return _frame(blob, payload)
+
+
+def _frame(blob: str, payload: bytes) -> bytes:
+    check = hashlib.sha256(blob.encode() + payload).hexdigest()
+    return b"%s %s %d\n%s\n" % (blob.encode(), check.encode(), len(payload), payload)
+
+
+def _append(path: Path, fresh: dict[str, Entry], new_file: bool) -> None:
+    data = b"".join(_encode(blob, entry) for blob, entry in fresh.items())
+    if new_file:
+        _write_new(path, HEADER + data)
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, data)  # one write: concurrent appenders do not interleave inside it
+    finally:
+        os.close(fd)
+
+
+def _rewrite(path: Path, keep: dict[str, bytes], entries: dict[str, Entry]) -> None:
+    parts = [HEADER] + [_frame(blob, payload) for blob, payload in keep.items()]
+    parts += [_encode(blob, entry) for blob, entry in entries.items() if blob not in keep]
+    _write_new(path, b"".join(parts))
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Replace the file whole: a reader sees the old file or the new one, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
