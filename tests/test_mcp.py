@@ -242,7 +242,7 @@ def test_ten_clients_and_a_watch_commit_every_proposal_once(logged: Path) -> Non
         watch.send_signal(signal.SIGINT)
         assert watch.wait(timeout=30) == 0
     assert sorted(ids) == list(range(3, 203))
-    titles = [r["title"] for r in json.loads(squad(logged, "log", "--json").stdout)[2:]]
+    titles = [r["title"] for r in json.loads(squad(logged, "log", "--json", "--all").stdout)[2:]]
     assert sorted(titles) == sorted(f"Client {n} decision {i}" for n in range(10)
                                     for i in range(20))
     assert len(squad_commits(logged)) == 202
