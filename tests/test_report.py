@@ -72,7 +72,7 @@ def test_the_example_run_page_in_chromium(example: Path, tmp_path: Path, browser
     assert facts["decisions"] == [f"d{i:04d}" for i in commits]
     assert sorted(facts["lanes"]) == sorted({e["agent"] for e in log if e["event"] == "spawn"})
     assert facts["llm"] == sum(e["event"] == "llm" for e in log) == 6
-    assert facts["tools"] == sum(e["event"] == "tool" for e in log) == 12
+    assert facts["tools"] == sum(e["event"] == "tool" for e in log) == 24
     assert facts["bars"] == facts["llm"] + facts["tools"]
     assert facts["commits"] == len(commits)
     assert facts["graphNodes"] == 6
