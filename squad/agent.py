@@ -89,8 +89,12 @@ def run_agent(ws: Workspace, charter: Charter, task: str, backend: Backend, *,
             result.final = reply.content
             emit("done", {"agent": charter.name, "drops": list(result.drops)})
             return result
-        for call in reply.tool_calls:
-            outcome = _use(toolbox, call.name, call.arguments, result, emit)
+        cap = charter.max_tool_calls_per_reply or ws.config.agents.max_tool_calls_per_reply
+        for number, call in enumerate(reply.tool_calls):
+            outcome = _use(toolbox, call.name, call.arguments, result, emit) if number < cap \
+                else _refuse(call.name, call.arguments, result, emit,
+                             f"error: only {cap} tool calls per reply are run; this one was "
+                             "not. Ask again in your next reply if you still need it")
             messages.append(Message(role="tool", tool_call_id=call.id,
                                     content=outcome.content))
     return _fail(result, f"stopped after {settings.max_turns} turns without finishing "
@@ -121,6 +125,15 @@ def _use(toolbox: ToolBox, name: str, arguments: str, result: AgentResult,
     emit("tool", {"agent": result.agent, "tool": name, "ok": outcome.ok,
                   "arguments": arguments, "drop": outcome.drop})
     return outcome
+
+
+def _refuse(name: str, arguments: str, result: AgentResult, emit: Event,
+            message: str) -> ToolResult:
+    """A tool call squad does not run (over a cap), answered like a refusal."""
+    result.tool_uses.append(ToolUse(name, arguments, False, message))
+    emit("tool", {"agent": result.agent, "tool": name, "ok": False, "arguments": arguments,
+                  "drop": None})
+    return ToolResult(False, message)
 
 
 def _fail(result: AgentResult, error: str, emit: Event) -> AgentResult:

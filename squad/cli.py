@@ -31,10 +31,17 @@ class SquadGroup(click.Group):
             if os.environ.get("SQUAD_DEBUG"):
                 raise
             _fail(exc.message, exc.exit_code)
+        except OSError as exc:  # a file squad needs is a folder, unreadable, ...: one line
+            if os.environ.get("SQUAD_DEBUG") or exc.filename is None:
+                raise
+            _fail(f"{exc.filename}: {exc.strerror or type(exc).__name__}", 1)
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"squad: {message}", err=True)
+    from squad.safety import scrub
+    from squad.secrets import redact
+
+    click.echo(f"squad: {redact(scrub(message))}", err=True)
     sys.exit(code)
 
 
@@ -58,12 +65,15 @@ def _report(report: PassReport, as_json: bool) -> None:
                           for r in report.committed],
             "quarantined": [{"drop": n, "reason": why} for n, why in report.quarantined],
             "recovered": report.recovered,
+            "kept": [{"path": p, "kept_as": k} for p, k in report.kept],
         }))
     else:
         for record in report.committed:
             click.echo(f"{record.id:04d}  {record.title}")
         for name, why in report.quarantined:
             click.echo(f"squad: quarantined {DECISIONS}/quarantine/{name}: {why}", err=True)
+    for path, kept in report.kept:
+        click.echo(f"squad: kept your version of {path} as {kept}", err=True)
 
 
 def _ingest(ws: Workspace, as_json: bool = False) -> PassReport:
@@ -78,6 +88,7 @@ def _ingest(ws: Workspace, as_json: bool = False) -> PassReport:
         report.committed += later.committed
         report.quarantined += later.quarantined
         report.recovered += later.recovered
+        report.kept += later.kept
     _report(report, as_json)
     return report
 
