@@ -376,11 +376,15 @@ class Repository:
         return self._repo.git.rev_list(f"{base}..{tip}").split()
 
     def changed_since(self, ref: str, prefix: str) -> list[str]:
+        """Paths under `prefix` that any commit since `ref` added, changed or removed (also
+        those added and removed again: a run that came and went is still noticed)."""
         try:
-            out = self._repo.git.diff("--name-only", f"{ref}...HEAD", "--", prefix)
+            self._repo.git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}")
+            out = self._repo.git.log("--format=", "--name-only", "--no-renames", "-m",
+                                     f"{ref}..HEAD", "--", prefix)
         except git.GitCommandError as exc:
-            raise SquadError(f"--since {ref}: {_stderr(exc)}") from None
-        return out.splitlines()
+            raise SquadError(f"--since {ref}: {_stderr(exc) or 'not a commit'}") from None
+        return sorted({line for line in out.splitlines() if line})
 
     @contextlib.contextmanager
     def coordinator_lock(self, stop: threading.Event | None = None) -> Iterator[None]:
