@@ -18,6 +18,7 @@ from squad.ledger import Ledger
 from squad.llm.backend import Backend
 from squad.llm.messages import ChatReply, ChatRequest, Message, Price, Usage
 from squad.llm.profiles import PROFILES, Profile
+from squad.safety import scrub
 from squad.tools import ToolBox, ToolResult, specs_for
 from squad.workspace import Workspace
 
@@ -66,6 +67,7 @@ def run_agent(ws: Workspace, charter: Charter, task: str, backend: Backend, *,
     then ends with that error. `snapshot`, `drop_name` and `on_drop` go to the ToolBox.
     """
     emit = on_event or (lambda kind, data: None)
+    task = scrub(task)  # argv may carry undecodable bytes; a request must be valid UTF-8
     settings = ws.config.llm
     model = model or charter.model or settings.model
     ctx = contexts.build(ws.root, charter, task, ledger, ws.config.context.token_budget)

@@ -38,7 +38,7 @@ from squad.llm.cassette import Divergence, Label, LabelledBackend, Seam
 from squad.llm.messages import ChatReply, ChatRequest
 from squad.llm.profiles import PROFILES, Profile
 from squad.routing import Plan, Task, route
-from squad.safety import check_layout, scrub
+from squad.safety import check_layout, has_surrogate, scrub
 from squad.workspace import Workspace
 
 RUNS = ".squad/runs"
@@ -136,6 +136,8 @@ class Run:
                  script: Script | None = None, on_event: Event | None = None,
                  event_clock: Clock = system_clock, profile: Profile = PROFILES["openai"],
                  model: str | None = None) -> None:
+        if has_surrogate(settings.goal):  # undecodable bytes from argv
+            settings = dataclasses.replace(settings, goal=scrub(settings.goal))
         self.ws, self.settings, self.seam, self.script = ws, settings, seam, script
         self.profile, self.model = profile, model
         self.team = load_team(ws.root)

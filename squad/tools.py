@@ -156,7 +156,10 @@ class ToolBox:
             return _error(arguments.removeprefix("squad: "))
         try:
             args = parse_arguments(arguments, TOOL_SPECS[name]["function"]["parameters"])
-            return getattr(self, f"_{name}")(**args)
+            result: ToolResult = getattr(self, f"_{name}")(**args)
+            if safety.has_surrogate(result.content):  # e.g. a file name that is not UTF-8
+                result = ToolResult(result.ok, safety.scrub(result.content), result.drop)
+            return result
         except Refused as exc:
             return _error(str(exc))
         except SquadError as exc:
@@ -406,4 +409,4 @@ def _type_problem(value: Any, schema: dict[str, Any]) -> str | None:
 
 
 def _error(message: str) -> ToolResult:
-    return ToolResult(False, "error: " + " ".join(message.split()))
+    return ToolResult(False, "error: " + safety.scrub(" ".join(message.split())))

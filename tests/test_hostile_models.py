@@ -5,6 +5,7 @@ scripted server, in real repositories."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -87,11 +88,18 @@ SURROGATE_ARGS = ('{"title": "Lone \\ud800 surrogate", "context": "\\udfff", '
 
 def test_lone_surrogates_never_kill_an_agent_a_run_or_its_replay(team: Path,
                                                                  server: ScriptedServer) -> None:
+    (team / "src/bytes").mkdir()
+    (team / os.fsdecode(b"src/bytes/caf\xe9.txt")).write_text("x")  # a name that is not UTF-8
+    git(team, "add", "src")
+    git(team, "commit", "-qm", "a file name that is not UTF-8")
     server.enqueue(ToolCalls([("record_decision", SURROGATE_ARGS),
-                              ("read_file\ud800", "{}"),
+                              ("read_file\ud800", "{}"), ("list_files", {}),
                               ("grep", '{"pattern": "\\ud800"}')], content="think \ud800"),
                    Text("done \udc80"))
-    summary = run(team, server)
+    result = squad(team, "run", "goal \udcff from argv", "--json", "--agents", "tester",
+                   check=False, env={"OPENAI_BASE_URL": server.base_url})
+    assert "Traceback" not in result.stderr, result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
     assert summary["ok"] and len(summary["decisions"]) == 1, summary
     record = next((team / "decisions").glob("0001-*.md")).read_text(encoding="utf-8")
     assert "Lone \ufffd surrogate" in record
@@ -102,7 +110,7 @@ def test_lone_surrogates_never_kill_an_agent_a_run_or_its_replay(team: Path,
 def test_lone_surrogates_never_crash_ask(team: Path, server: ScriptedServer) -> None:
     server.enqueue(ToolCalls([("record_decision", SURROGATE_ARGS)], content="\ud800"),
                    Text("final \udc80 words"))
-    result = squad(team, "ask", "tester", "task", "--ingest", check=False,
+    result = squad(team, "ask", "tester", "task \udcff", "--ingest", check=False,
                    env={"OPENAI_BASE_URL": server.base_url})
     assert result.returncode == 0, result.stderr
     assert "final \ufffd words" in result.stdout
