@@ -53,6 +53,7 @@ class Coordinator:
         self._head: str | None = "unknown"
         self._ledger = Ledger()
         self._done: set[tuple[str, str]] = set()
+        self._settled: tuple[int, int, int] | None = None  # the index as our last settle left it
 
     # ---- state --------------------------------------------------------------------------
 
@@ -199,17 +200,28 @@ class Coordinator:
             self._head = "unknown"  # reload the log from git on the next pass
             raise
         repo.settle([path, INDEX])
+        self._settled = self._index_stamp()
         return record
+
+    def _index_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            info = os.stat(self.ws.repo.git_dir / "index")
+        except FileNotFoundError:
+            return None
+        return info.st_mtime_ns, info.st_size, info.st_ino
 
     def _keep_users_versions(self, paths: list[str], report: PassReport) -> None:
         """Move aside whatever the user has at the paths squad is about to write: a file or
         folder squad did not put there, an unstaged or a staged edit."""
         repo = self.ws.repo
-        staged = repo.index_entries(*paths)
+        stamp = self._index_stamp()
+        # Unchanged since our last settle: it holds our blobs and nothing at a new path.
+        staged = {} if stamp is not None and stamp == self._settled else \
+            repo.index_entries(*paths)
         for path in paths:
             before = repo.file_sha(path, self._head)
             target = self.ws.root / path
-            theirs_staged = staged.get(path) not in (before, None)
+            theirs_staged = staged.get(path, before) not in (before, None)
             if not theirs_staged and _holds(target, {before} if before else set()):
                 continue
             keep = repo.blob(staged[path]) if theirs_staged else None
