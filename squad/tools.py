@@ -13,7 +13,7 @@ import copy
 import json
 import posixpath
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import cached_property
@@ -211,9 +211,7 @@ class ToolBox:
                 return ToolResult(True, "\n".join([*hits, f"[truncated: searched "
                                   f"{MAX_GREP_BYTES // 2**20} MB before {rel}; narrow the "
                                   "path]"]))
-            for number, line in enumerate(text.split("\n"), 1):
-                if not regex.search(line):
-                    continue
+            for number, line in matching_lines(regex, text):
                 if len(hits) == MAX_MATCHES:
                     return ToolResult(True, "\n".join([*hits, f"[truncated: over {MAX_MATCHES} "
                                                        "matches; narrow the pattern or path]"]))
@@ -382,7 +380,8 @@ def compile_pattern(pattern: str) -> Any:
     if any(int(n) > 1000 for found in _REPEAT.findall(pattern) for n in _DIGITS.findall(found)):
         raise Refused(f"invalid regex {pattern!r}: a repetition count over 1000")
     try:
-        return re2.compile(pattern, options=_RE2_OPTIONS)
+        # never_nl: no match spans lines, as if each line were searched on its own
+        return re2.compile(("(?m)" + pattern).encode("utf-8"), options=_RE2_OPTIONS)
     except Exception as exc:  # re2.error, or anything else its binding raises
         detail = exc.args[0].decode("utf-8", "replace") if exc.args and \
             isinstance(exc.args[0], bytes) else str(exc)
@@ -390,11 +389,31 @@ def compile_pattern(pattern: str) -> Any:
                       "are not supported)") from None
 
 
+def matching_lines(regex: Any, text: str) -> Iterator[tuple[int, str]]:
+    """(line number, line) of each line of `text` that `regex` (from `compile_pattern`)
+    matches. One search over the whole UTF-8 text per matching line: RE2 is fast, its Python
+    binding is not, so calling it once per line would cost ten times more."""
+    data = text.encode("utf-8")
+    pos, number, counted = 0, 1, 0
+    while pos <= len(data):
+        found = regex.search(data, pos)
+        if found is None:
+            return
+        start = data.rfind(b"\n", 0, found.start()) + 1
+        end = data.find(b"\n", found.start())
+        end = len(data) if end < 0 else end
+        number += data.count(b"\n", counted, start)
+        counted = start
+        yield number, data[start:end].decode("utf-8")
+        pos = end + 1
+
+
 _REPEAT = re.compile(r"(?<!\\)\{\s*\d*\s*,?\s*\d*\s*\}")  # {n}, {n,}, {n,m}, {,m}
 _DIGITS = re.compile(r"\d+")
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # a refused pattern is the model's tool error, not stderr
 _RE2_OPTIONS.max_mem = 64 * 1024 * 1024
+_RE2_OPTIONS.never_nl = True
 
 
 def _type_problem(value: Any, schema: dict[str, Any]) -> str | None:

@@ -9,8 +9,11 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scripted_server import ScriptedServer, Text, ToolCalls
 
+from squad.tools import compile_pattern, matching_lines
 from tests.conftest import drop_text, git, squad
 
 DECISION = {"title": "Keep it", "context": "c", "decision": "d", "consequences": "e"}
@@ -157,3 +160,17 @@ def test_repeated_references_and_misleading_titles_are_refused(team: Path,
         drop_text("Hidden title").replace("Hidden", "Hidden \u202e"), encoding="utf-8")
     result = squad(team, "ingest", check=False)
     assert result.returncode == 1 and "U+202E" in result.stderr
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(st.sampled_from("ab \n\tx1é_"), max_size=60),
+       pattern=st.sampled_from([r"a\s+b", r"[^x]*1", r"^a", r"b$", r"^$", r"x?", r"\w+ \w",
+                                r"(?i)A", "é"]))
+def test_grep_matches_line_by_line_though_it_searches_the_whole_text(text: str,
+                                                                     pattern: str) -> None:
+    import re2
+
+    one = re2.compile(pattern)
+    lines = text.replace("\r\n", "\n").split("\n")
+    expected = [(n, line) for n, line in enumerate(lines, 1) if one.search(line)]
+    assert list(matching_lines(compile_pattern(pattern), text)) == expected
