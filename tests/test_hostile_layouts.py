@@ -146,8 +146,8 @@ def test_grep_and_reads_in_a_repository_with_a_submodule(repo: Path, tmp_path: P
     assert answers[3] == "no matches for 'x'"
 
 
-def test_watch_waits_while_the_inbox_is_a_link(repo: Path, tmp_path: Path) -> None:
-    """A link appearing under a running coordinator is refused at the next pass."""
+def test_an_inbox_replaced_by_a_link_after_init_is_refused(repo: Path, tmp_path: Path) -> None:
+    """Untracked links count too: `ingest` and `watch` refuse before claiming anything."""
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "x.md").write_text(drop_text("Outside"))
@@ -157,6 +157,8 @@ def test_watch_waits_while_the_inbox_is_a_link(repo: Path, tmp_path: Path) -> No
         child.unlink()
     new.rmdir()
     os.symlink(outside, new)
-    result = squad(repo, "ingest", check=False)
-    assert result.returncode == 3 and "symlink" in one_line(result.stderr)
+    for command in ("ingest", "watch"):
+        result = squad(repo, command, check=False, timeout=60)
+        assert result.returncode == 3 and "symlink" in one_line(result.stderr)
     assert (outside / "x.md").exists()
+    assert git(repo, "log", "--format=%s", "--grep=^Squad-Decision") == ""
