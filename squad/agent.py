@@ -20,6 +20,7 @@ from squad.ledger import Ledger
 from squad.llm.backend import Backend
 from squad.llm.messages import ChatReply, ChatRequest, Message, Price, Usage
 from squad.llm.profiles import PROFILES, Profile
+from squad.safety import scrub
 from squad.tools import ToolBox, ToolResult, specs_for
 from squad.workspace import Workspace
 
@@ -68,6 +69,7 @@ def run_agent(ws: Workspace, charter: Charter, task: str, backend: Backend, *,
     then ends with that error. `snapshot`, `drop_name` and `on_drop` go to the ToolBox.
     """
     emit = on_event or (lambda kind, data: None)
+    task = scrub(task)  # argv may carry undecodable bytes; a request must be valid UTF-8
     settings = ws.config.llm
     model = model or charter.model or settings.model
     ctx = contexts.build(ws.root, charter, task, ledger, ws.config.context.token_budget)
@@ -91,8 +93,12 @@ def run_agent(ws: Workspace, charter: Charter, task: str, backend: Backend, *,
             result.final = reply.content
             emit("done", {"agent": charter.name, "drops": list(result.drops)})
             return result
-        for call in reply.tool_calls:
-            outcome = _use(toolbox, call.name, call.arguments, result, emit)
+        cap = charter.max_tool_calls_per_reply or ws.config.agents.max_tool_calls_per_reply
+        for number, call in enumerate(reply.tool_calls):
+            outcome = _use(toolbox, call.name, call.arguments, result, emit) if number < cap \
+                else _refuse(call.name, call.arguments, result, emit,
+                             f"error: only {cap} tool calls per reply are run; this one was "
+                             "not. Ask again in your next reply if you still need it")
             messages.append(Message(role="tool", tool_call_id=call.id,
                                     content=outcome.content))
     return _fail(result, f"stopped after {settings.max_turns} turns without finishing "
@@ -123,6 +129,15 @@ def _use(toolbox: ToolBox, name: str, arguments: str, result: AgentResult,
     emit("tool", {"agent": result.agent, "tool": name, "ok": outcome.ok,
                   "arguments": arguments, "drop": outcome.drop})
     return outcome
+
+
+def _refuse(name: str, arguments: str, result: AgentResult, emit: Event,
+            message: str) -> ToolResult:
+    """A tool call squad does not run (over a cap), answered like a refusal."""
+    result.tool_uses.append(ToolUse(name, arguments, False, message))
+    emit("tool", {"agent": result.agent, "tool": name, "ok": False, "arguments": arguments,
+                  "drop": None})
+    return ToolResult(False, message)
 
 
 def _fail(result: AgentResult, error: str, emit: Event) -> AgentResult:

@@ -33,6 +33,8 @@ class Charter(BaseModel):
     tools: tuple[ToolName, ...] = ALL_TOOLS
     reads: tuple[Glob, ...] = ("**",)
     tags: tuple[Tag, ...] = ()
+    max_tool_calls_per_reply: int | None = Field(None, ge=1, le=64)  # default: squad.toml
+    max_drops: int | None = Field(None, ge=1, le=100)  # per round; default: squad.toml
     body: str = ""
 
 
@@ -42,7 +44,7 @@ def parse_charter(text: str, where: str) -> Charter:
     end = text.index("\n---\n", 3)
     try:
         meta = yaml.safe_load(text[4 : end + 1])
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
         raise UsageError(f"{where}: front matter is not valid YAML: "
                          f"{' '.join(str(exc).split())[:200]}") from None
     if not isinstance(meta, dict):
@@ -59,9 +61,11 @@ def parse_charter(text: str, where: str) -> Charter:
 
 def load_charter(path: Path) -> Charter:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not valid UTF-8") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the charter: {exc.strerror}") from None
     charter = parse_charter(text, str(path))
     if charter.name != path.stem:
         raise UsageError(f"{path}: field name: {charter.name!r} must match the file name "

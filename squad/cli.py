@@ -58,10 +58,17 @@ class SquadGroup(click.Group):
             _fail(exc.message, exc.exit_code)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM; `finally` blocks have run by now
             _fail("interrupted", 130)
+        except OSError as exc:  # a file squad needs is a folder, unreadable, ...: one line
+            if os.environ.get("SQUAD_DEBUG") or exc.filename is None:
+                raise
+            _fail(f"{exc.filename}: {exc.strerror or type(exc).__name__}", 1)
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"squad: {message}", err=True)
+    from squad.safety import scrub
+    from squad.secrets import redact
+
+    click.echo(f"squad: {redact(scrub(message))}", err=True)
     sys.exit(code)
 
 
@@ -96,6 +103,7 @@ def _report(report: PassReport, as_json: bool) -> None:
                           for r in report.committed],
             "quarantined": [{"drop": n, "reason": why} for n, why in report.quarantined],
             "recovered": report.recovered,
+            "kept": [{"path": p, "kept_as": k} for p, k in report.kept],
         }))
     else:
         for record, sha in zip(report.committed, report.commits, strict=False):
@@ -104,6 +112,8 @@ def _report(report: PassReport, as_json: bool) -> None:
 
         for name, why in report.quarantined:
             click.echo(f"squad: quarantined {DECISIONS}/quarantine/{name}: {why}", err=True)
+    for path, kept in report.kept:
+        click.echo(f"squad: kept your version of {path} as {kept}", err=True)
 
 
 def _busy() -> None:
@@ -126,6 +136,7 @@ def _ingest(ws: Workspace, as_json: bool = False) -> PassReport:
         report.commits += later.commits
         report.quarantined += later.quarantined
         report.recovered += later.recovered
+        report.kept += later.kept
     _report(report, as_json)
     return report
 

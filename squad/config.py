@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -48,6 +49,20 @@ class RepoSettings(_Section):
     trunk: str | None = Field(None, min_length=1, max_length=200)
 
 
+class AgentSettings(_Section):
+    """Caps on what one agent may do, whatever its model asks (a charter may set its own)."""
+
+    max_tool_calls_per_reply: int = Field(16, ge=1, le=64)
+    max_drops: int = Field(5, ge=1, le=100)  # per agent and round
+
+
+class SecretSettings(_Section):
+    """Files agents never read, beyond the built-in secret-like names (squad.secrets)."""
+
+    names: tuple[str, ...] = ()  # more patterns, matched against each path component
+    allow: tuple[str, ...] = ()  # globs on whole paths that are not secrets after all
+
+
 class Config(_Section):
     repo: RepoSettings = RepoSettings()
     coordinator: CoordinatorSettings = CoordinatorSettings()
@@ -55,6 +70,8 @@ class Config(_Section):
     context: ContextSettings = ContextSettings()
     run: RunDefaults = RunDefaults()
     budget: BudgetLimits = BudgetLimits()
+    agents: AgentSettings = AgentSettings()
+    secrets: SecretSettings = SecretSettings()
     prices: dict[str, Price] = {}
 
     def with_env(self, env: Mapping[str, str]) -> Config:
@@ -75,12 +92,17 @@ CONFIG_NAME = "squad.toml"
 
 def load_config(root: Path) -> Config:
     path = root / CONFIG_NAME
-    if not path.exists():
+    if not os.path.lexists(path):
         return Config()
+    if not path.is_file():
+        raise UsageError(f"{path}: not a regular file; squad reads its settings from it")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise UsageError(f"{path}: not valid TOML: {' '.join(str(exc).split())[:200]}") \
+            from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
     try:
         return Config.model_validate(data)
     except ValidationError as exc:

@@ -113,7 +113,7 @@ def _ids(ids: list[int]) -> str:
 
 def build(root: Path, charter: Charter, task: str, ledger: Ledger, budget: int) -> Context:
     agents_md_path = root / "AGENTS.md"
-    agents_md = agents_md_path.read_text(encoding="utf-8").strip() \
+    agents_md = agents_md_path.read_text(encoding="utf-8", errors="replace").strip() \
         if agents_md_path.is_file() else "(This repository has no AGENTS.md.)"
     status = ledger.statuses()
     chosen = select(ledger, charter, budget, status)

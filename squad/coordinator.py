@@ -26,10 +26,11 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from squad import safety
 from squad.errors import RecordError, SquadError
 from squad.ledger import Ledger, entry_for, render_index
 from squad.records import RECORD_NAME, Draft, Record, digest, parse_draft, parse_record, render
-from squad.vcs import Stopped, write_atomic
+from squad.vcs import Stopped, blob_sha, write_atomic
 from squad.workspace import DECISIONS, INDEX, Workspace
 
 Log = Callable[[str], None]
@@ -46,6 +47,7 @@ class PassReport:
     commits: list[str] = field(default_factory=list)  # the sha of each committed record
     quarantined: list[tuple[str, str]] = field(default_factory=list)
     recovered: int = 0
+    kept: list[tuple[str, str]] = field(default_factory=list)  # user's path, where it went now
     waiting_for: float | None = None  # seconds until a loose inbox file settles
 
 
@@ -62,6 +64,7 @@ class Coordinator:
         self._ledger = Ledger()
         self._done: set[tuple[str, str]] = set()
         self.writers: dict[tuple[str, str], str] = {}  # drop key -> remote writer, for trailers
+        self._settled: tuple[int, int, int] | None = None  # the index as our last settle left it
 
     # ---- state --------------------------------------------------------------------------
 
@@ -81,25 +84,30 @@ class Coordinator:
         self._recover(repo.list_dir(DECISIONS, head))
 
     def _recover(self, listing: dict[str, str]) -> None:
-        """Redo step 4 for committed files missing from the working tree or the index."""
+        """Redo step 4 for committed files missing from the working tree or the index.
+
+        Only squad's own leftovers are redone: a path whose working file or index entry holds
+        something squad never wrote there (a person's edit, staged or not) is theirs to keep
+        and `verify`'s to report.
+        """
         repo = self.ws.repo
         if not listing:
             return
         staged = repo.index_entries(DECISIONS + "/")
-        owned = [f"{DECISIONS}/{name}" for name in listing
-                 if RECORD_NAME.match(name) or name == "README.md"]
-        stale = [path for path in owned
-                 if staged.get(path) != listing[path.rsplit("/", 1)[1]]
-                 or not (self.ws.root / path).exists()]
-        index_path = self.ws.root / INDEX
-        if INDEX in owned and INDEX not in stale and index_path.exists():
-            committed = repo.blob(listing["README.md"])
-            if index_path.read_bytes() != committed:
-                stale.append(INDEX)
+        stale = []
+        for name, sha in listing.items():
+            path = f"{DECISIONS}/{name}"
+            if RECORD_NAME.match(name):
+                if staged.get(path, sha) == sha and _holds(self.ws.root / path, {sha}) \
+                        and (path not in staged or not (self.ws.root / path).exists()):
+                    stale.append(path)
+            elif name == "README.md":
+                before = repo.file_sha(INDEX, repo.parent_of(self._head))
+                if staged.get(INDEX) != sha and staged.get(INDEX) in (before, None) and \
+                        _holds(self.ws.root / INDEX, {sha, before}):
+                    stale.append(path)
         if stale:
-            repo.settle(stale, overwrite=False)
-            if INDEX in stale:
-                repo.settle([INDEX])
+            repo.settle(stale)
             self.log(f"recovered {len(stale)} file(s) of an interrupted commit")
 
     def is_done(self, key: tuple[str, str]) -> bool:
@@ -113,6 +121,7 @@ class Coordinator:
                 on_busy: Callable[[], None] | None = None) -> Iterator[None]:
         """Hold the repository's coordinator lock with the log loaded; `take` needs one."""
         with self.ws.repo.coordinator_lock(stop, on_busy):
+            safety.check_layout(self.ws.root)
             self.ws.repo.ensure_safe()
             self._load()
             yield
@@ -126,6 +135,7 @@ class Coordinator:
         """
         report = PassReport()
         inbox = self.ws.inbox
+        safety.check_layout(self.ws.root)  # before claiming: a linked inbox is refused
         report.waiting_for = inbox.claim_loose(self.ws.config.coordinator.settle_seconds)
         if not inbox.ready() and self._head != "unknown":
             return report
@@ -162,21 +172,26 @@ class Coordinator:
             return
         try:
             draft = parse_draft(decode(data))
+            problem = self._ledger.problems_with(draft)
         except RecordError as exc:
             return self._quarantine(name, exc.message, report)
+        except Exception as exc:  # one drop that trips anything must not block the others
+            detail = " ".join(str(exc).split())[:200]
+            return self._quarantine(name, f"could not be validated: {type(exc).__name__}: "
+                                          f"{detail}", report)
         if draft.run is not None and draft.run != self.run and name.startswith(f"{draft.run}.r"):
             return self._quarantine(name, ORPHAN.format(run=draft.run), report)
-        problem = self._ledger.problems_with(draft)
         if problem:
             return self._quarantine(name, problem, report)
-        record = self._commit(draft, key)
+        record = self._commit(draft, key, report)
         os.unlink(path)
         self._done.add(key)
         report.committed.append(record)
         report.commits.append(self._head or "")
         self.log(f"committed {record.id:04d} {record.title} ({name})")
 
-    def _commit(self, draft: Draft, key: tuple[str, str]) -> Record:
+    def _commit(self, draft: Draft, key: tuple[str, str],
+                report: PassReport | None = None) -> Record:
         ledger, repo = self._ledger, self.ws.repo
         now = self.ws.clock()
         if ledger.last_date and now < ledger.last_date:
@@ -198,6 +213,7 @@ class Coordinator:
             trailers.append(("Squad-Run", record.run))
         if key in self.writers:
             trailers.append(("Squad-Writer", self.writers[key]))
+        self._keep_users_versions([path, INDEX], report or PassReport())
         message = record.title + "\n\n" + "".join(f"{k}: {v}\n" for k, v in trailers)
         try:
             self._head = repo.commit({path: data, INDEX: index}, message, now, self._head,
@@ -206,7 +222,35 @@ class Coordinator:
             self._head = "unknown"  # reload the log from git on the next pass
             raise
         repo.settle([path, INDEX])
+        self._settled = self._index_stamp()
         return record
+
+    def _index_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            info = os.stat(self.ws.repo.git_dir / "index")
+        except FileNotFoundError:
+            return None
+        return info.st_mtime_ns, info.st_size, info.st_ino
+
+    def _keep_users_versions(self, paths: list[str], report: PassReport) -> None:
+        """Move aside whatever the user has at the paths squad is about to write: a file or
+        folder squad did not put there, an unstaged or a staged edit."""
+        repo = self.ws.repo
+        stamp = self._index_stamp()
+        # Unchanged since our last settle: it holds our blobs and nothing at a new path.
+        staged = {} if stamp is not None and stamp == self._settled else \
+            repo.index_entries(*paths)
+        for path in paths:
+            before = repo.file_sha(path, self._head)
+            target = self.ws.root / path
+            theirs_staged = staged.get(path, before) not in (before, None)
+            if not theirs_staged and _holds(target, {before} if before else set()):
+                continue
+            keep = repo.blob(staged[path]) if theirs_staged else None
+            for kept in safety.keep_aside(target, keep):
+                where = kept.relative_to(self.ws.root).as_posix()
+                report.kept.append((path, where))
+                self.log(f"kept your version of {path} as {where} (squad writes {path})")
 
     def _quarantine(self, name: str, reason: str, report: PassReport) -> None:
         folder = self.ws.quarantine
@@ -216,6 +260,18 @@ class Coordinator:
         os.rename(self.ws.inbox.new / name, folder / target)
         report.quarantined.append((name, reason))
         self.log(f"quarantined {trailer_name(name)}: {reason}")
+
+
+def _holds(path: os.PathLike[str], shas: set[str | None]) -> bool:
+    """True if nothing is at `path`, or a regular file whose blob sha is one of `shas`."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return True
+    if not stat.S_ISREG(info.st_mode):
+        return False
+    with open(path, "rb") as handle:
+        return blob_sha(handle.read()) in shas
 
 
 def decode(data: bytes) -> str:

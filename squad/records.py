@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from squad import templating
+from squad import safety, templating
 from squad.clock import format_instant
 from squad.errors import RecordError
 
@@ -42,6 +42,9 @@ def _one_line(value: str) -> str:
     value = value.strip()
     if any(ch in value for ch in "\r\n\x85\u2028\u2029") or _CONTROL.search(value):
         raise ValueError("must be a single line without control characters")
+    problem = safety.text_problem(value, one_line=True)
+    if problem:
+        raise ValueError(problem)
     return value
 
 
@@ -49,6 +52,9 @@ def _text(value: str) -> str:
     value = value.replace("\r\n", "\n").replace("\r", "\n").strip()
     if _CONTROL.search(value):
         raise ValueError("contains control characters")
+    problem = safety.text_problem(value, one_line=False)
+    if problem:
+        raise ValueError(problem)
     for line in value.split("\n"):
         if line.rstrip() in _HEADINGS:
             raise ValueError(f"may not contain the section heading line {line.rstrip()!r}")
@@ -87,6 +93,14 @@ class Draft(BaseModel):
     def _lists(cls, value: Any) -> Any:
         # YAML gives lists; strict mode would refuse them for tuples.
         return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("supersedes", "inputs")
+    @classmethod
+    def _once_each(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        twice = sorted({ref for ref in value if value.count(ref) > 1})
+        if twice:
+            raise ValueError(f"lists {twice[0]} more than once")
+        return value
 
     @field_validator("decision")
     @classmethod
@@ -188,6 +202,9 @@ def split(text: str) -> tuple[dict[str, Any], dict[str, str]]:
         meta = yaml.load(text[4 : end + 1], Loader=yaml.CSafeLoader)
     except yaml.YAMLError as exc:
         raise RecordError(f"front matter is not valid YAML: {_first_line(exc)}") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # e.g. 2024-02-30
+        raise RecordError(f"front matter holds an impossible value: {_first_line(exc)}") \
+            from None
     if not isinstance(meta, dict):
         raise RecordError("front matter is not a YAML mapping")
     sections: dict[str, list[str]] = {}

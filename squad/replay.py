@@ -9,6 +9,7 @@ closed). Passing means the same records and the same commit SHAs, in the same or
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from squad import verdicts
-from squad.errors import SquadError, UsageError
+from squad.errors import SquadError
 from squad.llm.cassette import Divergence, Seam, read_cassette
 from squad.llm.profiles import PROFILES
 from squad.run import RUNS, Run, load_script
@@ -39,12 +40,34 @@ class Verdict:
 
 
 def recorded_runs(ws: Workspace, since: str | None = None) -> list[str]:
+    """The runs at HEAD; with `since`, those added, changed or removed since that ref (a
+    removed run is listed too, so its replay fails instead of being silently skipped)."""
     runs = sorted(ws.repo.list_dirs(RUNS))
     if since is not None:
         touched = {path.split("/")[2] for path in ws.repo.changed_since(since, RUNS)
                    if path.count("/") >= 3}
-        runs = [run for run in runs if run in touched]
+        runs = sorted(touched)
     return runs
+
+
+def read_events(data: bytes, where: str) -> list[dict[str, Any]]:
+    """The events of a run log; a line that is not a JSON object is a one-line SquadError
+    naming the file and the line."""
+    events = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            event = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError) as exc:
+            raise SquadError(f"{where}:{number}: not JSON ({' '.join(str(exc).split())[:120]})"
+                             ) from None
+        if not isinstance(event, dict) or not isinstance(event.get("event"), str):
+            raise SquadError(f"{where}:{number}: not an event (a JSON object with 'event')")
+        events.append(event)
+    if not events:
+        raise SquadError(f"{where}: empty; a run log starts with its run event")
+    return events
 
 
 def replay(ws: Workspace, run_id: str) -> Verdict:
@@ -59,12 +82,28 @@ def _replay(ws: Workspace, run_id: str) -> Verdict:
     repo = ws.repo
     events_data = repo.file_at(f"{RUNS}/{run_id}/events.jsonl")
     cassette_data = repo.file_at(f"{RUNS}/{run_id}/cassette.jsonl")
-    if events_data is None:
-        raise UsageError(f"no recorded run {run_id} in {RUNS}/ at HEAD")
-    events = [json.loads(line) for line in events_data.decode().splitlines() if line]
-    settings, script, head = load_script(events)
-    start = head["start"]
-    recorded = [(e["drop"], e["id"], e["sha"]) for e in events if e["event"] == "commit"]
+    if events_data is None:  # a failure, not a skip: `--since` lists removed runs too
+        verdict.problem = (f"no recorded run {run_id} at HEAD: {RUNS}/{run_id}/events.jsonl "
+                           "is missing (removed, or never committed)")
+        return verdict
+    where = f"{RUNS}/{run_id}/events.jsonl"
+    try:
+        events = read_events(events_data, where)
+        settings, script, head = load_script(events, where)
+        start = str(head["start"])
+        recorded = [(e["drop"], e["id"], e["sha"]) for e in events if e["event"] == "commit"]
+        if not all(isinstance(d, str) and isinstance(i, int) and isinstance(s, str)
+                   for d, i, s in recorded):
+            raise SquadError(f"{where}: a commit event has a field of the wrong type")
+        profile = PROFILES.get(str(head.get("profile", "openai")))
+        if profile is None:
+            raise SquadError(f"{where}: unknown profile {head.get('profile')!r}")
+    except SquadError as exc:
+        verdict.problem = exc.message
+        return verdict
+    except (KeyError, TypeError) as exc:
+        verdict.problem = f"{where}: not a usable run log (missing or bad field {exc})"
+        return verdict
     with tempfile.TemporaryDirectory(prefix=f"squad-replay-{run_id}-") as tmp:
         cassette = Path(tmp) / "cassette.jsonl"
         cassette.write_bytes(cassette_data or b"")
@@ -74,12 +113,18 @@ def _replay(ws: Workspace, run_id: str) -> Verdict:
             verdict.problem = exc.message.replace(str(cassette),
                                                   f"{RUNS}/{run_id}/cassette.jsonl")
             return verdict
-        with repo.temporary_worktree(start, Path(tmp)) as path:
+        try:
+            worktree = repo.temporary_worktree(start, Path(tmp))
+            path = worktree.__enter__()
+        except SquadError as exc:
+            verdict.problem = f"{where}: {exc.message}"
+            return verdict
+        with contextlib.ExitStack() as stack:
+            stack.push(worktree)
             copy = Workspace.open(path)
             seam = Seam("replay", entries=entries)
             try:
-                outcome = Run(copy, settings, seam, script=script,
-                              profile=PROFILES[head.get("profile", "openai")],
+                outcome = Run(copy, settings, seam, script=script, profile=profile,
                               model=head.get("model")).execute()
             except Divergence as exc:
                 verdict.problem, verdict.where, verdict.diff = exc.message, str(exc.label), exc.diff

@@ -76,7 +76,7 @@ def route(root: Path, goal: str, lead: Charter, team: dict[str, Charter], backen
     if not names:
         raise SquadError("agents/ has no specialist besides the lead")
     agents_md_path = root / "AGENTS.md"
-    agents_md = agents_md_path.read_text(encoding="utf-8").strip() \
+    agents_md = agents_md_path.read_text(encoding="utf-8", errors="replace").strip() \
         if agents_md_path.is_file() else "(none)"
     prompt = templating.render("prompts/route.md.j2", root, goal=goal.strip(), charter=lead,
                                team=members, max_agents=max_agents, agents_md=agents_md)

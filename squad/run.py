@@ -36,7 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from squad import __version__
+from squad import __version__, secrets
 from squad.agent import AgentResult, run_agent
 from squad.budget import Budget, BudgetLimits, Stop
 from squad.charters import Charter, load_team
@@ -48,6 +48,7 @@ from squad.llm.cassette import Divergence, Label, LabelledBackend, Seam
 from squad.llm.messages import ChatReply, ChatRequest
 from squad.llm.profiles import PROFILES, Profile
 from squad.routing import Plan, Task, route
+from squad.safety import check_layout, has_surrogate, scrub
 from squad.vcs import Stopped
 from squad.workspace import Workspace
 
@@ -160,12 +161,31 @@ class RunLog:
     def __call__(self, kind: str, data: dict[str, Any]) -> None:
         with self._lock:
             self._seq += 1
-            event = {"seq": self._seq, "t": format_instant(self._clock()), "event": kind, **data}
+            event = {"seq": self._seq, "t": format_instant(self._clock()), "event": kind,
+                     **{key: _bounded(value) for key, value in data.items()}}
             if self.path is not None:
-                with self.path.open("a", encoding="utf-8") as out:
-                    out.write(json.dumps(event, sort_keys=True, ensure_ascii=False) + "\n")
+                line = secrets.redact(json.dumps(event, sort_keys=True, ensure_ascii=False))
+                with self.path.open("a", encoding="utf-8", errors="replace") as out:
+                    out.write(line + "\n")
         if self._forward:
             self._forward(kind, event)
+
+
+MAX_LOGGED_CHARS = 2000  # of one string in the run log: a refused 10 MB argument is not kept
+
+
+def _bounded(value: Any) -> Any:
+    """`value` with long strings cut and lone surrogates replaced, for the run log."""
+    if isinstance(value, str):
+        if len(value) > MAX_LOGGED_CHARS:
+            value = value[:MAX_LOGGED_CHARS] + f"... [{len(value) - MAX_LOGGED_CHARS} more " \
+                                               "characters not logged]"
+        return scrub(value)
+    if isinstance(value, list):
+        return [_bounded(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _bounded(item) for key, item in value.items()}
+    return value
 
 
 def new_run_id(now: datetime, goal: str, head: str | None) -> str:
@@ -178,6 +198,8 @@ class Run:
                  script: Script | None = None, on_event: Event | None = None,
                  event_clock: Clock = system_clock, profile: Profile = PROFILES["openai"],
                  model: str | None = None, notice: Callable[[str], None] | None = None) -> None:
+        if has_surrogate(settings.goal):  # undecodable bytes from argv
+            settings = dataclasses.replace(settings, goal=scrub(settings.goal))
         self.ws, self.settings, self.seam, self.script = ws, settings, seam, script
         self.profile, self.model = profile, model
         self.team: dict[str, Charter] = {}
@@ -221,6 +243,7 @@ class Run:
         run_id = self.script.run_id if self.script else new_run_id(ws.clock(), settings.goal,
                                                                     start)
         folder = ws.root / RUNS / run_id
+        check_layout(ws.root)  # never create the run's folder through a link
         if self.script is None:
             folder.mkdir(parents=True, exist_ok=False)
             if self.seam.mode == "record":
@@ -442,6 +465,8 @@ class Run:
         for drop, reason in report.quarantined:
             outcome.quarantined.append((drop, reason))
             self.log("quarantine", {"drop": drop, "reason": reason})
+        for path, kept in report.kept:
+            self.log("kept", {"path": path, "kept_as": kept})
 
     def _commit_log(self, run_id: str, folder: Path, outcome: Outcome) -> None:
         files = {f"{RUNS}/{run_id}/{p.name}": p.read_bytes() for p in sorted(folder.iterdir())}
@@ -508,8 +533,23 @@ def summary_json(outcome: Outcome, ws: Workspace) -> dict[str, Any]:
     }
 
 
-def load_script(events: list[dict[str, Any]]) -> tuple[RunSettings, Script, dict[str, Any]]:
-    """The settings, replay script and run event (start commit, profile, model) of a run."""
+def load_script(events: list[dict[str, Any]], where: str = "events.jsonl",
+                ) -> tuple[RunSettings, Script, dict[str, Any]]:
+    """The settings, replay script and run event (start commit, profile, model) of a run;
+    a field missing or of the wrong type is a one-line SquadError naming the file."""
+    try:
+        return _load_script(events)
+    except SquadError as exc:
+        raise SquadError(f"{where}: {exc.message}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        what = f"missing field {exc}" if isinstance(exc, KeyError) else \
+            " ".join(str(exc).split())[:200]
+        raise SquadError(f"{where}: not a usable run log ({what})") from None
+
+
+def _load_script(events: list[dict[str, Any]]) -> tuple[RunSettings, Script, dict[str, Any]]:
+    if not events:
+        raise SquadError("the event log is empty")
     head = events[0]
     if head.get("event") != "run":
         raise SquadError("the event log does not start with a run event")

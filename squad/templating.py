@@ -1,13 +1,25 @@
-"""The jinja2 environment: a repo's own `templates/` overrides the packaged defaults."""
+"""The jinja2 environment: a repo's own `templates/` overrides the packaged defaults.
+
+A repository's templates are input from whoever can commit to it, and they are rendered by
+`squad verify` in CI on pull requests and by every replay. So every template renders in
+jinja2's sandbox (no access to Python internals, so no shell), with the sandbox's range cap
+and a cap on `*`/`**` results, and any fault in one becomes a one-line SquadError naming
+the template instead of a traceback.
+"""
 
 from __future__ import annotations
 
+import operator
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    import jinja2
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from squad.errors import SquadError
+
+MAX_PRODUCT = 1_000_000  # the largest string or number `*` and `**` may make in a template
 
 
 def packaged_templates_dir() -> Path:
@@ -19,15 +31,33 @@ def packaged_templates_dir() -> Path:
     raise RuntimeError("squad is installed without its templates")
 
 
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, plus bounds on `*` and `**` so `{{ 'x' * 10**12 }}` cannot eat memory."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "**":
+            if isinstance(left, int | float) and isinstance(right, int | float) \
+                    and abs(right) > 64 and abs(left) > 1:
+                raise jinja2.sandbox.SecurityError("exponent too large")
+            return operator.pow(left, right)
+        size = 1
+        for side, other in ((left, right), (right, left)):
+            if isinstance(side, str | list | tuple) and isinstance(other, int):
+                size = len(side) * other
+        if size > MAX_PRODUCT:
+            raise jinja2.sandbox.SecurityError(f"a product over {MAX_PRODUCT} items")
+        return operator.mul(left, right)
+
+
 @lru_cache(maxsize=16)
 def environment(root: Path | None = None) -> jinja2.Environment:
-    import jinja2  # imported on first render: commands that render nothing skip it
-
     loaders: list[jinja2.BaseLoader] = []
     if root is not None and (root / "templates").is_dir():
         loaders.append(jinja2.FileSystemLoader(root / "templates"))
     loaders.append(jinja2.FileSystemLoader(packaged_templates_dir()))
-    return jinja2.Environment(
+    return _Sandbox(
         loader=jinja2.ChoiceLoader(loaders),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -36,4 +66,11 @@ def environment(root: Path | None = None) -> jinja2.Environment:
 
 
 def render(name: str, root: Path | None = None, **context: object) -> str:
-    return environment(root).get_template(name).render(**context)
+    try:
+        return environment(root).get_template(name).render(**context)
+    except (jinja2.TemplateError, OSError, ValueError, TypeError, ArithmeticError,
+            RecursionError, MemoryError) as exc:
+        where = f"templates/{name}" if root is not None and (root / "templates" / name).exists() \
+            else f"squad's template {name}"
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise SquadError(f"{where}: cannot render: {type(exc).__name__}: {detail}") from None

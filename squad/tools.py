@@ -13,18 +13,21 @@ import copy
 import json
 import posixpath
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import re2
 from pydantic import ValidationError
 
-from squad import guide, records
+from squad import guide, records, safety, secrets
 from squad.charters import Charter
+from squad.errors import SquadError
 from squad.ledger import Ledger
+from squad.llm.guard import DROPPED
 from squad.workspace import DECISIONS, Workspace
 
 MAX_READ_BYTES = 64 * 1024
@@ -36,11 +39,10 @@ MAX_MATCHES = 200
 MAX_LINE_CHARS = 300
 MAX_PATTERN_CHARS = 500
 
-SECRET_NAMES = (".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "id_ecdsa*",
-                "id_dsa*", "*.p12", "*.pfx", "*.jks", "*.keystore", ".npmrc", ".pypirc",
-                ".netrc", ".pgpass", ".htpasswd", ".git-credentials", "credentials*",
-                "*secret*", ".git")
 _SYMLINK = 0o120000
+_GITLINK = 0o160000  # a submodule: a commit of another repository, no file to read
+MAX_GREP_BYTES = 64 * 1024 * 1024  # one grep reads at most this much, then says so
+MAX_DROPS = 5  # drops per agent and round, unless the charter or squad.toml say otherwise
 PRIVATE_DIRS = (f"{DECISIONS}/inbox/", f"{DECISIONS}/quarantine/")
 _TYPES: dict[str, type] = {"string": str, "integer": int, "array": list}
 
@@ -105,9 +107,8 @@ def matches(path: str, glob: str) -> bool:
 
 
 def secret_rule(path: str) -> str | None:
-    """The secret-like pattern a component of `path` matches (case-insensitively), or None."""
-    return next((rule for part in path.lower().split("/") for rule in SECRET_NAMES
-                 if fnmatchcase(part, rule)), None)
+    """The default secret-like pattern a component of `path` matches, or None."""
+    return secrets.secret_rule(path)
 
 
 def clean_path(raw: str) -> str:
@@ -133,7 +134,10 @@ class ToolBox:
     def __init__(self, ws: Workspace, charter: Charter, *, run: str | None = None,
                  inputs: tuple[int, ...] = (), ledger: Ledger | None = None,
                  snapshot: str | None = None, drop_name: Callable[[], str] | None = None,
-                 on_drop: Callable[[str], None] | None = None) -> None:
+                 on_drop: Callable[[str], None] | None = None,
+                 max_drops: int | None = None) -> None:
+        self.max_drops = max_drops if max_drops is not None else charter.max_drops or \
+            ws.config.agents.max_drops
         self.ws, self.charter, self.run, self.inputs, self.ledger = ws, charter, run, inputs, ledger
         self.snapshot, self._drop_name, self._on_drop = snapshot, drop_name, on_drop
         self.drops: list[str] = []
@@ -148,11 +152,21 @@ class ToolBox:
             return _error(f"unknown tool {name!r}; your tools are: {mine}")
         if name not in self.charter.tools:
             return _error(f"tool {name!r} is not available to you; your tools are: {mine}")
+        if arguments.startswith(DROPPED):
+            return _error(arguments.removeprefix("squad: "))
         try:
             args = parse_arguments(arguments, TOOL_SPECS[name]["function"]["parameters"])
-            return getattr(self, f"_{name}")(**args)
+            result: ToolResult = getattr(self, f"_{name}")(**args)
+            if safety.has_surrogate(result.content):  # e.g. a file name that is not UTF-8
+                result = ToolResult(result.ok, safety.scrub(result.content), result.drop)
+            return result
         except Refused as exc:
             return _error(str(exc))
+        except SquadError as exc:
+            return _error(f"{name} failed: {exc.message}")
+        except Exception as exc:  # a fault the model found is its tool error, not a dead agent
+            detail = " ".join(str(exc).split())[:300]
+            return _error(f"{name} failed: {type(exc).__name__}: {detail}")
 
     def _list_files(self, path: str | None = None) -> ToolResult:
         found = [rel for rel, _ in self._readable(path)]
@@ -184,21 +198,20 @@ class ToolBox:
         return ToolResult(True, f"{text}\n{note}" if note else text)
 
     def _grep(self, pattern: str, path: str | None = None) -> ToolResult:
-        if not 0 < len(pattern) <= MAX_PATTERN_CHARS:
-            raise Refused(f"the pattern must have 1 to {MAX_PATTERN_CHARS} characters")
-        try:
-            regex = re.compile(pattern)
-        except re.error as exc:
-            raise Refused(f"invalid regex {pattern!r}: {exc}") from None
+        regex = compile_pattern(pattern)
         hits: list[str] = []
+        budget = MAX_GREP_BYTES
         for rel, real in self._readable(path):
             try:
                 text = self._text(rel, real)
             except Refused:
                 continue  # binary or oversized files are not searched
-            for number, line in enumerate(text.split("\n"), 1):
-                if not regex.search(line):
-                    continue
+            budget -= len(text)
+            if budget < 0:
+                return ToolResult(True, "\n".join([*hits, f"[truncated: searched "
+                                  f"{MAX_GREP_BYTES // 2**20} MB before {rel}; narrow the "
+                                  "path]"]))
+            for number, line in matching_lines(regex, text):
                 if len(hits) == MAX_MATCHES:
                     return ToolResult(True, "\n".join([*hits, f"[truncated: over {MAX_MATCHES} "
                                                        "matches; narrow the pattern or path]"]))
@@ -218,6 +231,9 @@ class ToolBox:
         problem = guide.placeholder(draft.title, self.charter)
         if problem:
             raise Refused(problem)
+        if len(self.drops) >= self.max_drops:
+            raise Refused(f"you already recorded {len(self.drops)} decisions, the most one "
+                          "agent may record in one task; finish now")
         problem = self.ledger.problems_with(draft) if self.ledger is not None else None
         if problem:
             raise Refused(problem)
@@ -248,8 +264,10 @@ class ToolBox:
     def _judge(self, rel: str) -> str | None:
         if rel.lower().startswith(PRIVATE_DIRS):
             return f"other agents' drops are not a channel; read {DECISIONS}/NNNN-*.md records"
-        if secret_rule(rel):
-            return f"secret-like files are never read (matches {secret_rule(rel)!r})"
+        settings = self.ws.config.secrets
+        rule = secrets.secret_rule(rel, settings.names, settings.allow)
+        if rule:
+            return f"secret-like files are never read (matches {rule!r})"
         if not any(matches(rel, glob) for glob in self.charter.reads):
             return f"outside your read scope ({', '.join(self.charter.reads)})"
         return None if rel in self._tracked else "not a git-tracked file"
@@ -266,6 +284,8 @@ class ToolBox:
                 why = "resolves outside the repository"
             elif self._rule(target := real.relative_to(root).as_posix()):
                 why = f"is a symlink to {target}, which is refused: {self._rule(target)}"
+        if not why and real.is_dir():
+            why = "a folder (a submodule?), not a file"
         if not why and not real.is_file():
             why = "not a regular file in the working tree"
         if why:
@@ -274,6 +294,8 @@ class ToolBox:
 
     def _allowed_in_snapshot(self, rel: str) -> str:
         why, target = self._rule(rel), rel
+        if not why and self._tree[rel][0] == _GITLINK:
+            why = "a submodule (another repository), not a file"
         if not why and self._tree[rel][0] == _SYMLINK:
             link = self.ws.repo.blob(self._tree[rel][1]).decode("utf-8", "replace")
             target = posixpath.normpath(posixpath.join(posixpath.dirname(rel), link))
@@ -325,6 +347,7 @@ def parse_arguments(arguments: str, schema: dict[str, Any]) -> dict[str, Any]:
         raise Refused(f"arguments are not valid JSON ({exc}){hint}") from None
     if not isinstance(data, dict):
         raise Refused(f"arguments must be a JSON object, not {type(data).__name__}{hint}")
+    data = _scrubbed(data)
     props, args = schema["properties"], {k: v for k, v in data.items() if v is not None}
     problems = [f"unknown argument {key!r}" for key in sorted(set(data) - set(props))]
     problems += [f"missing required argument {key!r}" for key in schema["required"]
@@ -334,6 +357,66 @@ def parse_arguments(arguments: str, schema: dict[str, Any]) -> dict[str, Any]:
     if problems:
         raise Refused(problems[0] + hint)
     return args
+
+
+def _scrubbed(value: Any) -> Any:
+    """JSON escapes can spell lone surrogates; they become U+FFFD so UTF-8 can hold them."""
+    if isinstance(value, str):
+        return safety.scrub(value)
+    if isinstance(value, list):
+        return [_scrubbed(item) for item in value]
+    if isinstance(value, dict):
+        return {safety.scrub(key): _scrubbed(item) for key, item in value.items()}
+    return value
+
+
+def compile_pattern(pattern: str) -> Any:
+    """A grep pattern compiled by RE2, or Refused.
+
+    RE2 matches in time linear in the text and never backtracks, so no pattern can hang a
+    run (Python's `re` can take years on `(a+)+$`), and the result does not depend on the
+    machine's speed, as a timeout would: a replay sees the same tool result. Its syntax is
+    Python's without backreferences and lookaround; those are refused with a hint.
+    """
+    if not 0 < len(pattern) <= MAX_PATTERN_CHARS:
+        raise Refused(f"the pattern must have 1 to {MAX_PATTERN_CHARS} characters")
+    if any(int(n) > 1000 for found in _REPEAT.findall(pattern) for n in _DIGITS.findall(found)):
+        raise Refused(f"invalid regex {pattern!r}: a repetition count over 1000")
+    try:
+        # never_nl: no match spans lines, as if each line were searched on its own
+        return re2.compile(("(?m)" + pattern).encode("utf-8"), options=_RE2_OPTIONS)
+    except Exception as exc:  # re2.error, or anything else its binding raises
+        detail = exc.args[0].decode("utf-8", "replace") if exc.args and \
+            isinstance(exc.args[0], bytes) else str(exc)
+        raise Refused(f"invalid regex {pattern!r}: {detail} (backreferences and lookaround "
+                      "are not supported)") from None
+
+
+def matching_lines(regex: Any, text: str) -> Iterator[tuple[int, str]]:
+    """(line number, line) of each line of `text` that `regex` (from `compile_pattern`)
+    matches. One search over the whole UTF-8 text per matching line: RE2 is fast, its Python
+    binding is not, so calling it once per line would cost ten times more."""
+    data = text.encode("utf-8")
+    pos, number, counted = 0, 1, 0
+    while pos <= len(data):
+        found = regex.search(data, pos)
+        if found is None:
+            return
+        start = data.rfind(b"\n", 0, found.start()) + 1
+        end = data.find(b"\n", found.start())
+        end = len(data) if end < 0 else end
+        number += data.count(b"\n", counted, start)
+        counted = start
+        yield number, data[start:end].decode("utf-8")
+        pos = end + 1
+
+
+_REPEAT = re.compile(r"(?<!\\)\{\s*\d*\s*,?\s*\d*\s*\}")  # {n}, {n,}, {n,m}, {,m}
+_DIGITS = re.compile(r"\d+")
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is the model's tool error, not stderr
+_RE2_OPTIONS.max_mem = 64 * 1024 * 1024
+_RE2_OPTIONS.never_nl = True
 
 
 def _type_problem(value: Any, schema: dict[str, Any]) -> str | None:
@@ -348,4 +431,4 @@ def _type_problem(value: Any, schema: dict[str, Any]) -> str | None:
 
 
 def _error(message: str) -> ToolResult:
-    return ToolResult(False, "error: " + " ".join(message.split()))
+    return ToolResult(False, "error: " + safety.scrub(" ".join(message.split())))

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import tempfile
 import threading
 import time
 import zlib
@@ -169,6 +170,25 @@ class Repository:
             return []
         return [n for _, m, n in self._tree(entry[1]) if m == _TREE_MODE]
 
+    def file_sha(self, path: str, commit: str | None) -> str | None:
+        """The blob sha of the file `path` at `commit`, or None (no commit, no such file)."""
+        if commit is None:
+            return None
+        entry = self._lookup(self._root_tree(commit), path)
+        return None if entry is None or entry[0] == _TREE_MODE else entry[1]
+
+    def parent_of(self, commit: str | None) -> str | None:
+        """The first parent of `commit`, or None."""
+        if commit is None:
+            return None
+        _, data = self._read(commit)
+        for line in data.split(b"\n"):
+            if line.startswith(b"parent "):
+                return line[7:47].decode()
+            if not line:
+                break
+        return None
+
     def blob(self, sha: str) -> bytes:
         return self._read(sha)[1]
 
@@ -297,9 +317,9 @@ class Repository:
                     f"{self.root}: committed, but could not update the index: {_stderr(exc)}"
                 ) from None
 
-    def index_entries(self, prefix: str) -> dict[str, str]:
-        """path -> blob sha of the user's index entries under `prefix`."""
-        out = self._repo.git.ls_files("-s", "--", prefix)
+    def index_entries(self, *prefixes: str) -> dict[str, str]:
+        """path -> blob sha of the user's index entries under the prefixes (or paths)."""
+        out = self._repo.git.ls_files("-s", "--", *prefixes)
         entries = {}
         for line in out.splitlines():
             meta, _, path = line.partition("\t")
@@ -389,11 +409,15 @@ class Repository:
         return self._repo.git.rev_list(f"{base}..{tip}").split()
 
     def changed_since(self, ref: str, prefix: str) -> list[str]:
+        """Paths under `prefix` that any commit since `ref` added, changed or removed (also
+        those added and removed again: a run that came and went is still noticed)."""
         try:
-            out = self._repo.git.diff("--name-only", f"{ref}...HEAD", "--", prefix)
+            self._repo.git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}")
+            out = self._repo.git.log("--format=", "--name-only", "--no-renames", "-m",
+                                     f"{ref}..HEAD", "--", prefix)
         except git.GitCommandError as exc:
-            raise SquadError(f"--since {ref}: {_stderr(exc)}") from None
-        return out.splitlines()
+            raise SquadError(f"--since {ref}: {_stderr(exc) or 'not a commit'}") from None
+        return sorted({line for line in out.splitlines() if line})
 
     # ---- merging (squad merge) -----------------------------------------------------------
 
@@ -754,10 +778,24 @@ class Stopped(Exception):
 
 
 def write_atomic(path: Path, data: bytes) -> None:
+    """Write through a fresh temporary file beside `path` (never one a person made)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.squad-tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:100]}.", suffix=".squad-tmp",
+                               dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def blob_sha(data: bytes) -> str:
+    """The git blob sha of `data`, as `git hash-object` gives it."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def _stderr(exc: git.GitCommandError) -> str:

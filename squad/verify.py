@@ -45,6 +45,9 @@ def verify(ws: Workspace) -> list[Fault]:
         if folder.is_dir() else []
     for name in names:
         path = f"{DECISIONS}/{name}"
+        if (folder / name).is_symlink() or not (folder / name).is_file():
+            faults.append(Fault(path, "named like a record but not a regular file"))
+            continue
         data = (folder / name).read_bytes()
         try:
             record = parse_record(data.decode("utf-8"))
@@ -228,7 +231,9 @@ def _index(ws: Workspace, ledger: Ledger) -> list[Fault]:
     path = ws.root / INDEX
     if not path.exists():
         return [Fault(INDEX, "missing; run `squad ingest` to regenerate it")]
-    if path.read_text(encoding="utf-8") != render_index(ledger, ws.root):
+    if path.is_symlink() or not path.is_file():
+        return [Fault(INDEX, "not a regular file")]
+    if path.read_bytes() != render_index(ledger, ws.root).encode("utf-8"):
         return [Fault(INDEX, "out of sync with the records (stale or edited index)")]
     return []
 

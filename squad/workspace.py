@@ -14,6 +14,7 @@ from squad.config import Config, load_config
 from squad.dropbox import Inbox
 from squad.ledger import Ledger, render_index
 from squad.records import RECORD_NAME
+from squad.safety import check_layout
 from squad.vcs import Repository, open_repo
 
 DECISIONS = "decisions"
@@ -29,6 +30,7 @@ class Workspace:
     @classmethod
     def open(cls, start: Path, clock: Clock | None = None) -> Workspace:
         repo = open_repo(start)
+        check_layout(repo.root)
         return cls(repo, load_config(repo.root), clock or default_clock())
 
     @property

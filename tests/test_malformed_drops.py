@@ -34,6 +34,7 @@ from squad.coordinator import Coordinator, trailer_name
 from squad.dropbox import Inbox, unique_name
 from squad.errors import RecordError
 from squad.records import RECORD_NAME, Draft, digest, parse_draft, parse_record
+from squad.safety import BIDI_CONTROLS
 from squad.scaffold import init
 from squad.verify import verify
 from squad.workspace import Workspace
@@ -150,7 +151,9 @@ WRONG: dict[str, st.SearchStrategy[Any]] = {
     "run": st.one_of(st.sampled_from(["has space", "-lead", "", "x" * 65, "ü"]), st.integers()),
     "target": st.integers(1, 10**6),  # a target on a plain decision
 }
-safe_chars = st.characters(exclude_categories=("Cc", "Cs", "Zl", "Zp"), exclude_characters="«»")
+# Titles may hold no invisible formatting (Cf), bodies no bidirectional controls.
+safe_chars = st.characters(exclude_categories=("Cc", "Cf", "Cs", "Zl", "Zp"),
+                           exclude_characters="«»")
 
 
 @st.composite
@@ -277,7 +280,8 @@ def good_content(draw: st.DrawFn) -> Good:
     return Good(
         title=draw(st.one_of(st.text(safe_chars, max_size=40), st.just(BRACKETS))),
         agent=draw(st.sampled_from(["fuzzer", "Zoë", "agent with spaces", "[/i]", "qa-bot"])),
-        body=draw(st.text(st.characters(exclude_categories=("Cs",), exclude_characters="«»\r",
+        body=draw(st.text(st.characters(exclude_categories=("Cs",),
+                                        exclude_characters="«»\r" + "".join(BIDI_CONTROLS),
                                         codec="utf-8").filter(
             lambda c: c == "\n" or not (c < " " or c == "\x7f")), max_size=120)
                   .filter(lambda s: "##" not in s)),

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from squad import secrets
 from squad.errors import LLMError, SquadError
 from squad.llm.backend import Backend
+from squad.llm.guard import guard_reply
 from squad.llm.messages import ChatReply, ChatRequest
 
 Mode = Literal["live", "record", "replay"]
@@ -57,7 +59,7 @@ class Seam:
         self._path: Path | None = None
         self._lock = threading.Lock()
         self._previous: dict[tuple[str, int], dict[str, Any]] = {}
-        self._by_label = {Label(*entry["label"]): entry for entry in entries or []}
+        self._by_label = {_label(entry["label"]): entry for entry in entries or []}
         self.used: set[Label] = set()
         self._recorded: set[Label] = set()
         self._abandoned: set[Label] = set()
@@ -72,7 +74,7 @@ class Seam:
         try:
             reply = self._backend.complete(request)
         except LLMError as exc:  # a failure is part of what happened: replay fails alike
-            self._record(request, label, {"error": exc.message})
+            self._record(request, label, {"error": secrets.redact(exc.message)})
             raise
         self._record(request, label, {"reply": reply.model_dump(mode="json")})
         return reply
@@ -113,9 +115,9 @@ class Seam:
             raise Divergence(label, "the request differs from the recorded one", diff)
         with self._lock:
             self.used.add(label)
-        if "error" in recorded:
-            raise LLMError(recorded["error"])
-        return ChatReply.model_validate(recorded["reply"])
+        if "error" in recorded:  # an old cassette may hold a key: never show it again
+            raise LLMError(secrets.redact(str(recorded["error"])))
+        return guard_reply(ChatReply.model_validate(recorded["reply"]))
 
     def unused(self) -> list[Label]:
         return sorted(set(self._by_label) - self.used)
@@ -174,22 +176,42 @@ def _undelta(previous: dict[str, Any] | None, stored: dict[str, Any]) -> dict[st
 
 
 def read_cassette(path: Path) -> list[dict[str, Any]]:
-    """The entries of a cassette with whole requests, each checked against its key."""
+    """The entries of a cassette with whole requests, each checked against its key.
+
+    Any fault (not UTF-8, not JSON, a missing or mistyped field) is a SquadError naming the
+    file and the line, never a traceback.
+    """
     entries = []
     previous: dict[tuple[str, int], dict[str, Any]] = {}
     seen: set[Label] = set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SquadError(f"{path}: cannot read: {exc.strerror}") from None
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
         try:
-            entry = json.loads(line)
+            entry = json.loads(raw.decode("utf-8"))
+            if not isinstance(entry, dict):
+                raise ValueError("not a JSON object")
             if not {"label", "key", "request"} <= set(entry) or \
                     not {"reply", "error"} & set(entry):
                 raise ValueError("missing fields")
-            label = Label(*entry["label"])
+            label = _label(entry["label"])
+            if not isinstance(entry["request"], dict) or not isinstance(entry["key"], str):
+                raise ValueError("request must be an object and key a string")
             entry["request"] = _undelta(previous.get((label.agent, label.round)),
                                         entry["request"])
             expected = ChatRequest.model_validate(_as_request(entry["request"])).key()
-        except (ValueError, TypeError, KeyError) as exc:
-            raise SquadError(f"{path}:{number}: not a usable cassette entry ({exc})") from None
+            if "reply" in entry:
+                ChatReply.model_validate(entry["reply"])
+            elif not isinstance(entry["error"], str):
+                raise ValueError("error must be a string")
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            detail = secrets.redact(" ".join(str(exc).split()))[:200]
+            raise SquadError(f"{path}:{number}: not a usable cassette entry ({detail})") \
+                from None
         if expected != entry["key"]:
             raise SquadError(f"{path}:{number}: the key does not match the request (edited?)")
         if label in seen:
@@ -198,6 +220,13 @@ def read_cassette(path: Path) -> list[dict[str, Any]]:
         previous[(label.agent, label.round)] = entry["request"]
         entries.append(entry)
     return entries
+
+
+def _label(value: Any) -> Label:
+    if not (isinstance(value, list) and len(value) == 3 and isinstance(value[0], str)
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value[1:])):
+        raise ValueError("label must be [agent, round, call]")
+    return Label(*value)
 
 
 def _as_request(data: dict[str, Any]) -> dict[str, Any]:

@@ -49,7 +49,7 @@ def connect(config: Config, env: Mapping[str, str] | None = None) -> Connection:
     if settings.base_url or key:
         backend = OpenAIBackend(settings.base_url, key, timeout=settings.timeout,
                                 max_retries=settings.max_retries)
-        return Connection(backend, profile, f"endpoint {backend.base_url}")
+        return Connection(backend, profile, f"endpoint {backend.shown_url}")
     reused = local.running()
     server = None if reused else local.start()
     base_url = reused or (server.base_url if server else "")

@@ -2,14 +2,17 @@
 
 Retries of 429, 5xx, timeouts and dropped connections are the client's own (exponential
 backoff honouring Retry-After), capped by `max_retries`. Whatever still fails becomes an
-LLMError whose message names the endpoint and the fault, never the key.
+LLMError whose message names the endpoint and the fault, never the key nor the URL's
+credentials (see `squad.secrets`); every reply passes `guard.guard_reply`.
 """
 
 from __future__ import annotations
 
 import openai
 
+from squad import secrets
 from squad.errors import LLMError
+from squad.llm.guard import guard_reply
 from squad.llm.messages import ChatReply, ChatRequest, ToolCall, Usage
 
 
@@ -17,6 +20,9 @@ class OpenAIBackend:
     def __init__(self, base_url: str | None, api_key: str | None, *, timeout: float,
                  max_retries: int) -> None:
         self.base_url = base_url or "https://api.openai.com/v1"
+        secrets.register(api_key)
+        secrets.register_url(self.base_url)
+        self.shown_url = secrets.shown_url(self.base_url)
         self._client = openai.OpenAI(base_url=self.base_url, api_key=api_key or "unused",
                                      timeout=timeout, max_retries=max_retries)
 
@@ -25,18 +31,24 @@ class OpenAIBackend:
 
     def complete(self, request: ChatRequest) -> ChatReply:
         try:
+            return guard_reply(self._complete(request))
+        except LLMError as exc:
+            raise LLMError(secrets.redact(exc.message)) from None
+
+    def _complete(self, request: ChatRequest) -> ChatReply:
+        try:
             response = self._client.chat.completions.create(**request.to_openai())
         except openai.APITimeoutError:
-            raise LLMError(f"{self.base_url}: no reply within {self._client.timeout} s "
+            raise LLMError(f"{self.shown_url}: no reply within {self._client.timeout} s "
                            f"(after {self._client.max_retries} retries)") from None
         except openai.APIStatusError as exc:
-            raise LLMError(f"{self.base_url}: HTTP {exc.status_code}: {_message(exc)}") from None
+            raise LLMError(f"{self.shown_url}: HTTP {exc.status_code}: {_message(exc)}") from None
         except openai.APIConnectionError:
-            raise LLMError(f"{self.base_url}: cannot connect") from None
+            raise LLMError(f"{self.shown_url}: cannot connect") from None
         except openai.OpenAIError as exc:
-            raise LLMError(f"{self.base_url}: {type(exc).__name__}: {exc}") from None
+            raise LLMError(f"{self.shown_url}: {type(exc).__name__}: {exc}") from None
         if not response.choices:
-            raise LLMError(f"{self.base_url}: the reply has no choices")
+            raise LLMError(f"{self.shown_url}: the reply has no choices")
         choice = response.choices[0]
         calls = tuple(
             ToolCall(id=call.id, name=call.function.name, arguments=call.function.arguments or "")
