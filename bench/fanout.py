@@ -150,7 +150,7 @@ def timed(args: list[str], repeat: int) -> float:
     return statistics.median(times)
 
 
-IMPORTS = ("import os, squad.cli, squad.run, squad.progress, squad.llm.factory, "
+IMPORTS = ("import os, squad.cli, squad.run, squad.progress, squad.connection, "
            "squad.llm.openai_backend; os._exit(0)")
 
 

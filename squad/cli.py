@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import click
 
@@ -16,6 +16,8 @@ from squad import __version__
 from squad.errors import SquadError, UsageError
 
 if TYPE_CHECKING:  # the rest is imported by the commands that need it: `--help` stays quick
+    from rich.console import Console
+
     from squad.coordinator import Coordinator, PassReport
     from squad.records import Record
     from squad.workspace import Workspace
@@ -32,6 +34,10 @@ class _Stderr:
 
             self._console = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
         return self._console
+
+    @property
+    def console(self) -> Console:
+        return cast("Console", self._made())
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._made(), name)
@@ -59,9 +65,33 @@ class SquadGroup(click.Group):
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM; `finally` blocks have run by now
             _fail("interrupted", 130)
         except OSError as exc:  # a file squad needs is a folder, unreadable, ...: one line
-            if os.environ.get("SQUAD_DEBUG") or exc.filename is None:
+            if os.environ.get("SQUAD_DEBUG"):
                 raise
+            if exc.filename is None:
+                _crash(exc)
             _fail(f"{exc.filename}: {exc.strerror or type(exc).__name__}", 1)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # a bug of squad's: one line, and the whole story in a file
+            if os.environ.get("SQUAD_DEBUG"):
+                raise
+            _crash(exc)
+
+
+def _crash(exc: BaseException) -> NoReturn:
+    """Write the traceback to a report file outside the repository and say where it is."""
+    import tempfile
+    import traceback
+
+    from squad.secrets import redact
+
+    text = redact("".join(traceback.format_exception(exc)))
+    with tempfile.NamedTemporaryFile("w", prefix="squad-crash-", suffix=".log", delete=False,
+                                     encoding="utf-8") as report:
+        report.write(f"squad {__version__}, {' '.join(sys.argv)}\n\n{text}")
+    detail = " ".join(str(exc).split())[:200]
+    _fail(f"unexpected error {type(exc).__name__}: {detail} (a bug in squad; the full report "
+          f"is in {report.name}; SQUAD_DEBUG=1 shows the traceback)", 70)
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -77,7 +107,7 @@ def _workspace(ctx: click.Context) -> Workspace:
 
     if ctx.obj is None:
         ctx.obj = Workspace.open(Path.cwd())
-    return ctx.obj
+    return cast("Workspace", ctx.obj)
 
 
 @click.group(cls=SquadGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -557,8 +587,8 @@ def ask(ctx: click.Context, agent: str, task: str, no_ingest: bool, and_ingest: 
     """Ask one agent once: show its tool calls, print its answer, commit its decisions."""
     from squad.agent import run_agent
     from squad.charters import find_charter
+    from squad.connection import connect
     from squad.coordinator import decode
-    from squad.llm.factory import connect
     from squad.records import parse_draft
     from squad.workspace import DECISIONS
 
@@ -660,8 +690,8 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
     """Route GOAL to specialists, run them in parallel, commit their decisions as they land."""
     from rich.console import Console
 
+    from squad.connection import connect
     from squad.llm.cassette import Seam
-    from squad.llm.factory import connect
     from squad.progress import JsonLines, LiveView, print_summary
     from squad.run import Run, RunSettings, check, summary_json
 
@@ -686,7 +716,7 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
     try:
         err.print(f"using the {connection.label}")
         seam = Seam("live" if live else "record", connection.backend)
-        view = LiveView(err) if terminal else JsonLines()
+        view = LiveView(err.console) if terminal else JsonLines()
         run = Run(ws, settings, seam, on_event=view, profile=connection.profile,
                   model=connection.model, notice=view.notice)
         with _interruptible(run, view, connection), view:

@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError
@@ -102,7 +102,8 @@ def build(service: DecisionService, *, agent: str | None = None,
     """The MCP server over `service`; `agent` overrides the client's name as the author."""
     tools: dict[str, set[str]] = {}
     app: MCPServer = MCPServer("squad", version=__version__, instructions=INSTRUCTIONS,
-                               log_level="WARNING", middleware=[_argument_guard(tools)])
+                               log_level="WARNING",
+                               middleware=[cast(Any, _argument_guard(tools))])
 
     @app.tool(annotations=_READ)
     def search_decisions(

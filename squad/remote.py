@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from squad.coordinator import Coordinator, PassReport, trailer_name
 from squad.dropbox import unique_name
@@ -130,7 +131,7 @@ def push_drops(ws: Workspace, remote: str, writer: str, attempts: int = ATTEMPTS
             waiting = [sha for sha, _, _ in repo.walk([local], [seen] if seen else [])] \
                 if local and local != seen else []
             report.waiting = len(waiting)
-            if not waiting:
+            if not waiting or local is None:
                 return report
             try:
                 pushed = repo.push(remote, [(local, ref, seen)])
@@ -463,7 +464,7 @@ def watch_remote(remote: RemoteCoordinator, interval: float = POLL_SECONDS,
             signal.signal(sig, handler)
 
 
-def _install_signal_handlers(stop: threading.Event) -> dict[int, object]:
+def _install_signal_handlers(stop: threading.Event) -> dict[int, Any]:
     if threading.current_thread() is not threading.main_thread():
         return {}
 

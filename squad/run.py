@@ -318,7 +318,7 @@ class Run:
                     raise
                 except SquadError as exc:  # the lead failed: the run ends, saying why
                     lead = self.team.get("lead")
-                    result = AgentResult(agent="lead", model=lead.model if lead else "",
+                    result = AgentResult(agent="lead", model=(lead.model if lead else None) or "",
                                          error=exc.message)
                     outcome.results.append((0, result))
                     self.log("failed", {"agent": "lead", "round": 0, "error": exc.message})

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import re2
 from pydantic import ValidationError
@@ -424,7 +424,7 @@ def _type_problem(value: Any, schema: dict[str, Any]) -> str | None:
     if not isinstance(value, _TYPES[kind]) or isinstance(value, bool):
         return f"must be a{'n' * (kind != 'string')} {kind}, not {json.dumps(value)[:40]}"
     if kind == "array":
-        return next((f"item {why}" for item in value
+        return next((f"item {why}" for item in cast(list[Any], value)
                      if (why := _type_problem(item, schema["items"]))), None)
     minimum = schema.get("minimum", value)
     return f"must be at least {minimum}, not {value}" if value < minimum else None

@@ -406,7 +406,7 @@ class Repository:
                 self._repo.git.branch("-D", branch)
 
     def commits_between(self, base: str, tip: str) -> list[str]:
-        return self._repo.git.rev_list(f"{base}..{tip}").split()
+        return str(self._repo.git.rev_list(f"{base}..{tip}")).split()
 
     def changed_since(self, ref: str, prefix: str) -> list[str]:
         """Paths under `prefix` that any commit since `ref` added, changed or removed (also
@@ -425,7 +425,7 @@ class Repository:
         """The commit `ref` names, or None."""
         out = self._repo.git.rev_parse("--verify", "--quiet", "--end-of-options",
                                        f"{ref}^{{commit}}", with_exceptions=False)
-        return out.strip() or None
+        return str(out).strip() or None
 
     def merge_base(self, a: str, b: str) -> str | None:
         out = self._repo.git.merge_base(a, b, with_exceptions=False)
@@ -438,8 +438,8 @@ class Repository:
 
     def default_branch(self) -> str | None:
         """The branch a clone would check out: origin's HEAD, else init.defaultBranch."""
-        out = self._repo.git.symbolic_ref("--quiet", "refs/remotes/origin/HEAD",
-                                          with_exceptions=False).strip()
+        out = str(self._repo.git.symbolic_ref("--quiet", "refs/remotes/origin/HEAD",
+                                              with_exceptions=False)).strip()
         if out:
             return out.removeprefix("refs/remotes/origin/")
         with self._repo.config_reader() as config:
@@ -452,7 +452,7 @@ class Repository:
     def branch_tips(self, name: str, remote: bool) -> list[str]:
         """Commits of the local branch `name`, or of every remote's branch `name`."""
         pattern = f"refs/remotes/*/{name}" if remote else f"refs/heads/{name}"
-        return self._repo.git.for_each_ref("--format=%(objectname)", pattern).split()
+        return str(self._repo.git.for_each_ref("--format=%(objectname)", pattern)).split()
 
     def merge_trees(self, ours: str, theirs: str) -> tuple[str, list[str]]:
         """git's own merge of two commits as a tree (nothing checked out), and the paths

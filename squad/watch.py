@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -71,7 +72,7 @@ def watch(coordinator: Coordinator, poll: bool = False,
 
 
 def _install_signal_handlers(stop: threading.Event,
-                             wake: threading.Event) -> dict[int, object]:
+                             wake: threading.Event) -> dict[int, Any]:
     if threading.current_thread() is not threading.main_thread():
         return {}
 

@@ -11,9 +11,9 @@ from scripted_server import Error, ScriptedServer, Text, ToolCalls
 
 from squad.agent import run_agent
 from squad.charters import find_charter
+from squad.connection import connect
 from squad.coordinator import Coordinator
 from squad.ledger import Ledger
-from squad.llm.factory import connect
 from squad.workspace import Workspace
 from tests.conftest import git, squad
 

@@ -46,8 +46,9 @@ def graph() -> dict[str, set[str]]:
 
 
 def package_of(module: str) -> str:
+    """A subpackage stands for all its modules; a top-level module stands for itself."""
     parts = module.split(".")
-    return ".".join(parts[:2]) if len(parts) > 2 else "squad"
+    return ".".join(parts[:2])
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -96,7 +97,7 @@ def main() -> int:
             a, b = package_of(name), package_of(target)
             if a != b:
                 packages.setdefault(a, set()).add(b)
-    print("package imports:")
+    print("package imports (subpackages folded into one node):")
     for name in sorted(packages):
         print(f"  {name} -> {', '.join(sorted(packages[name]))}")
     module_cycles, package_cycles = cycles(edges), cycles(packages)
