@@ -64,6 +64,10 @@ class SquadGroup(click.Group):
             _fail(exc.message, exc.exit_code)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM; `finally` blocks have run by now
             _fail("interrupted", 130)
+        except BrokenPipeError:  # `squad show 1 | head -1`: the reader has had enough (git's own
+            # pipes are mended where they are used, in vcs)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)  # as if killed by SIGPIPE, like git in the same pipe
         except OSError as exc:  # a file squad needs is a folder, unreadable, ...: one line
             if os.environ.get("SQUAD_DEBUG"):
                 raise

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 
 from squad import __version__
 from squad.ledger import Entry, Ledger
-from squad.records import RECORD_NAME, SECTIONS_LOWER, Record, filename
+from squad.records import RECORD_NAME, SECTIONS_LOWER, Origin, Record, filename
 
 if TYPE_CHECKING:
     from squad.vcs import Repository
@@ -132,6 +132,8 @@ def _hit(payload: bytes | None, name: str) -> Entry | None:
         fields["date"] = datetime.fromisoformat(fields["date"]).astimezone(UTC)
         for key in _TUPLES:
             fields[key] = tuple(fields[key])
+        if fields.get("was") is not None:  # a nested value is a model, as a parse gives
+            fields["was"] = Origin.model_construct(**fields["was"])
         record = Record.model_construct(**fields, context=context, decision=decision,
                                         consequences=consequences)
         if filename(record) != name:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import git
 from git.objects.fun import tree_entries_from_data
@@ -31,6 +32,7 @@ _TREE_MODE = 0o040000
 _FILE_MODE = 0o100644
 _ZERO = "0" * 40
 IDENTITY = "squad <squad@localhost>"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -41,13 +43,28 @@ class Commit:
 
 def open_repo(start: Path) -> Repository:
     try:
-        repo = git.Repo(start, search_parent_directories=True)
+        repo = _Repo(start, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         raise NotARepoError(
             f"{start}: not inside a git repository (run `git init` first)") from None
     if repo.bare or repo.working_tree_dir is None:
         raise NotARepoError(f"{start}: a bare repository has no working tree for squad")
     return Repository(repo)
+
+
+class _Git(git.Git):
+    """git's processes run in a session of their own: a terminal's Ctrl-C reaches every
+    process of the foreground group, and a git killed mid-command (say the `update-index`
+    after a commit point) would turn squad's orderly stop into a half-done step. squad hears
+    the Ctrl-C and stops them itself."""
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("start_new_session", True)
+        return super().execute(*args, **kwargs)
+
+
+class _Repo(git.Repo):
+    GitCommandWrapperType = _Git
 
 
 class Repository:
@@ -91,9 +108,22 @@ class Repository:
 
     def head(self) -> str | None:
         try:
-            return self._repo.head.commit.hexsha
+            return self._cat_file(lambda: self._repo.head.commit.hexsha)
         except ValueError:
             return None
+
+    def _cat_file(self, read: Callable[[], T]) -> T:
+        """Run `read` through GitPython's long-lived `git cat-file`, one caller at a time.
+
+        That process shares squad's process group, so a terminal's Ctrl-C kills it too while
+        squad goes on to stop cleanly; if it died, start a fresh one and read again.
+        """
+        with self._reading:
+            try:
+                return read()
+            except (BrokenPipeError, ConnectionResetError):
+                self._repo.git.clear_cache()
+                return read()
 
     def user_name(self) -> str | None:
         with self._repo.config_reader() as config:
@@ -121,9 +151,11 @@ class Repository:
     def _read(self, sha: str) -> tuple[str, bytes]:
         if sha in self._written:
             return self._written[sha]
-        with self._reading:  # GitPython's cat-file process serves one caller at a time
+        def read() -> tuple[str, bytes]:
             stream = self._repo.odb.stream(bytes.fromhex(sha))
             return stream.type.decode(), stream.read()
+
+        return self._cat_file(read)
 
     def _tree(self, sha: str) -> list[tuple[bytes, int, str]]:
         if sha not in self._trees:
@@ -644,8 +676,7 @@ class Repository:
         return found
 
     def object_size(self, sha: str) -> int:
-        with self._reading:
-            return int(self._repo.odb.info(bytes.fromhex(sha)).size)
+        return self._cat_file(lambda: int(self._repo.odb.info(bytes.fromhex(sha)).size))
 
     def walk(self, tips: list[str],
              stops: list[str]) -> list[tuple[str, str, dict[str, list[str]]]]:

@@ -62,7 +62,9 @@ def ids_by_title(repo: Path) -> dict[str, int]:
 
 
 def log(repo: Path) -> list[dict]:
-    return json.loads(squad(repo, "log", "--json").stdout)
+    result = squad(repo, "log", "--json", "--all")
+    assert "Warning" not in result.stderr, result.stderr  # e.g. a renumbered record's `was`
+    return json.loads(result.stdout)
 
 
 def meaning(records: list[dict]) -> dict[str, tuple]:

@@ -30,10 +30,14 @@ def team(repo: Path) -> Path:
     return repo
 
 
-def start(team: Path, server: ScriptedServer, *args: str) -> subprocess.Popen[str]:
+def start(team: Path, server: ScriptedServer, *args: str,
+          group: bool = False) -> subprocess.Popen[str]:
+    """`squad run` as a process; with `group`, the leader of its own process group, as a
+    terminal's foreground job is (so Ctrl-C reaches git's helper processes too)."""
     return subprocess.Popen([*SQUAD, "run", "Add rate limiting", "--json", *args], cwd=team,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OPENAI_BASE_URL": server.base_url})
+                            env={**os.environ, "OPENAI_BASE_URL": server.base_url},
+                            start_new_session=group)
 
 
 def wait_for(condition: object, seconds: float = 30) -> None:
@@ -73,8 +77,9 @@ def test_two_runs_at_once_both_replay(team: Path, server: ScriptedServer) -> Non
     assert squad(team, "verify").returncode == 0
 
 
+@pytest.mark.parametrize("group", [False, True], ids=["process", "terminal-group"])
 def test_ctrl_c_mid_call_stops_soon_and_leaves_a_replayable_run(
-        team: Path, server: ScriptedServer) -> None:
+        team: Path, server: ScriptedServer, group: bool) -> None:
     def responder(request: RecordedRequest) -> ToolCalls | Text:
         if agent_of(request) == "tester":
             return Text("thinking very slowly", delay=120)
@@ -82,10 +87,13 @@ def test_ctrl_c_mid_call_stops_soon_and_leaves_a_replayable_run(
 
     server.responder = responder
     before = git(team, "rev-parse", "HEAD").strip()
-    proc = start(team, server, "--agents", "architect,tester")
+    proc = start(team, server, "--agents", "architect,tester", group=group)
     wait_for(lambda: list((team / "decisions").glob("0001-*.md"))
              and any(agent_of(r) == "tester" for r in server.requests))
-    proc.send_signal(signal.SIGINT)
+    if group:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
     sent = time.monotonic()
     out, err = proc.communicate(timeout=60)
     took = time.monotonic() - sent
