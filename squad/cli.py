@@ -339,7 +339,7 @@ def _submit(ws: Workspace, fields: dict[str, Any], no_ingest: bool,
         from pydantic import ValidationError
 
         if isinstance(exc, ValidationError):
-            raise UsageError(describe(exc)) from None
+            raise UsageError(_as_flags(describe(exc))) from None
         raise
     if push:
         return _push_drop(ws, render(draft, ws.root), *push)
@@ -351,6 +351,17 @@ def _submit(ws: Workspace, fields: dict[str, Any], no_ingest: bool,
     report = _commit_drops(ws, [name], _person(ws))
     if report.quarantined:
         sys.exit(1)
+
+
+def _as_flags(message: str) -> str:
+    """A validation message about a draft's field, in the words of the flag that sets it."""
+    for name in ("title", "decision", "context", "consequences", "agent", "tags"):
+        flag = "--tag" if name == "tags" else f"--{name}"
+        if message.startswith(f"field {name}: Field required"):
+            return f"{flag} is required"
+        if message.startswith(f"field {name}"):
+            return flag + message[len(f"field {name}"):]
+    return message
 
 
 def _edit(fields: dict[str, Any]) -> dict[str, Any]:
@@ -530,6 +541,8 @@ def log_(ctx: click.Context, agents: tuple[str, ...], statuses: tuple[str, ...],
     if len(entries) < len(matching):
         left = len(matching) - len(entries)
         err.print(f"{left} older record{'s' * (left > 1)} not shown (--all shows every one)")
+    if not matching and len(ledger.entries):
+        err.print("no matching decisions")
     if as_json:
         click.echo(json.dumps([_as_dict(e.record, status.get(e.record.id, e.record.kind),
                                         later.get(e.record.id, [])) for e in entries],

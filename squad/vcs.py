@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import git
 from git.objects.fun import tree_entries_from_data
 
-from squad.errors import NotARepoError, RemoteError, SquadError, UnsafeRepoError
+from squad.errors import NotARepoError, RemoteError, SquadError, UnsafeRepoError, UsageError
 
 _TREE_MODE = 0o040000
 _FILE_MODE = 0o100644
@@ -443,8 +443,10 @@ class Repository:
     def changed_since(self, ref: str, prefix: str) -> list[str]:
         """Paths under `prefix` that any commit since `ref` added, changed or removed (also
         those added and removed again: a run that came and went is still noticed)."""
+        if self.resolve(ref) is None:
+            raise UsageError(f"--since {ref}: not a branch or commit here (`git fetch` it "
+                             "first?)")
         try:
-            self._repo.git.rev_parse("--verify", "--quiet", f"{ref}^{{commit}}")
             out = self._repo.git.log("--format=", "--name-only", "--no-renames", "-m",
                                      f"{ref}..HEAD", "--", prefix)
         except git.GitCommandError as exc:

@@ -136,3 +136,23 @@ def test_help_for_every_command(repo: Path) -> None:
     for command in ("init", "decide", "ingest", "watch", "log", "show", "accept", "reject",
                     "supersede", "verify"):
         assert "Usage: squad" in squad(repo, command, "--help").stdout
+
+
+def test_newcomer_mistakes_get_one_line_in_the_words_of_the_command(repo: Path) -> None:
+    squad(repo, "init")
+    missing = squad(repo, "decide", "--decision", "no title", check=False)
+    assert (missing.returncode, missing.stderr) == (2, "squad: --title is required\n")
+    squad(repo, "decide", "--title", "Use SQLite", "--decision", "WAL mode.")
+    nothing = squad(repo, "log", "--agent", "nobody")
+    assert nothing.stderr == "no matching decisions\n"
+    unknown = squad(repo, "report", "--since", "origin/main", "--format", "markdown",
+                    check=False)
+    assert unknown.returncode == 2
+    assert unknown.stderr.startswith("squad: --since origin/main: not a branch or commit")
+
+
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(repo: Path) -> None:
+    squad(repo, "decide", "--title", "Long", "--decision", "word " * 19_000)
+    shown = subprocess.run(f"{' '.join(SQUAD)} show 1 | head -c 10", shell=True, cwd=repo,
+                           capture_output=True, text=True)
+    assert shown.stdout == "decisions/" and shown.stderr == ""
