@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -104,20 +105,27 @@ def test_watch_with_polling_stops_on_sigterm(repo: Path) -> None:
 
 def test_watch_waits_out_a_held_index_lock(repo: Path) -> None:
     proc = subprocess.Popen([*SQUAD, "watch"], cwd=repo, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")))
+    reader.start()
     lock = repo / ".git" / "index.lock"
     try:
         lock.write_text("")
         Inbox(repo / "decisions/inbox").drop(drop_text("Waits for the lock"))
-        time.sleep(1.5)
+        # however slowly watch starts, it must say it waits, stay up and commit nothing
+        _wait_for(lambda: any(line.startswith("waiting: ") for line in lines), 60)
         assert proc.poll() is None, "watch must not give up on a transient lock"
         assert _count(repo) == 0
         lock.unlink()
         _wait_for(lambda: _count(repo) == 1)
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=20)
+        proc.wait(timeout=20)
+        reader.join(timeout=20)
+        proc.stderr.close()
+    stderr = "".join(lines)
     assert proc.returncode == 0
-    assert "waiting: " in stderr and "index is locked" in stderr and "resumed" in stderr
+    assert "index is locked" in stderr and "resumed" in stderr
 
 
 def _count(repo: Path) -> int:
