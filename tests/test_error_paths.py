@@ -1,0 +1,169 @@
+"""Error paths the README promises, each driven end to end: real repositories, the real
+`squad` process, the scripted OpenAI-protocol server."""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scripted_server import RecordedRequest, ScriptedServer, Text, ToolCalls
+
+from tests.conftest import drop_text, git, squad
+
+# Moves the branch once, right after squad's first commit lands, as a person committing at
+# that moment would: squad's next compare-and-swap then finds the branch elsewhere.
+MOVE_ONCE = """#!/bin/sh
+[ "$1" = committed ] || exit 0
+grep -q ' refs/heads/main$' || exit 0
+[ -e "$GIT_DIR/moved-once" ] && exit 0
+touch "$GIT_DIR/moved-once"
+new=$(git commit-tree -p main -m 'a person commits meanwhile' 'main^{tree}')
+git update-ref refs/heads/main "$new"
+"""
+
+
+def test_a_branch_moved_mid_ingest_fails_the_swap_keeps_the_drop_and_reloads(
+        repo: Path) -> None:
+    squad(repo, "init")
+    hook = repo / ".git/hooks/reference-transaction"
+    hook.write_text(MOVE_ONCE)
+    hook.chmod(hook.stat().st_mode | stat.S_IXUSR)
+    inbox = repo / "decisions/inbox/new"
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / "a.md").write_text(drop_text("First"))
+    (inbox / "b.md").write_text(drop_text("Second"))
+    failed = squad(repo, "ingest", check=False)
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr
+    assert "the branch moved while squad was committing" in failed.stderr
+    assert "drops are kept" in failed.stderr
+    assert (inbox / "b.md").exists() and not (inbox / "a.md").exists()
+    # the next pass reloads from the moved branch and commits on top of the person's commit
+    squad(repo, "ingest")
+    subjects = git(repo, "log", "--format=%s", "-3").splitlines()
+    assert subjects == ["Second", "a person commits meanwhile", "First"]
+    assert list(inbox.iterdir()) == []
+    assert squad(repo, "verify").returncode == 0
+
+
+# ---- replay verdicts --------------------------------------------------------------------
+
+def _decide(request: RecordedRequest) -> ToolCalls | Text:
+    """Each agent records one decision, then says it is done."""
+    if any(m["role"] == "assistant" for m in request.messages):
+        return Text("Done.")
+    agent = request.messages[1]["content"].split("# Your charter: ", 1)[1].split(" ", 1)[0]
+    return ToolCalls([("record_decision", {
+        "title": f"{agent} thoughts", "context": "C.", "decision": f"{agent} decides.",
+        "consequences": "Some.", "tags": [agent]})])
+
+
+@pytest.fixture
+def recorded(repo: Path) -> tuple[Path, str]:
+    """A repository holding one recorded two-agent run; the server is gone."""
+    squad(repo, "init")
+    (repo / "squad.toml").write_text("[llm]\nmodel = 'scripted'\nmax_retries = 0\n")
+    git(repo, "commit", "-qam", "settings")
+    with ScriptedServer() as server:
+        server.responder = _decide
+        out = squad(repo, "run", "Add rate limiting", "--json", "--agents", "architect,tester",
+                    env={"OPENAI_BASE_URL": server.base_url}).stdout
+    return repo, json.loads(out.splitlines()[-1])["run"]
+
+
+def _replay(repo: Path) -> dict[str, Any]:
+    result = squad(repo, "replay", "--json", check=False,
+                   env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})  # nothing listens there
+    assert "Traceback" not in result.stderr
+    verdict = json.loads(result.stdout)
+    assert result.returncode == (0 if verdict["ok"] else 1)
+    return verdict
+
+
+def _edit_events(repo: Path, run_id: str, edit: Callable[[list[dict]], list[dict]]) -> None:
+    path = repo / f".squad/runs/{run_id}/events.jsonl"
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in edit(events)))
+    git(repo, "commit", "-qam", "edit the run log")
+
+
+def _commit_positions(events: list[dict]) -> list[int]:
+    return [n for n, e in enumerate(events) if e["event"] == "commit"]
+
+
+def test_a_recorded_run_replays_before_any_edit(recorded: tuple[Path, str]) -> None:
+    """The baseline for the edits below: untouched, the run reproduces."""
+    verdict = _replay(recorded[0])
+    assert verdict["ok"] and verdict["commits"] == 2
+
+
+def test_a_swapped_commit_order_is_a_commit_that_differs(recorded: tuple[Path, str]) -> None:
+    repo, run_id = recorded
+
+    def swap(events: list[dict]) -> list[dict]:
+        a, b = _commit_positions(events)
+        events[a], events[b] = events[b], events[a]
+        return events
+
+    _edit_events(repo, run_id, swap)
+    problem = _replay(repo)["problem"]
+    assert problem.startswith("commit 1 differs: recorded 0002 ")
+    assert ", replayed 0001 " in problem
+
+
+def test_a_drop_the_recorded_order_never_named_diverges(recorded: tuple[Path, str]) -> None:
+    repo, run_id = recorded
+    renamed: list[str] = []
+
+    def rename(events: list[dict]) -> list[dict]:
+        event = events[_commit_positions(events)[0]]
+        renamed.append(event["drop"])
+        event["drop"] = "elsewhere.md"
+        return events
+
+    _edit_events(repo, run_id, rename)
+    assert _replay(repo)["problem"] == (
+        f"replay diverged: drop {renamed[0]} was not in the recorded run")
+
+
+def test_a_recorded_drop_never_made_again_diverges(recorded: tuple[Path, str]) -> None:
+    repo, run_id = recorded
+
+    def add(events: list[dict]) -> list[dict]:
+        last = _commit_positions(events)[-1]
+        extra = {**events[last], "drop": "ghost.md"}
+        return [*events[:last + 1], extra, *events[last + 1:]]
+
+    _edit_events(repo, run_id, add)
+    assert _replay(repo)["problem"] == (
+        "replay diverged: the recorded drop ghost.md was not made again")
+
+
+def test_recorded_commits_missing_from_history_are_stray(recorded: tuple[Path, str]) -> None:
+    repo, run_id = recorded
+    start = json.loads((repo / f".squad/runs/{run_id}/events.jsonl").read_text()
+                       .splitlines()[0])["start"]
+    keep = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "reset", "-q", "--hard", start)  # history rewritten: the decisions are gone
+    git(repo, "checkout", keep, "--", ".squad/runs")
+    git(repo, "commit", "-qm", "only the run log survives")
+    verdict = _replay(repo)
+    assert verdict["commits"] == 2
+    assert verdict["problem"].startswith("recorded commit ")
+    assert verdict["problem"].endswith(
+        "is not in the history of HEAD (rebased or edited after the run?)")
+
+
+def test_a_recorded_call_not_made_again_is_unused(recorded: tuple[Path, str]) -> None:
+    repo, run_id = recorded
+    cassette = repo / f".squad/runs/{run_id}/cassette.jsonl"
+    first = json.loads(cassette.read_text().splitlines()[0])
+    first["label"] = ["nobody", 1, 1]
+    with cassette.open("a") as out:
+        out.write(json.dumps(first) + "\n")
+    git(repo, "commit", "-qam", "a call nobody makes")
+    assert _replay(repo)["problem"] == (
+        "the recorded call nobody (round 1, call 1) was not made again")
