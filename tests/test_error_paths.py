@@ -167,3 +167,85 @@ def test_a_recorded_call_not_made_again_is_unused(recorded: tuple[Path, str]) ->
     git(repo, "commit", "-qam", "a call nobody makes")
     assert _replay(repo)["problem"] == (
         "the recorded call nobody (round 1, call 1) was not made again")
+
+
+# ---- budgets, endpoint faults, guided mode ------------------------------------------------
+
+@pytest.fixture
+def team(repo: Path) -> Path:
+    squad(repo, "init")
+    (repo / "squad.toml").write_text(
+        "[llm]\nmodel = 'scripted'\nmax_retries = 0\ntimeout = 10\n"
+        "[prices.scripted]\nprompt = 1.0\ncompletion = 2.0\n")
+    git(repo, "commit", "-qam", "settings")
+    return repo
+
+
+def _looks_around(request: RecordedRequest) -> ToolCalls | Text:
+    """Slow to answer, and never done: only a budget ends this agent."""
+    return ToolCalls([("list_files", {})], delay=0.3)
+
+
+@pytest.mark.parametrize(("flag", "value", "says"), [
+    ("--max-tokens", "1", "token budget reached ("),
+    ("--max-cost", "0.000000001", "cost budget reached ($"),
+    ("--max-seconds", "0.2", "time budget reached (0.2 s)"),  # each reply takes 0.3 s
+])
+def test_each_budget_refuses_the_next_call(team: Path, server: ScriptedServer, flag: str,
+                                           value: str, says: str) -> None:
+    server.responder = _looks_around
+    result = squad(team, "run", "Add rate limiting", "--json", "--agents", "tester", flag, value,
+                   check=False, env={"OPENAI_BASE_URL": server.base_url})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    stream = [json.loads(line) for line in result.stdout.splitlines()]
+    assert stream[-1]["stopped"].startswith(says)
+    assert len(server.requests) == 1  # the call in flight finished; none started after it
+    stops = [e for e in stream if e["event"] == "stop"]
+    assert [(e["agent"], e["call"]) for e in stops] == [("tester", 2)]
+    assert git(team, "status", "--porcelain") == ""
+
+
+def test_an_endpoint_slower_than_the_timeout_is_a_one_line_error(
+        team: Path, server: ScriptedServer) -> None:
+    (team / "squad.toml").write_text("[llm]\nmodel = 'm'\nmax_retries = 0\ntimeout = 0.5\n")
+    server.responder = lambda request: Text("late", delay=5)
+    result = squad(team, "ask", "tester", "t", check=False,
+                   env={"OPENAI_BASE_URL": server.base_url})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"squad: agent tester failed: {server.base_url}: no reply within 0.5 s (after 0 retries)")
+
+
+@pytest.fixture
+def guided(team: Path) -> Path:
+    (team / "squad.toml").write_text("[llm]\nmodel = 'm'\nmax_retries = 0\n"
+                                     "profile = 'llama-cpp'\n")
+    git(team, "commit", "-qam", "a small local model")
+    return team
+
+
+DECISION = {"title": "Persist orders in SQLite", "context": "c", "decision": "d",
+            "consequences": "e"}
+
+
+def test_guided_mode_retries_after_bad_json(guided: Path, server: ScriptedServer) -> None:
+    server.enqueue(Text("{not json"), Text(json.dumps(DECISION)))
+    result = squad(guided, "ask", "architect", "Make orders survive a restart",
+                   env={"OPENAI_BASE_URL": server.base_url})
+    assert "0001  Persist orders in SQLite" in result.stdout
+    assert len(server.requests) == 2
+    retry = server.requests[1].messages[-1]["content"]
+    assert retry.startswith("That decision was refused (")
+    assert retry.endswith("Answer again with corrected JSON.")
+
+
+def test_guided_mode_gives_up_after_its_tries(guided: Path, server: ScriptedServer) -> None:
+    server.responder = lambda request: Text("{not json")
+    result = squad(guided, "ask", "architect", "Make orders survive a restart", check=False,
+                   env={"OPENAI_BASE_URL": server.base_url})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    tries = len(server.requests)
+    assert tries > 1
+    assert f"squad: agent architect failed: no valid decision in {tries} tries; last: " \
+        in result.stderr
+    assert not list((guided / "decisions").glob("0*.md"))
