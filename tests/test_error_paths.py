@@ -4,15 +4,19 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
 import stat
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from scripted_server import RecordedRequest, ScriptedServer, Text, ToolCalls
+from scripted_server import Error, RecordedRequest, ScriptedServer, Text, ToolCalls
 
-from tests.conftest import drop_text, git, squad
+from tests.conftest import SQUAD, drop_text, git, squad
 
 # Moves the branch once, right after squad's first commit lands, as a person committing at
 # that moment would: squad's next compare-and-swap then finds the branch elsewhere.
@@ -249,3 +253,49 @@ def test_guided_mode_gives_up_after_its_tries(guided: Path, server: ScriptedServ
     assert f"squad: agent architect failed: no valid decision in {tries} tries; last: " \
         in result.stderr
     assert not list((guided / "decisions").glob("0*.md"))
+
+
+# ---- the live view and the human summary on a terminal ------------------------------------
+
+def _on_a_terminal(repo: Path, *args: str, env: dict[str, str]) -> tuple[int, str]:
+    """Run squad with stdout and stderr on a pseudo-terminal; its exit code and screen text."""
+    main, side = pty.openpty()
+    process = subprocess.Popen([*SQUAD, *args], cwd=repo, stdin=subprocess.DEVNULL,
+                               stdout=side, stderr=side,
+                               env={**os.environ, "TERM": "xterm", "COLUMNS": "160", **env})
+    os.close(side)
+    screen = bytearray()
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: every writer has closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(main)
+    code = process.wait(timeout=60)
+    return code, re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode("utf-8", "replace"))
+
+
+def test_a_run_on_a_terminal_shows_the_live_table_and_the_summary(
+        team: Path, server: ScriptedServer) -> None:
+    def responder(request: RecordedRequest) -> ToolCalls | Text | Error:
+        if "# Your charter: tester" in request.messages[1]["content"]:
+            return Error(500, "tester endpoint down")
+        return _decide(request)
+
+    server.responder = responder
+    code, screen = _on_a_terminal(team, "run", "Add rate limiting", "--agents",
+                                  "architect,tester", env={"OPENAI_BASE_URL": server.base_url})
+    assert code == 1
+    assert "one JSON event per line" not in screen and '{"event"' not in screen
+    live = screen.split("decisions committed")[0]
+    assert "squad run" in live and re.search(r"architect\s*│\s*done", live)
+    assert re.search(r"tester\s*│\s*failed", live)
+    assert "0001 architect: architect thoughts" in live
+    summary = screen.split("decisions committed")[1]
+    assert re.search(r"0001\s*│\s*architect\s*│\s*architect thoughts", summary)
+    assert "FAILED: " in summary and "tester endpoint down" in summary
+    assert "review: git log -p " in summary
+    assert "Traceback" not in screen
