@@ -7,8 +7,10 @@ import json
 import os
 import pty
 import re
+import signal
 import stat
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,19 +25,24 @@ from tests.conftest import SQUAD, drop_text, git, squad
 MOVE_ONCE = """#!/bin/sh
 [ "$1" = committed ] || exit 0
 grep -q ' refs/heads/main$' || exit 0
-[ -e "$GIT_DIR/moved-once" ] && exit 0
-touch "$GIT_DIR/moved-once"
+flag="$(git rev-parse --git-dir)/moved-once"
+[ -e "$flag" ] && exit 0
+touch "$flag"
 new=$(git commit-tree -p main -m 'a person commits meanwhile' 'main^{tree}')
 git update-ref refs/heads/main "$new"
 """
 
 
-def test_a_branch_moved_mid_ingest_fails_the_swap_keeps_the_drop_and_reloads(
-        repo: Path) -> None:
-    squad(repo, "init")
+def _move_branch_once(repo: Path) -> None:
     hook = repo / ".git/hooks/reference-transaction"
     hook.write_text(MOVE_ONCE)
     hook.chmod(hook.stat().st_mode | stat.S_IXUSR)
+
+
+def test_a_branch_moved_mid_ingest_fails_the_swap_keeps_the_drop_and_reloads(
+        repo: Path) -> None:
+    squad(repo, "init")
+    _move_branch_once(repo)
     inbox = repo / "decisions/inbox/new"
     inbox.mkdir(parents=True, exist_ok=True)
     (inbox / "a.md").write_text(drop_text("First"))
@@ -50,6 +57,32 @@ def test_a_branch_moved_mid_ingest_fails_the_swap_keeps_the_drop_and_reloads(
     subjects = git(repo, "log", "--format=%s", "-3").splitlines()
     assert subjects == ["Second", "a person commits meanwhile", "First"]
     assert list(inbox.iterdir()) == []
+    assert squad(repo, "verify").returncode == 0
+
+
+
+def test_watch_reloads_after_a_failed_swap_and_commits_on_the_moved_branch(
+        repo: Path) -> None:
+    """One long-lived coordinator: its failed commit must not leave it on a stale head."""
+    squad(repo, "init")
+    _move_branch_once(repo)
+    inbox = repo / "decisions/inbox/new"
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / "a.md").write_text(drop_text("First"))
+    (inbox / "b.md").write_text(drop_text("Second"))
+    proc = subprocess.Popen([*SQUAD, "watch"], cwd=repo, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while list(inbox.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "Traceback" not in stderr
+    assert "waiting: " in stderr and "the branch moved while squad was committing" in stderr
+    assert "resumed" in stderr
+    subjects = git(repo, "log", "--format=%s", "-3").splitlines()
+    assert subjects == ["Second", "a person commits meanwhile", "First"]
     assert squad(repo, "verify").returncode == 0
 
 
