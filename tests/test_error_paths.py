@@ -1,0 +1,334 @@
+"""Error paths the README promises, each driven end to end: real repositories, the real
+`squad` process, the scripted OpenAI-protocol server."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import signal
+import stat
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scripted_server import Error, RecordedRequest, ScriptedServer, Text, ToolCalls
+
+from tests.conftest import SQUAD, drop_text, git, squad
+
+# Moves the branch once, right after squad's first commit lands, as a person committing at
+# that moment would: squad's next compare-and-swap then finds the branch elsewhere.
+MOVE_ONCE = """#!/bin/sh
+[ "$1" = committed ] || exit 0
+grep -q ' refs/heads/main$' || exit 0
+flag="$(git rev-parse --git-dir)/moved-once"
+[ -e "$flag" ] && exit 0
+touch "$flag"
+new=$(git commit-tree -p main -m 'a person commits meanwhile' 'main^{tree}')
+git update-ref refs/heads/main "$new"
+"""
+
+
+def _move_branch_once(repo: Path) -> None:
+    hook = repo / ".git/hooks/reference-transaction"
+    hook.write_text(MOVE_ONCE)
+    hook.chmod(hook.stat().st_mode | stat.S_IXUSR)
+
+
+def test_a_branch_moved_mid_ingest_fails_the_swap_keeps_the_drop_and_reloads(
+        repo: Path) -> None:
+    squad(repo, "init")
+    _move_branch_once(repo)
+    inbox = repo / "decisions/inbox/new"
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / "a.md").write_text(drop_text("First"))
+    (inbox / "b.md").write_text(drop_text("Second"))
+    failed = squad(repo, "ingest", check=False)
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr
+    assert "the branch moved while squad was committing" in failed.stderr
+    assert "drops are kept" in failed.stderr
+    assert (inbox / "b.md").exists() and not (inbox / "a.md").exists()
+    # the next pass reloads from the moved branch and commits on top of the person's commit
+    squad(repo, "ingest")
+    subjects = git(repo, "log", "--format=%s", "-3").splitlines()
+    assert subjects == ["Second", "a person commits meanwhile", "First"]
+    assert list(inbox.iterdir()) == []
+    assert squad(repo, "verify").returncode == 0
+
+
+
+def test_watch_reloads_after_a_failed_swap_and_commits_on_the_moved_branch(
+        repo: Path) -> None:
+    """One long-lived coordinator: its failed commit must not leave it on a stale head."""
+    squad(repo, "init")
+    _move_branch_once(repo)
+    inbox = repo / "decisions/inbox/new"
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / "a.md").write_text(drop_text("First"))
+    (inbox / "b.md").write_text(drop_text("Second"))
+    proc = subprocess.Popen([*SQUAD, "watch"], cwd=repo, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while list(inbox.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "Traceback" not in stderr
+    assert "waiting: " in stderr and "the branch moved while squad was committing" in stderr
+    assert "resumed" in stderr
+    subjects = git(repo, "log", "--format=%s", "-3").splitlines()
+    assert subjects == ["Second", "a person commits meanwhile", "First"]
+    assert squad(repo, "verify").returncode == 0
+
+
+# ---- replay verdicts --------------------------------------------------------------------
+
+def _decide(request: RecordedRequest) -> ToolCalls | Text:
+    """Each agent records one decision, then says it is done."""
+    if any(m["role"] == "assistant" for m in request.messages):
+        return Text("Done.")
+    agent = request.messages[1]["content"].split("# Your charter: ", 1)[1].split(" ", 1)[0]
+    return ToolCalls([("record_decision", {
+        "title": f"{agent} thoughts", "context": "C.", "decision": f"{agent} decides.",
+        "consequences": "Some.", "tags": [agent]})])
+
+
+@pytest.fixture
+def recorded(repo: Path) -> tuple[Path, str]:
+    """A repository holding one recorded two-agent run; the server is gone."""
+    squad(repo, "init")
+    (repo / "squad.toml").write_text("[llm]\nmodel = 'scripted'\nmax_retries = 0\n")
+    git(repo, "commit", "-qam", "settings")
+    with ScriptedServer() as server:
+        server.responder = _decide
+        out = squad(repo, "run", "Add rate limiting", "--json", "--agents", "architect,tester",
+                    env={"OPENAI_BASE_URL": server.base_url}).stdout
+    return repo, json.loads(out.splitlines()[-1])["run"]
+
+
+def _replay(repo: Path) -> dict[str, Any]:
+    result = squad(repo, "replay", "--json", check=False,
+                   env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})  # nothing listens there
+    assert "Traceback" not in result.stderr
+    verdict = json.loads(result.stdout)
+    assert result.returncode == (0 if verdict["ok"] else 1)
+    return verdict
+
+
+def _edit_events(repo: Path, run_id: str, edit: Callable[[list[dict]], list[dict]]) -> None:
+    path = repo / f".squad/runs/{run_id}/events.jsonl"
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in edit(events)))
+    git(repo, "commit", "-qam", "edit the run log")
+
+
+def _commit_positions(events: list[dict]) -> list[int]:
+    return [n for n, e in enumerate(events) if e["event"] == "commit"]
+
+
+def test_a_recorded_run_replays_before_any_edit(recorded: tuple[Path, str]) -> None:
+    """The baseline for the edits below: untouched, the run reproduces."""
+    verdict = _replay(recorded[0])
+    assert verdict["ok"] and verdict["commits"] == 2
+
+
+def test_a_swapped_commit_order_is_a_commit_that_differs(recorded: tuple[Path, str]) -> None:
+    repo, run_id = recorded
+
+    def swap(events: list[dict]) -> list[dict]:
+        a, b = _commit_positions(events)
+        events[a], events[b] = events[b], events[a]
+        return events
+
+    _edit_events(repo, run_id, swap)
+    problem = _replay(repo)["problem"]
+    assert problem.startswith("commit 1 differs: recorded 0002 ")
+    assert ", replayed 0001 " in problem
+
+
+def test_a_drop_the_recorded_order_never_named_diverges(recorded: tuple[Path, str]) -> None:
+    repo, run_id = recorded
+    renamed: list[str] = []
+
+    def rename(events: list[dict]) -> list[dict]:
+        event = events[_commit_positions(events)[0]]
+        renamed.append(event["drop"])
+        event["drop"] = "elsewhere.md"
+        return events
+
+    _edit_events(repo, run_id, rename)
+    assert _replay(repo)["problem"] == (
+        f"replay diverged: drop {renamed[0]} was not in the recorded run")
+
+
+def test_a_recorded_drop_never_made_again_diverges(recorded: tuple[Path, str]) -> None:
+    repo, run_id = recorded
+
+    def add(events: list[dict]) -> list[dict]:
+        last = _commit_positions(events)[-1]
+        extra = {**events[last], "drop": "ghost.md"}
+        return [*events[:last + 1], extra, *events[last + 1:]]
+
+    _edit_events(repo, run_id, add)
+    assert _replay(repo)["problem"] == (
+        "replay diverged: the recorded drop ghost.md was not made again")
+
+
+def test_recorded_commits_missing_from_history_are_stray(recorded: tuple[Path, str]) -> None:
+    repo, run_id = recorded
+    start = json.loads((repo / f".squad/runs/{run_id}/events.jsonl").read_text()
+                       .splitlines()[0])["start"]
+    keep = git(repo, "rev-parse", "HEAD").strip()
+    git(repo, "reset", "-q", "--hard", start)  # history rewritten: the decisions are gone
+    git(repo, "checkout", keep, "--", ".squad/runs")
+    git(repo, "commit", "-qm", "only the run log survives")
+    verdict = _replay(repo)
+    assert verdict["commits"] == 2
+    assert verdict["problem"].startswith("recorded commit ")
+    assert verdict["problem"].endswith(
+        "is not in the history of HEAD (rebased or edited after the run?)")
+
+
+def test_a_recorded_call_not_made_again_is_unused(recorded: tuple[Path, str]) -> None:
+    repo, run_id = recorded
+    cassette = repo / f".squad/runs/{run_id}/cassette.jsonl"
+    first = json.loads(cassette.read_text().splitlines()[0])
+    first["label"] = ["nobody", 1, 1]
+    with cassette.open("a") as out:
+        out.write(json.dumps(first) + "\n")
+    git(repo, "commit", "-qam", "a call nobody makes")
+    assert _replay(repo)["problem"] == (
+        "the recorded call nobody (round 1, call 1) was not made again")
+
+
+# ---- budgets, endpoint faults, guided mode ------------------------------------------------
+
+@pytest.fixture
+def team(repo: Path) -> Path:
+    squad(repo, "init")
+    (repo / "squad.toml").write_text(
+        "[llm]\nmodel = 'scripted'\nmax_retries = 0\ntimeout = 10\n"
+        "[prices.scripted]\nprompt = 1.0\ncompletion = 2.0\n")
+    git(repo, "commit", "-qam", "settings")
+    return repo
+
+
+def _looks_around(request: RecordedRequest) -> ToolCalls | Text:
+    """Slow to answer, and never done: only a budget ends this agent."""
+    return ToolCalls([("list_files", {})], delay=0.3)
+
+
+@pytest.mark.parametrize(("flag", "value", "says"), [
+    ("--max-tokens", "1", "token budget reached ("),
+    ("--max-cost", "0.000000001", "cost budget reached ($"),
+    ("--max-seconds", "0.2", "time budget reached (0.2 s)"),  # each reply takes 0.3 s
+])
+def test_each_budget_refuses_the_next_call(team: Path, server: ScriptedServer, flag: str,
+                                           value: str, says: str) -> None:
+    server.responder = _looks_around
+    result = squad(team, "run", "Add rate limiting", "--json", "--agents", "tester", flag, value,
+                   check=False, env={"OPENAI_BASE_URL": server.base_url})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    stream = [json.loads(line) for line in result.stdout.splitlines()]
+    assert stream[-1]["stopped"].startswith(says)
+    assert len(server.requests) == 1  # the call in flight finished; none started after it
+    stops = [e for e in stream if e["event"] == "stop"]
+    assert [(e["agent"], e["call"]) for e in stops] == [("tester", 2)]
+    assert git(team, "status", "--porcelain") == ""
+
+
+def test_an_endpoint_slower_than_the_timeout_is_a_one_line_error(
+        team: Path, server: ScriptedServer) -> None:
+    (team / "squad.toml").write_text("[llm]\nmodel = 'm'\nmax_retries = 0\ntimeout = 0.5\n")
+    server.responder = lambda request: Text("late", delay=5)
+    result = squad(team, "ask", "tester", "t", check=False,
+                   env={"OPENAI_BASE_URL": server.base_url})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"squad: agent tester failed: {server.base_url}: no reply within 0.5 s (after 0 retries)")
+
+
+@pytest.fixture
+def guided(team: Path) -> Path:
+    (team / "squad.toml").write_text("[llm]\nmodel = 'm'\nmax_retries = 0\n"
+                                     "profile = 'llama-cpp'\n")
+    git(team, "commit", "-qam", "a small local model")
+    return team
+
+
+DECISION = {"title": "Persist orders in SQLite", "context": "c", "decision": "d",
+            "consequences": "e"}
+
+
+def test_guided_mode_retries_after_bad_json(guided: Path, server: ScriptedServer) -> None:
+    server.enqueue(Text("{not json"), Text(json.dumps(DECISION)))
+    result = squad(guided, "ask", "architect", "Make orders survive a restart",
+                   env={"OPENAI_BASE_URL": server.base_url})
+    assert "0001  Persist orders in SQLite" in result.stdout
+    assert len(server.requests) == 2
+    retry = server.requests[1].messages[-1]["content"]
+    assert retry.startswith("That decision was refused (")
+    assert retry.endswith("Answer again with corrected JSON.")
+
+
+def test_guided_mode_gives_up_after_its_tries(guided: Path, server: ScriptedServer) -> None:
+    server.responder = lambda request: Text("{not json")
+    result = squad(guided, "ask", "architect", "Make orders survive a restart", check=False,
+                   env={"OPENAI_BASE_URL": server.base_url})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    tries = len(server.requests)
+    assert tries > 1
+    assert f"squad: agent architect failed: no valid decision in {tries} tries; last: " \
+        in result.stderr
+    assert not list((guided / "decisions").glob("0*.md"))
+
+
+# ---- the live view and the human summary on a terminal ------------------------------------
+
+def _on_a_terminal(repo: Path, *args: str, env: dict[str, str]) -> tuple[int, str]:
+    """Run squad with stdout and stderr on a pseudo-terminal; its exit code and screen text."""
+    main, side = pty.openpty()
+    process = subprocess.Popen([*SQUAD, *args], cwd=repo, stdin=subprocess.DEVNULL,
+                               stdout=side, stderr=side,
+                               env={**os.environ, "TERM": "xterm", "COLUMNS": "160", **env})
+    os.close(side)
+    screen = bytearray()
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: every writer has closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(main)
+    code = process.wait(timeout=60)
+    return code, re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode("utf-8", "replace"))
+
+
+def test_a_run_on_a_terminal_shows_the_live_table_and_the_summary(
+        team: Path, server: ScriptedServer) -> None:
+    def responder(request: RecordedRequest) -> ToolCalls | Text | Error:
+        if "# Your charter: tester" in request.messages[1]["content"]:
+            return Error(500, "tester endpoint down")
+        return _decide(request)
+
+    server.responder = responder
+    code, screen = _on_a_terminal(team, "run", "Add rate limiting", "--agents",
+                                  "architect,tester", env={"OPENAI_BASE_URL": server.base_url})
+    assert code == 1
+    assert "one JSON event per line" not in screen and '{"event"' not in screen
+    live = screen.split("decisions committed")[0]
+    assert "squad run" in live and re.search(r"architect\s*│\s*done", live)
+    assert re.search(r"tester\s*│\s*failed", live)
+    assert "0001 architect: architect thoughts" in live
+    summary = screen.split("decisions committed")[1]
+    assert re.search(r"0001\s*│\s*architect\s*│\s*architect thoughts", summary)
+    assert "FAILED: " in summary and "tester endpoint down" in summary
+    assert "review: git log -p " in summary
+    assert "Traceback" not in screen
