@@ -67,7 +67,6 @@ def test_routing_by_the_local_lead_yields_a_valid_plan(shop: Path) -> None:
 def test_local_serve_is_reused_and_stops_cleanly(shop: Path) -> None:
     import signal
     import subprocess
-    import time
 
     from tests.conftest import SQUAD
 
@@ -76,12 +75,10 @@ def test_local_serve_is_reused_and_stops_cleanly(shop: Path) -> None:
     try:
         line = serve.stderr.readline() if serve.stderr else ""
         assert line.startswith("serving SmolLM2-135M-Instruct at http://127.0.0.1:"), line
-        started = time.monotonic()
         result = squad(shop, "ask", "architect", "Make orders survive a restart", "--ingest",
                        timeout=600)
         assert "reusing the server of `squad local serve`" in result.stderr
         assert "0001  " in result.stdout
-        assert time.monotonic() - started < 120
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.communicate(timeout=30)
