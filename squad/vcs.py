@@ -27,10 +27,14 @@ from git.objects.fun import tree_entries_from_data
 
 from squad.errors import NotARepoError, RemoteError, SquadError, UnsafeRepoError
 
+# squad's policy, kept here in one place rather than scattered through the git layer:
+IDENTITY = "squad <squad@localhost>"  # committer of every squad commit (fixed: replays match)
+COORDINATOR_LOCK = "squad.lock"  # in the git dir: one coordinator per repository
+OBJECT_FORMAT = "sha1"  # objects are hashed here by hand; other formats are refused on open
+
 _TREE_MODE = 0o040000
 _FILE_MODE = 0o100644
 _ZERO = "0" * 40
-IDENTITY = "squad <squad@localhost>"
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,16 @@ def open_repo(start: Path) -> Repository:
             f"{start}: not inside a git repository (run `git init` first)") from None
     if repo.bare or repo.working_tree_dir is None:
         raise NotARepoError(f"{start}: a bare repository has no working tree for squad")
+    try:
+        fmt = repo.git.rev_parse("--show-object-format").strip() or OBJECT_FORMAT
+    except git.GitCommandError:  # a git too old to know other formats only makes sha1
+        fmt = OBJECT_FORMAT
+    if fmt != OBJECT_FORMAT:
+        root = repo.working_tree_dir
+        repo.close()
+        raise UnsafeRepoError(
+            f"{root}: the repository uses {fmt} object names (extensions.objectFormat); "
+            f"squad writes only {OBJECT_FORMAT} objects")
     return Repository(repo)
 
 
@@ -238,8 +252,9 @@ class Repository:
         if not path.exists():
             path.parent.mkdir(exist_ok=True)
             tmp = path.parent / f"tmp_obj_{os.getpid()}_{sha[:8]}"
-            tmp.write_bytes(zlib.compress(raw, 1))
+            _write_synced(tmp, zlib.compress(raw, 1))
             os.replace(tmp, path)
+            _sync_dir(path.parent)  # durable before the update-ref that makes it reachable
         if kind != "tree":
             self._written[sha] = (kind, data)
         return sha
@@ -557,7 +572,7 @@ class Repository:
         Waits for the holder (calling `on_busy` once, so the user hears why nothing
         happens); with `stop`, raises Stopped as soon as `stop` is set.
         """
-        with open(self.git_dir / "squad.lock", "a+") as handle:
+        with open(self.git_dir / COORDINATOR_LOCK, "a+") as handle:
             while True:
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -791,6 +806,27 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    """Write and fsync, so a crash after the commit point never leaves an empty object."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_dir(folder: Path) -> None:
+    """fsync a folder, so the name of a file just renamed into it survives a crash."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def blob_sha(data: bytes) -> str:
