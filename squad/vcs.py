@@ -73,6 +73,14 @@ class Repository:
         self._trees: dict[str, list[tuple[bytes, int, str]]] = {}
         self._written: dict[str, tuple[str, bytes]] = {}  # objects of our latest commit
         self._reading = threading.Lock()
+        self._unsynced: set[Path] = set()  # object folders whose new names are not yet durable
+
+    def _sync_objects(self) -> None:
+        """Make every object written so far durable: called before each ref moves to one
+        (the commit point), so a crash never leaves a ref naming a lost object. Each file
+        was fsynced as written; here each folder is, once per commit, not once per object."""
+        while self._unsynced:
+            _sync_dir(self._unsynced.pop())
 
     def close(self) -> None:
         self._repo.close()
@@ -254,7 +262,7 @@ class Repository:
             tmp = path.parent / f"tmp_obj_{os.getpid()}_{sha[:8]}"
             _write_synced(tmp, zlib.compress(raw, 1))
             os.replace(tmp, path)
-            _sync_dir(path.parent)  # durable before the update-ref that makes it reachable
+            self._unsynced.add(path.parent)
         if kind != "tree":
             self._written[sha] = (kind, data)
         return sha
@@ -298,6 +306,7 @@ class Repository:
         lines += [f"author {author or IDENTITY} {seconds}", f"committer {IDENTITY} {seconds}",
                   "", message]
         sha = self._store("commit", "\n".join(lines).encode())
+        self._sync_objects()
         try:
             self._repo.git.update_ref("-m", f"squad: {message.splitlines()[0]}",
                                       self.branch(), sha, parent or _ZERO)
@@ -512,6 +521,7 @@ class Repository:
         lines = [f"tree {tree}"] + [f"parent {p}" for p in parents]
         lines += [f"author {stamp}", f"committer {stamp}", "", message]
         sha = self._store("commit", "\n".join(lines).encode())
+        self._sync_objects()
         try:
             self._repo.git.update_ref("-m", f"squad: {message.splitlines()[0]}",
                                       self.branch(), sha, parents[0])
@@ -529,6 +539,7 @@ class Repository:
         return None if status == 0 else " ".join(err.split())[:500]
 
     def fast_forward(self, ref: str) -> None:
+        self._sync_objects()
         status, _, err = self._repo.git.merge("--ff-only", "-q", ref,
                                               with_extended_output=True, with_exceptions=False)
         if status != 0:
@@ -610,6 +621,7 @@ class Repository:
 
     def set_ref(self, name: str, new: str | None, old: str | None) -> None:
         """Move (or with new=None delete) `name`, which must still be at `old` (None: absent)."""
+        self._sync_objects()
         try:
             if new is None:
                 self._repo.git.update_ref("-d", name, old or "")
@@ -718,6 +730,7 @@ class Repository:
             raise UnsafeRepoError(f"{self.root}: the branch moved while squad was syncing it")
         with contextlib.suppress(git.GitCommandError):  # squad's own entries lack stat data
             self._repo.git.update_index("-q", "--refresh")
+        self._sync_objects()
         try:
             self._repo.git.reset("--keep", "-q", target)
         except git.GitCommandError as exc:
