@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from squad import __version__, secrets
-from squad.agent import AgentResult, run_agent
+from squad.agent import AgentResult, Event, run_agent
 from squad.budget import Budget, BudgetLimits, Stop
 from squad.charters import Charter, load_team
 from squad.clock import Clock, format_instant, parse_instant, system_clock
@@ -54,7 +54,6 @@ from squad.workspace import Workspace
 
 RUNS = ".squad/runs"
 INPUTS = ("AGENTS.md", "agents", "squad.toml", "templates")
-Event = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
