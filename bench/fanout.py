@@ -24,10 +24,6 @@ splits the fixed cost of one `squad run`: `--help` startup; importing what `run`
 Popen to the first event; the last event to exit (run-log commit plus interpreter teardown).
 `cpu s` is user+sys of the squad process and its git children: near wall means CPU-bound.
 
-The scripted server's handler is switched to TCP_NODELAY here: left as is, http.server sends
-headers and body in two writes and Nagle plus delayed ACK add ~40 ms to every reply, so L = 0
-would not be zero.
-
 Run: .venv/bin/python bench/fanout.py [--latency 0.2] [--repeat 5]
 """
 
@@ -53,10 +49,7 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-import scripted_server  # noqa: E402
 from scripted_server import RecordedRequest, ScriptedServer, Text, ToolCalls  # noqa: E402
-
-scripted_server._Handler.disable_nagle_algorithm = True  # see the docstring
 
 SQUAD = [sys.executable, "-m", "squad"]
 TURNS = 2

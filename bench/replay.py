@@ -40,12 +40,7 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-import scripted_server  # noqa: E402
 from scripted_server import RecordedRequest, ScriptedServer, Text, ToolCalls  # noqa: E402
-
-# http.server writes headers and body separately; without TCP_NODELAY, Nagle plus delayed ACK
-# add ~40 ms to every reply and "zero latency" would be 40 ms a call.
-scripted_server._Handler.disable_nagle_algorithm = True
 
 SQUAD = [sys.executable, "-m", "squad"]
 CHARTER = ("---\nname: {name}\nrole: Bench specialist number {n}\n"

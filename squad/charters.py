@@ -13,11 +13,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from squad.errors import UsageError
+from squad.records import Tag
 
 ToolName = Literal["list_files", "read_file", "grep", "record_decision"]
 ALL_TOOLS: tuple[ToolName, ...] = ("list_files", "read_file", "grep", "record_decision")
 AgentName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
-Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,39}$")]
 Glob = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 AGENTS_DIR = "agents"

@@ -106,11 +106,12 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-def _workspace(ctx: click.Context) -> Workspace:
+def _workspace(ctx: click.Context, env: bool = False) -> Workspace:
+    """The workspace of this command; with `env`, the environment's model settings apply."""
     from squad.workspace import Workspace
 
     if ctx.obj is None:
-        ctx.obj = Workspace.open(Path.cwd())
+        ctx.obj = Workspace.open(Path.cwd(), env=os.environ if env else None)
     return cast("Workspace", ctx.obj)
 
 
@@ -158,19 +159,7 @@ def _busy() -> None:
 def _ingest(ws: Workspace, as_json: bool = False) -> PassReport:
     from squad.coordinator import Coordinator
 
-    coordinator = Coordinator(ws)
-    report = coordinator.ingest(on_busy=_busy)
-    if report.waiting_for is not None:
-        # `ingest` is one pass, but a file copied into the inbox a moment ago belongs to it.
-        import time
-
-        time.sleep(report.waiting_for + 0.05)
-        later = coordinator.ingest(on_busy=_busy)
-        report.committed += later.committed
-        report.commits += later.commits
-        report.quarantined += later.quarantined
-        report.recovered += later.recovered
-        report.kept += later.kept
+    report = Coordinator(ws).ingest_settled(on_busy=_busy)
     _report(report, as_json)
     return report
 
@@ -609,11 +598,10 @@ def ask(ctx: click.Context, agent: str, task: str, no_ingest: bool, and_ingest: 
     from squad.records import parse_draft
     from squad.workspace import DECISIONS
 
-    ws = _workspace(ctx)
+    ws = _workspace(ctx, env=True)
     charter = find_charter(ws.root, agent)
     if not task.strip():
         raise UsageError(f"the task is empty; say what {agent} should answer")
-    ws.config = ws.config.with_env(os.environ)
     connection = connect(ws.config)
 
     def show_event(kind: str, data: dict[str, Any]) -> None:
@@ -712,8 +700,7 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
     from squad.progress import JsonLines, LiveView, print_summary
     from squad.run import Run, RunSettings, check, summary_json
 
-    ws = _workspace(ctx)
-    ws.config = ws.config.with_env(os.environ)
+    ws = _workspace(ctx, env=True)
     defaults, limits = ws.config.run, ws.config.budget
     overrides = {k: v for k, v in {"calls": max_calls, "tokens": max_tokens, "cost": max_cost,
                                    "wall_seconds": max_seconds}.items() if v is not None}
@@ -749,7 +736,7 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
         err.print(f"nothing was decided: {summary['nothing_decided']}")
     if connection.demo:
         err.print(DEMO_NOTE)
-    if outcome.stopped and outcome.stopped.startswith("interrupted"):
+    if outcome.interrupted:
         sys.exit(130)
     if not outcome.ok:
         sys.exit(1)

@@ -40,10 +40,12 @@ class Connection:
 
 
 def connect(config: Config, env: Mapping[str, str] | None = None) -> Connection:
+    """Connect as `config` says (the environment's settings already applied, see
+    Workspace.open); from `env` only the API key is read, never kept in the config."""
     from squad.llm.openai_backend import OpenAIBackend
 
     env = os.environ if env is None else env
-    settings = config.with_env(env).llm
+    settings = config.llm
     key = env.get("OPENAI_API_KEY")
     profile = PROFILES[settings.profile]
     if settings.base_url or key:

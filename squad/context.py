@@ -111,10 +111,15 @@ def _ids(ids: list[int]) -> str:
     return shown + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
 
 
+def read_agents_md(root: Path, missing: str) -> str:
+    """The repository's AGENTS.md as agents are shown it, or `missing` when there is none."""
+    path = root / "AGENTS.md"
+    return path.read_text(encoding="utf-8", errors="replace").strip() if path.is_file() \
+        else missing
+
+
 def build(root: Path, charter: Charter, task: str, ledger: Ledger, budget: int) -> Context:
-    agents_md_path = root / "AGENTS.md"
-    agents_md = agents_md_path.read_text(encoding="utf-8", errors="replace").strip() \
-        if agents_md_path.is_file() else "(This repository has no AGENTS.md.)"
+    agents_md = read_agents_md(root, "(This repository has no AGENTS.md.)")
     status = ledger.statuses()
     chosen = select(ledger, charter, budget, status)
 

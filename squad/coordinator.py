@@ -22,6 +22,7 @@ import contextlib
 import os
 import stat
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -147,6 +148,21 @@ class Coordinator:
                     self.take(name, report)
         except Stopped:
             pass
+        return report
+
+    def ingest_settled(self, on_busy: Callable[[], None] | None = None) -> PassReport:
+        """One pass, plus one more once a file copied into the inbox a moment ago has
+        settled: a one-shot `squad ingest` owes it to that file, a watcher does not."""
+        report = self.ingest(on_busy=on_busy)
+        if report.waiting_for is not None:
+            time.sleep(report.waiting_for + 0.05)
+            later = self.ingest(on_busy=on_busy)
+            report.committed += later.committed
+            report.commits += later.commits
+            report.quarantined += later.quarantined
+            report.recovered += later.recovered
+            report.kept += later.kept
+            report.waiting_for = later.waiting_for
         return report
 
     def take(self, name: str, report: PassReport) -> None:

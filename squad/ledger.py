@@ -97,24 +97,23 @@ class Ledger:
     def statuses(self) -> dict[int, str]:
         """Current status of every decision: proposed, accepted, rejected or superseded."""
         status: dict[int, str] = {}
-        superseders: dict[int, list[int]] = {}
         for record in self.records:
             if record.kind == "decision":
                 status[record.id] = record.status
-                for old in record.supersedes:
-                    superseders.setdefault(old, []).append(record.id)
             elif record.target is not None:
                 status[record.target] = "accepted" if record.kind == "accept" else "rejected"
-        for old, news in superseders.items():
+        for old, news in self.superseded_by().items():
             if old in status and any(status.get(new) != "rejected" for new in news):
                 status[old] = "superseded"
         return status
 
     def superseded_by(self) -> dict[int, list[int]]:
+        """old id -> ids of the decisions that name it in `supersedes`, oldest first."""
         result: dict[int, list[int]] = {}
         for record in self.records:
-            for old in record.supersedes:
-                result.setdefault(old, []).append(record.id)
+            if record.kind == "decision":
+                for old in record.supersedes:
+                    result.setdefault(old, []).append(record.id)
         return result
 
 

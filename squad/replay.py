@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ class Verdict:
     problem: str | None = None
     where: str | None = None  # agent (round, call) of the first diverging call
     diff: str = ""
-    details: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {"run": self.run_id, "ok": self.ok, "commits": self.commits,

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from squad import templating
 from squad.charters import Charter
+from squad.context import read_agents_md
 from squad.errors import SquadError
 from squad.llm.backend import Backend
 from squad.llm.messages import ChatRequest, Message
@@ -75,9 +76,7 @@ def route(root: Path, goal: str, lead: Charter, team: dict[str, Charter], backen
     names = [c.name for c in members]
     if not names:
         raise SquadError("agents/ has no specialist besides the lead")
-    agents_md_path = root / "AGENTS.md"
-    agents_md = agents_md_path.read_text(encoding="utf-8", errors="replace").strip() \
-        if agents_md_path.is_file() else "(none)"
+    agents_md = read_agents_md(root, "(none)")
     prompt = templating.render("prompts/route.md.j2", root, goal=goal.strip(), charter=lead,
                                team=members, max_agents=max_agents, agents_md=agents_md)
     messages = [Message(role="user", content=prompt)]

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from squad import __version__, secrets
-from squad.agent import AgentResult, run_agent
+from squad.agent import AgentResult, Event, run_agent
 from squad.budget import Budget, BudgetLimits, Stop
 from squad.charters import Charter, load_team
 from squad.clock import Clock, format_instant, parse_instant, system_clock
@@ -54,7 +54,6 @@ from squad.workspace import Workspace
 
 RUNS = ".squad/runs"
 INPUTS = ("AGENTS.md", "agents", "squad.toml", "templates")
-Event = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -89,6 +88,7 @@ class Outcome:
     committed: list[tuple[str, int, str, str]] = field(default_factory=list)  # drop, id, sha, agent
     quarantined: list[tuple[str, str]] = field(default_factory=list)
     stopped: str | None = None
+    interrupted: bool = False  # a person stopped it (Ctrl-C, SIGTERM): the CLI exits 130
     log: str | None = None  # where the log of a run that committed nothing was put
 
     @property
@@ -204,6 +204,7 @@ class Run:
         self.profile, self.model = profile, model
         self.team: dict[str, Charter] = {}
         self.stopping = threading.Event()
+        self.interrupted = False
         self._notice = notice
         self.budget = Budget(settings.limits, ws.config.prices)
         self._on_event, self._event_clock = on_event, event_clock
@@ -227,6 +228,7 @@ class Run:
 
     def interrupt(self, reason: str = "interrupted (Ctrl-C)") -> None:
         """Stop the run soon: no new model call, and calls in flight are abandoned."""
+        self.interrupted = True
         self.budget.interrupt(reason)
         self.stopping.set()
 
@@ -275,6 +277,7 @@ class Run:
                 raise SquadError(f"replay diverged: the recorded drop {missing} was not "
                                  "made again")
             outcome.stopped = self.budget.stopped
+            outcome.interrupted = self.interrupted
             outcome.end = repo.head() or start
             if self.script is None and not outcome.committed:
                 outcome.log = self._aside(folder, run_id)

@@ -28,10 +28,14 @@ from git.objects.fun import tree_entries_from_data
 
 from squad.errors import NotARepoError, RemoteError, SquadError, UnsafeRepoError, UsageError
 
+# squad's policy, kept here in one place rather than scattered through the git layer:
+IDENTITY = "squad <squad@localhost>"  # committer of every squad commit (fixed: replays match)
+COORDINATOR_LOCK = "squad.lock"  # in the git dir: one coordinator per repository
+OBJECT_FORMAT = "sha1"  # objects are hashed here by hand; other formats are refused on open
+
 _TREE_MODE = 0o040000
 _FILE_MODE = 0o100644
 _ZERO = "0" * 40
-IDENTITY = "squad <squad@localhost>"
 T = TypeVar("T")
 
 
@@ -49,6 +53,16 @@ def open_repo(start: Path) -> Repository:
             f"{start}: not inside a git repository (run `git init` first)") from None
     if repo.bare or repo.working_tree_dir is None:
         raise NotARepoError(f"{start}: a bare repository has no working tree for squad")
+    try:
+        fmt = repo.git.rev_parse("--show-object-format").strip() or OBJECT_FORMAT
+    except git.GitCommandError:  # a git too old to know other formats only makes sha1
+        fmt = OBJECT_FORMAT
+    if fmt != OBJECT_FORMAT:
+        root = repo.working_tree_dir
+        repo.close()
+        raise UnsafeRepoError(
+            f"{root}: the repository uses {fmt} object names (extensions.objectFormat); "
+            f"squad writes only {OBJECT_FORMAT} objects")
     return Repository(repo)
 
 
@@ -76,6 +90,14 @@ class Repository:
         self._trees: dict[str, list[tuple[bytes, int, str]]] = {}
         self._written: dict[str, tuple[str, bytes]] = {}  # objects of our latest commit
         self._reading = threading.Lock()
+        self._unsynced: set[Path] = set()  # object folders whose new names are not yet durable
+
+    def _sync_objects(self) -> None:
+        """Make every object written so far durable: called before each ref moves to one
+        (the commit point), so a crash never leaves a ref naming a lost object. Each file
+        was fsynced as written; here each folder is, once per commit, not once per object."""
+        while self._unsynced:
+            _sync_dir(self._unsynced.pop())
 
     def close(self) -> None:
         self._repo.close()
@@ -270,8 +292,9 @@ class Repository:
         if not path.exists():
             path.parent.mkdir(exist_ok=True)
             tmp = path.parent / f"tmp_obj_{os.getpid()}_{sha[:8]}"
-            tmp.write_bytes(zlib.compress(raw, 1))
+            _write_synced(tmp, zlib.compress(raw, 1))
             os.replace(tmp, path)
+            self._unsynced.add(path.parent)
         if kind != "tree":
             self._written[sha] = (kind, data)
         return sha
@@ -315,6 +338,7 @@ class Repository:
         lines += [f"author {author or IDENTITY} {seconds}", f"committer {IDENTITY} {seconds}",
                   "", message]
         sha = self._store("commit", "\n".join(lines).encode())
+        self._sync_objects()
         try:
             self._repo.git.update_ref("-m", f"squad: {message.splitlines()[0]}",
                                       self.branch(), sha, parent or _ZERO)
@@ -531,6 +555,7 @@ class Repository:
         lines = [f"tree {tree}"] + [f"parent {p}" for p in parents]
         lines += [f"author {stamp}", f"committer {stamp}", "", message]
         sha = self._store("commit", "\n".join(lines).encode())
+        self._sync_objects()
         try:
             self._repo.git.update_ref("-m", f"squad: {message.splitlines()[0]}",
                                       self.branch(), sha, parents[0])
@@ -548,6 +573,7 @@ class Repository:
         return None if status == 0 else " ".join(err.split())[:500]
 
     def fast_forward(self, ref: str) -> None:
+        self._sync_objects()
         status, _, err = self._repo.git.merge("--ff-only", "-q", ref,
                                               with_extended_output=True, with_exceptions=False)
         if status != 0:
@@ -591,7 +617,7 @@ class Repository:
         Waits for the holder (calling `on_busy` once, so the user hears why nothing
         happens); with `stop`, raises Stopped as soon as `stop` is set.
         """
-        with open(self.git_dir / "squad.lock", "a+") as handle:
+        with open(self.git_dir / COORDINATOR_LOCK, "a+") as handle:
             while True:
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -629,6 +655,7 @@ class Repository:
 
     def set_ref(self, name: str, new: str | None, old: str | None) -> None:
         """Move (or with new=None delete) `name`, which must still be at `old` (None: absent)."""
+        self._sync_objects()
         try:
             if new is None:
                 self._repo.git.update_ref("-d", name, old or "")
@@ -736,6 +763,7 @@ class Repository:
             raise UnsafeRepoError(f"{self.root}: the branch moved while squad was syncing it")
         with contextlib.suppress(git.GitCommandError):  # squad's own entries lack stat data
             self._repo.git.update_index("-q", "--refresh")
+        self._sync_objects()
         try:
             self._repo.git.reset("--keep", "-q", target)
         except git.GitCommandError as exc:
@@ -824,6 +852,27 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    """Write and fsync, so a crash after the commit point never leaves an empty object."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_dir(folder: Path) -> None:
+    """fsync a folder, so the name of a file just renamed into it survives a crash."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def blob_sha(data: bytes) -> str:

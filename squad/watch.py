@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
-from squad.coordinator import Coordinator, PassReport
+from squad.coordinator import Coordinator
 from squad.errors import UnsafeRepoError
 
 RESCAN_SECONDS = 5.0
@@ -31,8 +30,7 @@ class _Wake(FileSystemEventHandler):
 
 
 def watch(coordinator: Coordinator, poll: bool = False,
-          stop: threading.Event | None = None,
-          on_pass: Callable[[PassReport], None] | None = None) -> None:
+          stop: threading.Event | None = None) -> None:
     """Ingest what piled up, then every new drop, until `stop` is set or SIGINT/SIGTERM."""
     stop = stop or threading.Event()
     wake = threading.Event()
@@ -58,8 +56,6 @@ def watch(coordinator: Coordinator, poll: bool = False,
             if blocked:
                 coordinator.log("resumed")
                 blocked = None
-            if on_pass:
-                on_pass(report)
             delay = RESCAN_SECONDS
             if report.waiting_for is not None:
                 delay = min(delay, report.waiting_for + 0.05)

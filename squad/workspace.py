@@ -5,6 +5,7 @@ The CLI builds one and hands it to every command, so commands stay thin.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,10 +29,15 @@ class Workspace:
     clock: Clock = field(default_factory=default_clock)
 
     @classmethod
-    def open(cls, start: Path, clock: Clock | None = None) -> Workspace:
+    def open(cls, start: Path, clock: Clock | None = None,
+             env: Mapping[str, str] | None = None) -> Workspace:
+        """With `env`, its SQUAD_* and OPENAI_BASE_URL settings are applied to squad.toml's
+        once, here: commands that talk to a model pass it, the others read the file alone."""
         repo = open_repo(start)
         check_layout(repo.root)
-        return cls(repo, load_config(repo.root), clock or default_clock())
+        config = load_config(repo.root)
+        return cls(repo, config if env is None else config.with_env(env),
+                   clock or default_clock())
 
     @property
     def root(self) -> Path:

@@ -162,3 +162,25 @@ def test_an_inbox_replaced_by_a_link_after_init_is_refused(repo: Path, tmp_path:
         assert result.returncode == 3 and "symlink" in one_line(result.stderr)
     assert (outside / "x.md").exists()
     assert git(repo, "log", "--format=%s", "--grep=^Squad-Decision") == ""
+
+
+def test_a_sha256_repository_is_refused_in_one_line_and_nothing_is_written(
+        tmp_path: Path) -> None:
+    """squad hashes objects itself as sha1; in a sha256 repository it would write objects
+    git cannot read, so it refuses before touching anything."""
+    root = tmp_path / "modern"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main", "--object-format=sha256")
+    (root / "app.py").write_text("print('hello')\n")
+    git(root, "add", "app.py")
+    git(root, "commit", "-q", "-m", "initial")
+    head = git(root, "rev-parse", "HEAD")
+    (root / "decisions" / "inbox" / "new").mkdir(parents=True)
+    (root / "decisions" / "inbox" / "new" / "a.md").write_text(drop_text("A drop"))
+    for command in (["ingest"], ["decide", "--title", "T", "--decision", "d"], ["verify"]):
+        result = squad(root, *command, check=False)
+        assert result.returncode == 3, (command, result.stderr)
+        line = one_line(result.stderr)
+        assert "sha256 object names" in line and str(root) in line
+    assert git(root, "rev-parse", "HEAD") == head
+    assert git(root, "status", "--porcelain") == "?? decisions/\n"

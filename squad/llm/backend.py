@@ -1,7 +1,7 @@
 """The one-method seam every LLM call passes through: `complete(request) -> reply`.
 
-The agent loop never knows which backend it holds: the OpenAI-compatible client, or (later)
-a recording or replaying wrapper around one.
+The agent loop never knows which backend it holds: the OpenAI-compatible client, or the
+seam's labelled wrapper that records a call or serves it back on replay.
 """
 
 from __future__ import annotations

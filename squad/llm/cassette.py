@@ -122,10 +122,6 @@ class Seam:
     def unused(self) -> list[Label]:
         return sorted(set(self._by_label) - self.used)
 
-    def close(self) -> None:
-        if self._backend is not None:
-            self._backend.close()
-
 
 class LabelledBackend:
     """The Backend an agent holds: numbers its calls and sends them through the seam."""

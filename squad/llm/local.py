@@ -136,8 +136,7 @@ def start(port: int = 0, threads: int | None = None, log: Path | None = None) ->
 
 def remember(server: LocalServer) -> None:
     STATE.parent.mkdir(parents=True, exist_ok=True)
-    pid = server.process.pid if server.process else None
-    STATE.write_text(json.dumps({"base_url": server.base_url, "pid": pid}))
+    STATE.write_text(json.dumps({"base_url": server.base_url}))
 
 
 def forget() -> None:

@@ -49,7 +49,6 @@ class ChatRequest(_Value):
     tools: tuple[dict[str, Any], ...] = ()
     temperature: float | None = None
     max_tokens: int | None = None
-    tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
 
     def to_openai(self) -> dict[str, Any]:
@@ -58,7 +57,7 @@ class ChatRequest(_Value):
                                "messages": [m.to_openai() for m in self.messages]}
         if self.tools:
             out["tools"] = list(self.tools)
-        for name in ("temperature", "max_tokens", "tool_choice", "response_format"):
+        for name in ("temperature", "max_tokens", "response_format"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value

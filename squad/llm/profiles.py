@@ -15,7 +15,6 @@ class Profile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
-    tool_calls: bool  # trusted to choose tools in a loop
     schema_style: Literal["openai", "llama-cpp"]  # how a JSON schema is asked for
     guided: bool  # squad drives the steps; the model only writes constrained JSON
 
@@ -28,7 +27,6 @@ class Profile(BaseModel):
 
 
 PROFILES = {
-    "openai": Profile(name="openai", tool_calls=True, schema_style="openai", guided=False),
-    "llama-cpp": Profile(name="llama-cpp", tool_calls=False, schema_style="llama-cpp",
-                         guided=True),
+    "openai": Profile(name="openai", schema_style="openai", guided=False),
+    "llama-cpp": Profile(name="llama-cpp", schema_style="llama-cpp", guided=True),
 }
