@@ -55,7 +55,7 @@ def test_decide_through_editor(repo: Path, tmp_path: Path) -> None:
 def test_user_errors_are_one_line_with_an_exit_code(repo: Path) -> None:
     result = squad(repo, "decide", "--title", "bad\x01title", "--decision", "x", check=False)
     assert result.returncode == 2
-    assert result.stderr.strip().startswith("squad: field title")
+    assert result.stderr.strip().startswith("squad: --title: must be a single line")
     assert "Traceback" not in result.stderr
     missing = squad(repo, "accept", "9", check=False)
     assert (missing.returncode, missing.stderr.strip()) == (2, "squad: no decision 9 in decisions/")
