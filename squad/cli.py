@@ -653,21 +653,20 @@ def local() -> None:
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="0: a free port.")
 def serve(port: int) -> None:
     """Keep the local model server up for later commands to reuse, until Ctrl-C."""
-    import signal
     import threading
 
     from squad.llm import local as embedded
+    from squad.signals import stop_on_signals
 
     server = embedded.start(port)
     embedded.remember(server)
     err.print(f"serving {embedded.MODEL_NAME} at {server.base_url} (Ctrl-C to stop)")
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     try:
-        while not stop.wait(1.0):
-            if server.process is not None and server.process.poll() is not None:
-                raise UsageError("the local model server exited")
+        with stop_on_signals(stop):
+            while not stop.wait(1.0):
+                if server.process is not None and server.process.poll() is not None:
+                    raise UsageError("the local model server exited")
     finally:
         embedded.forget()
         server.stop()

@@ -82,7 +82,16 @@ class Coordinator:
             hashes = commit.trailers.get("Squad-Drop-Hash", [])
             self._done.update(zip(names, hashes, strict=False))
         self._head = head
+        self._sweep_temporaries()
         self._recover(repo.list_dir(DECISIONS, head))
+
+    def _sweep_temporaries(self) -> None:
+        """Remove the temporary files of writes that a kill cut short (`vcs.write_atomic`
+        names them `.<name>.<random>.squad-tmp`; squad writes there only under this lock)."""
+        for folder in (self.ws.decisions, self.ws.quarantine):
+            for leftover in folder.glob(".*.squad-tmp"):
+                if leftover.is_file() and not leftover.is_symlink():
+                    leftover.unlink(missing_ok=True)
 
     def _recover(self, listing: dict[str, str]) -> None:
         """Redo step 4 for committed files missing from the working tree or the index.

@@ -28,18 +28,17 @@ import getpass
 import os
 import random
 import re
-import signal
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from squad.coordinator import Coordinator, PassReport, trailer_name
 from squad.dropbox import unique_name
 from squad.errors import RemoteError, UnsafeRepoError, UsageError
 from squad.records import digest
+from squad.signals import stop_on_signals
 from squad.vcs import Stopped, write_atomic
 from squad.workspace import Workspace
 
@@ -433,14 +432,12 @@ def _valid_writer(writer: str) -> bool:
 
 
 def watch_remote(remote: RemoteCoordinator, interval: float = POLL_SECONDS,
-                 stop: threading.Event | None = None,
-                 on_pass: Callable[[RemoteReport], None] | None = None) -> None:
+                 stop: threading.Event | None = None) -> None:
     """Poll the remote until `stop` or SIGINT/SIGTERM; a pass that took drops polls again
     at once, an idle one waits `interval`. An unreachable remote is waited out."""
     stop = stop or threading.Event()
-    previous = _install_signal_handlers(stop)
     blocked: str | None = None
-    try:
+    with stop_on_signals(stop):
         while not stop.is_set():
             try:
                 report = remote.run_pass(stop)
@@ -454,24 +451,9 @@ def watch_remote(remote: RemoteCoordinator, interval: float = POLL_SECONDS,
             if blocked:
                 remote.log("resumed")
                 blocked = None
-            if on_pass:
-                on_pass(report)
             busy = report.committed or report.quarantined or report.recovered or report.taken
             if not busy:
                 stop.wait(interval)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _install_signal_handlers(stop: threading.Event) -> dict[int, Any]:
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-
-    def handle(signum: int, frame: object) -> None:
-        stop.set()
-
-    return {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 # ---- gc ---------------------------------------------------------------------------------

@@ -53,10 +53,9 @@ def open_repo(start: Path) -> Repository:
             f"{start}: not inside a git repository (run `git init` first)") from None
     if repo.bare or repo.working_tree_dir is None:
         raise NotARepoError(f"{start}: a bare repository has no working tree for squad")
-    try:
-        fmt = repo.git.rev_parse("--show-object-format").strip() or OBJECT_FORMAT
-    except git.GitCommandError:  # a git too old to know other formats only makes sha1
-        fmt = OBJECT_FORMAT
+    # read from the repository's config, not asked of a git process: every command opens one
+    with repo.config_reader("repository") as config:
+        fmt = str(config.get_value("extensions", "objectformat", OBJECT_FORMAT)).lower()
     if fmt != OBJECT_FORMAT:
         root = repo.working_tree_dir
         repo.close()

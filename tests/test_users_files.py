@@ -108,3 +108,15 @@ def test_a_drop_never_replaces_a_waiting_one(logged: Path) -> None:
     squad(logged, "ingest")
     titles = git(logged, "log", "--format=%s", "--grep=^Squad-Decision").splitlines()
     assert sorted(titles) == ["First", "Loose with the same name", "Waiting"]
+
+
+def test_a_write_cut_short_by_a_kill_leaves_no_temporary_behind(logged: Path) -> None:
+    """A SIGKILL between writing squad's temporary file and renaming it leaves the file; the
+    next pass removes squad's own leftovers and nothing else."""
+    leftover = logged / "decisions" / ".0002-next.md.k3x9q2ab.squad-tmp"
+    leftover.write_text("half a record")
+    theirs = logged / "decisions" / ".my-notes.tmp"
+    theirs.write_text("mine")
+    squad(logged, "ingest")
+    assert not leftover.exists()
+    assert theirs.read_text() == "mine"
