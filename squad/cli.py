@@ -595,6 +595,7 @@ def ask(ctx: click.Context, agent: str, task: str, no_ingest: bool, and_ingest: 
     from squad.charters import find_charter
     from squad.connection import connect
     from squad.coordinator import decode
+    from squad.events import AgentEvent, Spawned, ToolUsed
     from squad.records import parse_draft
     from squad.workspace import DECISIONS
 
@@ -604,15 +605,15 @@ def ask(ctx: click.Context, agent: str, task: str, no_ingest: bool, and_ingest: 
         raise UsageError(f"the task is empty; say what {agent} should answer")
     connection = connect(ws.config)
 
-    def show_event(kind: str, data: dict[str, Any]) -> None:
-        if kind == "spawn":
-            err.print(f"{data['agent']}: {data['model']}, {len(data['inputs'])} decisions in "
-                      f"context ({data['omitted']} left out), ~{data['prompt_tokens_estimate']} "
+    def show_event(event: AgentEvent) -> None:
+        if isinstance(event, Spawned):
+            err.print(f"{event.agent}: {event.model}, {len(event.inputs)} decisions in "
+                      f"context ({event.omitted} left out), ~{event.prompt_tokens_estimate} "
                       "prompt tokens")
-        elif kind == "tool":
-            mark = "ok" if data["ok"] else "refused"
-            err.print(f"  {data['tool']}({data['arguments'][:120]}) -> {mark}"
-                      + (f", dropped {data['drop']}" if data["drop"] else ""))
+        elif isinstance(event, ToolUsed):
+            mark = "ok" if event.ok else "refused"
+            err.print(f"  {event.tool}({event.arguments[:120]}) -> {mark}"
+                      + (f", dropped {event.drop}" if event.drop else ""))
 
     try:
         err.print(f"using the {connection.label}")
@@ -697,7 +698,7 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
     from squad.connection import connect
     from squad.llm.cassette import Seam
     from squad.progress import JsonLines, LiveView, print_summary
-    from squad.run import Run, RunSettings, check, summary_json
+    from squad.run import Run, RunSettings, check, summarize
 
     ws = _workspace(ctx, env=True)
     defaults, limits = ws.config.run, ws.config.budget
@@ -726,13 +727,13 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
             outcome = run.execute()
     finally:
         connection.close()
-    summary = summary_json(outcome, ws)
+    summary = summarize(outcome, ws)
     if not as_json:
         titles = {r.id: r.title for r in ws.ledger().records}
         print_summary(Console(markup=False, highlight=False, stderr=not terminal),
                       summary, titles)
-    elif summary["nothing_decided"]:
-        err.print(f"nothing was decided: {summary['nothing_decided']}")
+    elif summary.nothing_decided:
+        err.print(f"nothing was decided: {summary.nothing_decided}")
     if connection.demo:
         err.print(DEMO_NOTE)
     if outcome.interrupted:

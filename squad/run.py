@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
 import queue
 import re
 import shutil
@@ -34,22 +33,42 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from squad import __version__, secrets
-from squad.agent import AgentResult, Event, run_agent
+from squad import __version__, events
+from squad.agent import AgentResult, run_agent
 from squad.budget import Budget, BudgetLimits, Stop
 from squad.charters import Charter, load_team
 from squad.clock import Clock, format_instant, parse_instant, system_clock
 from squad.coordinator import Coordinator, PassReport
 from squad.errors import SquadError, UsageError
+from squad.events import (
+    AgentEvent,
+    AgentRow,
+    Committed,
+    DecisionRow,
+    Event,
+    Failed,
+    Kept,
+    Listener,
+    LoggedSettings,
+    ModelCalled,
+    Planned,
+    PlannedTask,
+    Quarantined,
+    QuarantineRow,
+    RoundStarted,
+    RunStarted,
+    Stopped,
+    Summary,
+)
 from squad.ledger import Ledger
 from squad.llm.cassette import Divergence, Label, LabelledBackend, Seam
 from squad.llm.messages import ChatReply, ChatRequest
 from squad.llm.profiles import PROFILES, Profile
 from squad.routing import Plan, Task, route
 from squad.safety import check_layout, has_surrogate, scrub
-from squad.vcs import Stopped
+from squad.vcs import Stopped as LockWaitStopped
 from squad.workspace import Workspace
 
 RUNS = ".squad/runs"
@@ -151,41 +170,42 @@ def check(ws: Workspace, settings: RunSettings) -> dict[str, Charter]:
 
 
 class RunLog:
-    """`.squad/runs/<id>/events.jsonl`: one JSON object per line, in the order things happened."""
+    """`.squad/runs/<id>/events.jsonl`: one typed event per line, in the order things happened.
 
-    def __init__(self, path: Path | None, clock: Clock, forward: Event | None) -> None:
+    The file stays open for the run (one open, not one per line) and every line is flushed
+    as it is written, so a crash loses nothing that was logged. Each event is stamped with
+    its sequence number and time here, then handed to `forward` (the live view)."""
+
+    def __init__(self, path: Path | None, clock: Clock, forward: Listener | None) -> None:
         self.path, self._clock, self._forward = path, clock, forward
         self._lock = threading.Lock()
         self._seq = 0
+        self._out: IO[str] | None = None
 
-    def __call__(self, kind: str, data: dict[str, Any]) -> None:
+    def __call__(self, event: Event) -> None:
         with self._lock:
             self._seq += 1
-            event = {"seq": self._seq, "t": format_instant(self._clock()), "event": kind,
-                     **{key: _bounded(value) for key, value in data.items()}}
+            event = event.model_copy(update={"seq": self._seq,
+                                             "t": format_instant(self._clock())})
             if self.path is not None:
-                line = secrets.redact(json.dumps(event, sort_keys=True, ensure_ascii=False))
-                with self.path.open("a", encoding="utf-8", errors="replace") as out:
-                    out.write(line + "\n")
+                if self._out is None:
+                    self._out = self.path.open("a", encoding="utf-8", errors="replace")
+                self._out.write(events.to_line(event) + "\n")
+                self._out.flush()
         if self._forward:
-            self._forward(kind, event)
+            self._forward(event)
 
+    def move_to(self, path: Path) -> None:
+        """Write on at `path` (the caller moves the file there after this returns)."""
+        with self._lock:
+            self.close_file()
+            if self.path is not None:
+                self.path = path
 
-MAX_LOGGED_CHARS = 2000  # of one string in the run log: a refused 10 MB argument is not kept
-
-
-def _bounded(value: Any) -> Any:
-    """`value` with long strings cut and lone surrogates replaced, for the run log."""
-    if isinstance(value, str):
-        if len(value) > MAX_LOGGED_CHARS:
-            value = value[:MAX_LOGGED_CHARS] + f"... [{len(value) - MAX_LOGGED_CHARS} more " \
-                                               "characters not logged]"
-        return scrub(value)
-    if isinstance(value, list):
-        return [_bounded(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _bounded(item) for key, item in value.items()}
-    return value
+    def close_file(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
 
 
 def new_run_id(now: datetime, goal: str, head: str | None) -> str:
@@ -195,7 +215,7 @@ def new_run_id(now: datetime, goal: str, head: str | None) -> str:
 
 class Run:
     def __init__(self, ws: Workspace, settings: RunSettings, seam: Seam, *,
-                 script: Script | None = None, on_event: Event | None = None,
+                 script: Script | None = None, on_event: Listener | None = None,
                  event_clock: Clock = system_clock, profile: Profile = PROFILES["openai"],
                  model: str | None = None, notice: Callable[[str], None] | None = None) -> None:
         if has_surrogate(settings.goal):  # undecodable bytes from argv
@@ -222,7 +242,7 @@ class Run:
         try:
             with coordinator.session(self.stopping, on_busy=self._busy):
                 return self._execute(coordinator)
-        except Stopped:
+        except LockWaitStopped:
             raise Interrupted("interrupted while waiting for the other run; nothing was "
                               "started") from None
 
@@ -259,9 +279,10 @@ class Run:
         branch_back = None
         try:
             branch_back = repo.start_branch(f"squad/{run_id}") if settings.branch else None
-            self.log("run", {"run": run_id, "goal": settings.goal, "start": start,
-                             "squad": __version__, "settings": _settings_json(settings),
-                             "profile": self.profile.name, "model": self.model})
+            self.log(RunStarted(version=events.VERSION, run=run_id, goal=settings.goal,
+                                start=start, squad=__version__,
+                                settings=logged_settings(settings),
+                                profile=self.profile.name, model=self.model))
             worker = threading.Thread(target=self._coordinate,
                                       args=(coordinator, outcome), daemon=True)
             worker.start()
@@ -281,7 +302,8 @@ class Run:
             outcome.end = repo.head() or start
             if self.script is None and not outcome.committed:
                 outcome.log = self._aside(folder, run_id)
-            self.log("summary", summary_json(outcome, ws))
+            self.log(summarize(outcome, ws))
+            self.log.close_file()
             if self.script is None and outcome.committed:
                 self._commit_log(run_id, folder, outcome)
         except BaseException:
@@ -289,6 +311,7 @@ class Run:
                 self._aside(folder, run_id)
             raise
         finally:
+            self.log.close_file()
             if branch_back:
                 repo.switch(branch_back)
         return outcome
@@ -298,8 +321,7 @@ class Run:
         picks it up (committed, it could not be replayed), and the user is told where."""
         target = self.ws.repo.git_dir / "squad" / "runs" / run_id
         target.parent.mkdir(parents=True, exist_ok=True)
-        if self.log.path is not None:
-            self.log.path = target / "events.jsonl"
+        self.log.move_to(target / "events.jsonl")
         self.seam.record_to(target / "cassette.jsonl")
         shutil.move(str(folder), str(target))
         with contextlib.suppress(OSError):
@@ -324,10 +346,10 @@ class Run:
                     result = AgentResult(agent="lead", model=(lead.model if lead else None) or "",
                                          error=exc.message)
                     outcome.results.append((0, result))
-                    self.log("failed", {"agent": "lead", "round": 0, "error": exc.message})
+                    self.log(Failed(agent="lead", round=0, error=exc.message))
                     return
-            self.log("round", {"round": number, "snapshot": snapshot,
-                               "agents": [t.agent for t in outcome.plan]})
+            self.log(RoundStarted(round=number, snapshot=snapshot,
+                                  agents=[t.agent for t in outcome.plan]))
             with ThreadPoolExecutor(max_workers=max(1, settings.concurrency),
                                     thread_name_prefix="squad-agent") as pool:
                 futures = [pool.submit(self._agent, run_id, number, task, ledger, snapshot)
@@ -355,7 +377,7 @@ class Run:
             plan = Plan(tasks=tuple(
                 t if re.search(r"[^\W\d_]", t.task) else Task(agent=t.agent, task=settings.goal)
                 for t in plan.tasks))
-        self.log("plan", {"tasks": [t.model_dump() for t in plan.tasks]})
+        self.log(Planned(tasks=[PlannedTask(agent=t.agent, task=t.task) for t in plan.tasks]))
         return plan
 
     def _backend(self, agent: str, round_: int) -> LabelledBackend:
@@ -369,8 +391,8 @@ class Run:
         try:
             self.budget.check()
         except Stop as stop:
-            self.log("stop", {"agent": label.agent, "round": label.round, "call": label.call,
-                              "reason": stop.message})
+            self.log(Stopped(agent=label.agent, round=label.round, call=label.call,
+                             reason=stop.message))
             raise
 
     def _call(self, label: Label, call: Callable[[], ChatReply]) -> ChatReply:
@@ -393,8 +415,8 @@ class Run:
         while not done.wait(0.05):
             if self.stopping.is_set() and self.seam.abandon(label):
                 reason = self.budget.stopped or "interrupted"
-                self.log("stop", {"agent": label.agent, "round": label.round,
-                                  "call": label.call, "reason": reason})
+                self.log(Stopped(agent=label.agent, round=label.round, call=label.call,
+                                 reason=reason))
                 raise Stop(reason)
         if "error" in box:
             raise box["error"]
@@ -409,8 +431,8 @@ class Run:
         def drop_name() -> str:
             return f"{run_id}.r{number}.{task.agent}.{next(counter):03d}.md"
 
-        def on_event(kind: str, data: dict[str, Any]) -> None:
-            self.log(kind, {"round": number, **data})
+        def on_event(event: AgentEvent) -> None:
+            self.log(event.model_copy(update={"round": number}))
 
         try:
             return run_agent(self.ws, charter, task.task, self._backend(task.agent, number),
@@ -420,10 +442,9 @@ class Run:
         except Divergence:
             raise
         except Exception as exc:  # a bug in one agent's path must not take its siblings down
-            result = AgentResult(agent=task.agent, model=charter.model or "",
-                                 error=f"{type(exc).__name__}: {exc}")
-            self.log("failed", {"agent": task.agent, "round": number, "error": result.error})
-            return result
+            error = f"{type(exc).__name__}: {exc}"
+            self.log(Failed(agent=task.agent, round=number, error=error))
+            return AgentResult(agent=task.agent, model=charter.model or "", error=error)
 
     # ---- the coordinator, beside the agents ---------------------------------------------
 
@@ -462,14 +483,13 @@ class Run:
         coordinator.take(name, report)
         for record, sha in zip(report.committed, report.commits, strict=True):
             outcome.committed.append((name, record.id, sha, record.agent))
-            self.log("commit", {"drop": name, "id": record.id, "sha": sha,
-                                "agent": record.agent, "title": record.title,
-                                "date": format_instant(record.date)})
+            self.log(Committed(drop=name, id=record.id, sha=sha, agent=record.agent,
+                               title=record.title, date=format_instant(record.date)))
         for drop, reason in report.quarantined:
             outcome.quarantined.append((drop, reason))
-            self.log("quarantine", {"drop": drop, "reason": reason})
+            self.log(Quarantined(drop=drop, reason=reason))
         for path, kept in report.kept:
-            self.log("kept", {"path": path, "kept_as": kept})
+            self.log(Kept(path=path, kept_as=kept))
 
     def _commit_log(self, run_id: str, folder: Path, outcome: Outcome) -> None:
         files = {f"{RUNS}/{run_id}/{p.name}": p.read_bytes() for p in sorted(folder.iterdir())}
@@ -493,9 +513,9 @@ class _Guarded(LabelledBackend):
         self.calls += 1
         reply = self._run._call(label, lambda: self._seam.complete(request, label))
         self._run.budget.spend(request.model, reply.usage)
-        self._run.log("llm", {"agent": label.agent, "round": label.round, "call": label.call,
-                              "key": request.key(), "usage": reply.usage.model_dump(),
-                              "tool_calls": [c.name for c in reply.tool_calls]})
+        self._run.log(ModelCalled(agent=label.agent, round=label.round, call=label.call,
+                                  key=request.key(), usage=reply.usage,
+                                  tool_calls=[c.name for c in reply.tool_calls]))
         return reply
 
 
@@ -511,61 +531,51 @@ def iter_clock(dates: tuple[datetime, ...]) -> Clock:
     return read
 
 
-def _settings_json(settings: RunSettings) -> dict[str, Any]:
-    return {"agents": list(settings.agents) if settings.agents else None,
-            "rounds": settings.rounds, "concurrency": settings.concurrency,
-            "max_agents": settings.max_agents, "limits": settings.limits.model_dump(),
-            "branch": settings.branch}
+def logged_settings(settings: RunSettings) -> LoggedSettings:
+    return LoggedSettings(agents=list(settings.agents) if settings.agents else None,
+                          rounds=settings.rounds, concurrency=settings.concurrency,
+                          max_agents=settings.max_agents, limits=settings.limits,
+                          branch=settings.branch)
 
 
-def summary_json(outcome: Outcome, ws: Workspace) -> dict[str, Any]:
+def summarize(outcome: Outcome, ws: Workspace) -> Summary:
+    """The run's last event: what `squad run` prints, and what a report reads back."""
     prices = ws.config.prices
-    return {
-        "run": outcome.run_id, "start": outcome.start, "end": outcome.end, "ok": outcome.ok,
-        "stopped": outcome.stopped,
-        "decisions": [{"id": i, "agent": a, "sha": s, "drop": d}
-                      for d, i, s, a in outcome.committed],
-        "quarantined": [{"drop": d, "reason": r} for d, r in outcome.quarantined],
-        "agents": [{"agent": res.agent, "round": r, "ok": res.ok, "error": res.error,
-                    "calls": res.calls, "drops": len(res.drops), **res.usage.model_dump(),
-                    "cost": res.cost(prices)} for r, res in outcome.results],
-        "review": (f"git log -p {outcome.start[:12]}..{outcome.end[:12]}"
-                   if outcome.committed else None),
-        "nothing_decided": outcome.why_nothing(),
-        "log": outcome.log,
-    }
+    return Summary(
+        run=outcome.run_id, start=outcome.start, end=outcome.end, ok=outcome.ok,
+        stopped=outcome.stopped,
+        decisions=[DecisionRow(id=i, agent=a, sha=s, drop=d)
+                   for d, i, s, a in outcome.committed],
+        quarantined=[QuarantineRow(drop=d, reason=r) for d, r in outcome.quarantined],
+        agents=[AgentRow(agent=res.agent, round=r, ok=res.ok, error=res.error,
+                         calls=res.calls, drops=len(res.drops),
+                         prompt_tokens=res.usage.prompt_tokens,
+                         completion_tokens=res.usage.completion_tokens,
+                         cached_tokens=res.usage.cached_tokens, cost=res.cost(prices))
+                for r, res in outcome.results],
+        review=(f"git log -p {outcome.start[:12]}..{outcome.end[:12]}"
+                if outcome.committed else None),
+        nothing_decided=outcome.why_nothing(),
+        log=outcome.log)
 
 
-def load_script(events: list[dict[str, Any]], where: str = "events.jsonl",
-                ) -> tuple[RunSettings, Script, dict[str, Any]]:
-    """The settings, replay script and run event (start commit, profile, model) of a run;
-    a field missing or of the wrong type is a one-line SquadError naming the file."""
+def load_script(log: list[Event], where: str = "events.jsonl",
+                ) -> tuple[RunSettings, Script, RunStarted]:
+    """The settings, replay script and run event (start commit, profile, model) of a run
+    read back with `events.read`; a fault is a one-line SquadError naming the file."""
+    head = events.head(log, where)
+    s = head.settings
+    settings = RunSettings(goal=head.goal, agents=tuple(s.agents) if s.agents else None,
+                           rounds=s.rounds, concurrency=s.concurrency,
+                           max_agents=s.max_agents, limits=s.limits)
     try:
-        return _load_script(events)
-    except SquadError as exc:
-        raise SquadError(f"{where}: {exc.message}") from None
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        what = f"missing field {exc}" if isinstance(exc, KeyError) else \
-            " ".join(str(exc).split())[:200]
-        raise SquadError(f"{where}: not a usable run log ({what})") from None
-
-
-def _load_script(events: list[dict[str, Any]]) -> tuple[RunSettings, Script, dict[str, Any]]:
-    if not events:
-        raise SquadError("the event log is empty")
-    head = events[0]
-    if head.get("event") != "run":
-        raise SquadError("the event log does not start with a run event")
-    s = head["settings"]
-    settings = RunSettings(goal=head["goal"], agents=tuple(s["agents"]) if s["agents"] else None,
-                           rounds=s["rounds"], concurrency=s["concurrency"],
-                           max_agents=s["max_agents"], limits=BudgetLimits(**s["limits"]))
-    commits = [e for e in events if e["event"] == "commit"]
+        dates = tuple(parse_instant(e.date) for e in log if isinstance(e, Committed))
+    except ValueError as exc:
+        raise SquadError(f"{where}: a commit event's date is not an instant ({exc})") from None
     script = Script(
-        run_id=head["run"],
-        dates=tuple(parse_instant(e["date"]) for e in commits),
-        order=tuple(e["drop"] for e in events if e["event"] in ("commit", "quarantine")),
-        stops={Label(e["agent"], e["round"], e["call"]): e["reason"]
-               for e in events if e["event"] == "stop"},
-        rounds=sum(1 for e in events if e["event"] == "round"))
+        run_id=head.run, dates=dates,
+        order=tuple(e.drop for e in log if isinstance(e, Committed | Quarantined)),
+        stops={Label(e.agent, e.round, e.call): e.reason
+               for e in log if isinstance(e, Stopped)},
+        rounds=sum(1 for e in log if isinstance(e, RoundStarted)))
     return settings, script, head

@@ -239,6 +239,9 @@ def test_each_budget_refuses_the_next_call(team: Path, server: ScriptedServer, f
     assert len(server.requests) == 1  # the call in flight finished; none started after it
     stops = [e for e in stream if e["event"] == "stop"]
     assert [(e["agent"], e["call"]) for e in stops] == [("tester", 2)]
+    # one line says why the agent ended: the stop, not also a `failed` copy of it
+    assert [e["event"] for e in stream if e.get("agent") == "tester"][-1] == "stop"
+    assert not [e for e in stream if e["event"] in ("failed", "reply")]
     assert git(team, "status", "--porcelain") == ""
 
 

@@ -68,7 +68,7 @@ BROKEN = {
         ("wrong types", _events, "wrong type"),
         ("settings missing", lambda lines: [json.dumps({**json.loads(lines[0]),
                                                         "settings": 3}), *lines[1:]],
-         "events.jsonl: not a usable run log"),
+         "events.jsonl:1: not a usable run log (run event: field settings"),
         ("not UTF-8", lambda lines: ["\udcff", *lines], "events.jsonl:1: not JSON"),
     ],
     "cassette.jsonl": [
