@@ -24,112 +24,52 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import queue
 import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from squad import __version__, events
 from squad.agent import AgentResult, run_agent
-from squad.budget import Budget, BudgetLimits, Stop
+from squad.arrivals import Arrivals
+from squad.budget import Budget, Stop
 from squad.charters import Charter, load_team
-from squad.clock import Clock, format_instant, parse_instant, system_clock
-from squad.coordinator import Coordinator, PassReport
+from squad.clock import Clock, system_clock
+from squad.coordinator import Coordinator
 from squad.errors import SquadError, UsageError
 from squad.events import (
     AgentEvent,
-    AgentRow,
-    Committed,
-    DecisionRow,
-    Event,
     Failed,
-    Kept,
     Listener,
-    LoggedSettings,
     ModelCalled,
     Planned,
     PlannedTask,
-    Quarantined,
-    QuarantineRow,
     RoundStarted,
     RunStarted,
     Stopped,
-    Summary,
 )
 from squad.ledger import Ledger
 from squad.llm.cassette import Divergence, Label, LabelledBackend, Seam
 from squad.llm.messages import ChatReply, ChatRequest
 from squad.llm.profiles import PROFILES, Profile
+from squad.modes import Script, iter_clock, load_script
+from squad.outcome import Outcome, RunSettings
 from squad.routing import Plan, Task, route
+from squad.runlog import RunLog, logged_settings, summarize
 from squad.safety import check_layout, has_surrogate, scrub
 from squad.vcs import Stopped as LockWaitStopped
 from squad.workspace import Workspace
 
+# The run's parts live in their own modules; the CLI, replay and tests import them from here.
+__all__ = ["RUNS", "Interrupted", "Outcome", "Run", "RunLog", "RunSettings", "Script", "check",
+           "iter_clock", "load_script", "logged_settings", "new_run_id", "summarize"]
+
 RUNS = ".squad/runs"
 INPUTS = ("AGENTS.md", "agents", "squad.toml", "templates")
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    goal: str
-    agents: tuple[str, ...] | None = None  # None: the lead routes
-    rounds: int = 1
-    concurrency: int = 4
-    max_agents: int = 5
-    limits: BudgetLimits = field(default_factory=BudgetLimits)
-    branch: bool = False
-
-
-@dataclass(frozen=True)
-class Script:
-    """What a replay takes from the recorded run instead of from the world."""
-
-    run_id: str
-    dates: tuple[datetime, ...]  # each commit's date, in commit order
-    order: tuple[str, ...]  # drop names, in the order the coordinator took them
-    stops: dict[Label, str]  # calls that a budget or an interrupt refused
-    rounds: int
-
-
-@dataclass
-class Outcome:
-    run_id: str
-    start: str
-    end: str
-    plan: list[Task] = field(default_factory=list)
-    results: list[tuple[int, AgentResult]] = field(default_factory=list)
-    committed: list[tuple[str, int, str, str]] = field(default_factory=list)  # drop, id, sha, agent
-    quarantined: list[tuple[str, str]] = field(default_factory=list)
-    stopped: str | None = None
-    interrupted: bool = False  # a person stopped it (Ctrl-C, SIGTERM): the CLI exits 130
-    log: str | None = None  # where the log of a run that committed nothing was put
-
-    @property
-    def failures(self) -> list[tuple[int, AgentResult]]:
-        return [(r, res) for r, res in self.results if not res.ok]
-
-    @property
-    def ok(self) -> bool:
-        return (not self.failures and not self.stopped and not self.quarantined
-                and bool(self.committed))
-
-    def why_nothing(self) -> str | None:
-        """Why no decision was committed, in one line; None if some were."""
-        if self.committed:
-            return None
-        if self.stopped:
-            return self.stopped
-        for _, result in self.failures:
-            return f"{result.agent}: {result.error}"
-        for drop, reason in self.quarantined:
-            return f"{drop} was quarantined: {reason}"
-        return "no agent recorded a decision"
 
 
 class Interrupted(SquadError):
@@ -169,45 +109,6 @@ def check(ws: Workspace, settings: RunSettings) -> dict[str, Charter]:
     return team
 
 
-class RunLog:
-    """`.squad/runs/<id>/events.jsonl`: one typed event per line, in the order things happened.
-
-    The file stays open for the run (one open, not one per line) and every line is flushed
-    as it is written, so a crash loses nothing that was logged. Each event is stamped with
-    its sequence number and time here, then handed to `forward` (the live view)."""
-
-    def __init__(self, path: Path | None, clock: Clock, forward: Listener | None) -> None:
-        self.path, self._clock, self._forward = path, clock, forward
-        self._lock = threading.Lock()
-        self._seq = 0
-        self._out: IO[str] | None = None
-
-    def __call__(self, event: Event) -> None:
-        with self._lock:
-            self._seq += 1
-            event = event.model_copy(update={"seq": self._seq,
-                                             "t": format_instant(self._clock())})
-            if self.path is not None:
-                if self._out is None:
-                    self._out = self.path.open("a", encoding="utf-8", errors="replace")
-                self._out.write(events.to_line(event) + "\n")
-                self._out.flush()
-        if self._forward:
-            self._forward(event)
-
-    def move_to(self, path: Path) -> None:
-        """Write on at `path` (the caller moves the file there after this returns)."""
-        with self._lock:
-            self.close_file()
-            if self.path is not None:
-                self.path = path
-
-    def close_file(self) -> None:
-        if self._out is not None:
-            self._out.close()
-            self._out = None
-
-
 def new_run_id(now: datetime, goal: str, head: str | None) -> str:
     tag = hashlib.sha256(f"{goal}\0{head}\0{now.isoformat()}".encode()).hexdigest()[:6]
     return f"{now:%Y%m%d-%H%M%S}-{tag}"
@@ -228,8 +129,6 @@ class Run:
         self._notice = notice
         self.budget = Budget(settings.limits, ws.config.prices)
         self._on_event, self._event_clock = on_event, event_clock
-        self._arrivals: queue.Queue[str | None] = queue.Queue()
-        self._coordinator_error: BaseException | None = None
         self._next_in_order = 0
 
     # ---- the whole run ------------------------------------------------------------------
@@ -283,16 +182,15 @@ class Run:
                                 start=start, squad=__version__,
                                 settings=logged_settings(settings),
                                 profile=self.profile.name, model=self.model))
-            worker = threading.Thread(target=self._coordinate,
-                                      args=(coordinator, outcome), daemon=True)
-            worker.start()
+            self._arrivals = Arrivals(coordinator, outcome, self.log, self._in_order,
+                                      self._coordinator_stopped)
+            self._arrivals.start()
             try:
                 self._rounds(run_id, outcome)
             finally:
-                self._arrivals.put(None)
-                worker.join()
-            if self._coordinator_error:
-                raise self._coordinator_error
+                self._arrivals.stop()
+            if self._arrivals.error:
+                raise self._arrivals.error
             if self.script is not None and self._next_in_order < len(self.script.order):
                 missing = self.script.order[self._next_in_order]
                 raise SquadError(f"replay diverged: the recorded drop {missing} was not "
@@ -356,8 +254,8 @@ class Run:
                            for task in outcome.plan]
                 for future in futures:
                     outcome.results.append((number, future.result()))
-            self._arrivals.join()  # the next round sees this round's decisions committed
-            if self._coordinator_error:
+            self._arrivals.settle()  # the next round sees this round's decisions committed
+            if self._arrivals.error:
                 return
 
     def _plan(self) -> Plan:
@@ -446,25 +344,6 @@ class Run:
             self.log(Failed(agent=task.agent, round=number, error=error))
             return AgentResult(agent=task.agent, model=charter.model or "", error=error)
 
-    # ---- the coordinator, beside the agents ---------------------------------------------
-
-    def _coordinate(self, coordinator: Coordinator, outcome: Outcome) -> None:
-        waiting: set[str] = set()
-        while True:
-            name = self._arrivals.get()
-            try:
-                if name is None:
-                    return
-                if self._coordinator_error:
-                    continue
-                for ready in self._in_order(name, waiting):
-                    self._take(coordinator, ready, outcome)
-            except BaseException as exc:  # kept for the main thread; drops stay in the inbox
-                self._coordinator_error = exc
-                self.budget.interrupt(f"the coordinator stopped: {exc}")
-            finally:
-                self._arrivals.task_done()
-
     def _in_order(self, name: str, waiting: set[str]) -> Iterator[str]:
         if self.script is None:
             yield name
@@ -478,18 +357,8 @@ class Run:
             yield order[self._next_in_order]
             self._next_in_order += 1
 
-    def _take(self, coordinator: Coordinator, name: str, outcome: Outcome) -> None:
-        report = PassReport()
-        coordinator.take(name, report)
-        for record, sha in zip(report.committed, report.commits, strict=True):
-            outcome.committed.append((name, record.id, sha, record.agent))
-            self.log(Committed(drop=name, id=record.id, sha=sha, agent=record.agent,
-                               title=record.title, date=format_instant(record.date)))
-        for drop, reason in report.quarantined:
-            outcome.quarantined.append((drop, reason))
-            self.log(Quarantined(drop=drop, reason=reason))
-        for path, kept in report.kept:
-            self.log(Kept(path=path, kept_as=kept))
+    def _coordinator_stopped(self, exc: BaseException) -> None:
+        self.budget.interrupt(f"the coordinator stopped: {exc}")
 
     def _commit_log(self, run_id: str, folder: Path, outcome: Outcome) -> None:
         files = {f"{RUNS}/{run_id}/{p.name}": p.read_bytes() for p in sorted(folder.iterdir())}
@@ -519,63 +388,3 @@ class _Guarded(LabelledBackend):
         return reply
 
 
-def iter_clock(dates: tuple[datetime, ...]) -> Clock:
-    readings = iter(dates)
-
-    def read() -> datetime:
-        try:
-            return next(readings)
-        except StopIteration:
-            raise SquadError("replay diverged: more commits than the recorded run") from None
-
-    return read
-
-
-def logged_settings(settings: RunSettings) -> LoggedSettings:
-    return LoggedSettings(agents=list(settings.agents) if settings.agents else None,
-                          rounds=settings.rounds, concurrency=settings.concurrency,
-                          max_agents=settings.max_agents, limits=settings.limits,
-                          branch=settings.branch)
-
-
-def summarize(outcome: Outcome, ws: Workspace) -> Summary:
-    """The run's last event: what `squad run` prints, and what a report reads back."""
-    prices = ws.config.prices
-    return Summary(
-        run=outcome.run_id, start=outcome.start, end=outcome.end, ok=outcome.ok,
-        stopped=outcome.stopped,
-        decisions=[DecisionRow(id=i, agent=a, sha=s, drop=d)
-                   for d, i, s, a in outcome.committed],
-        quarantined=[QuarantineRow(drop=d, reason=r) for d, r in outcome.quarantined],
-        agents=[AgentRow(agent=res.agent, round=r, ok=res.ok, error=res.error,
-                         calls=res.calls, drops=len(res.drops),
-                         prompt_tokens=res.usage.prompt_tokens,
-                         completion_tokens=res.usage.completion_tokens,
-                         cached_tokens=res.usage.cached_tokens, cost=res.cost(prices))
-                for r, res in outcome.results],
-        review=(f"git log -p {outcome.start[:12]}..{outcome.end[:12]}"
-                if outcome.committed else None),
-        nothing_decided=outcome.why_nothing(),
-        log=outcome.log)
-
-
-def load_script(log: list[Event], where: str = "events.jsonl",
-                ) -> tuple[RunSettings, Script, RunStarted]:
-    """The settings, replay script and run event (start commit, profile, model) of a run
-    read back with `events.read`; a fault is a one-line SquadError naming the file."""
-    head = events.head(log, where)
-    s = head.settings
-    settings = RunSettings(goal=head.goal, agents=tuple(s.agents) if s.agents else None,
-                           rounds=s.rounds, concurrency=s.concurrency,
-                           max_agents=s.max_agents, limits=s.limits)
-    try:
-        dates = tuple(parse_instant(e.date) for e in log if isinstance(e, Committed))
-    except ValueError as exc:
-        raise SquadError(f"{where}: a commit event's date is not an instant ({exc})") from None
-    script = Script(
-        run_id=head.run, dates=dates,
-        order=tuple(e.drop for e in log if isinstance(e, Committed | Quarantined)),
-        stops={Label(e.agent, e.round, e.call): e.reason
-               for e in log if isinstance(e, Stopped)},
-        rounds=sum(1 for e in log if isinstance(e, RoundStarted)))
-    return settings, script, head
