@@ -16,12 +16,13 @@ from squad import context as contexts
 from squad import guide
 from squad.budget import Stop
 from squad.charters import Charter
+from squad.connection import Connection
 from squad.errors import LLMError
 from squad.events import AgentEvent, Done, Failed, Spawned, ToolUsed
 from squad.ledger import Ledger
 from squad.llm.backend import Backend
 from squad.llm.messages import ChatReply, ChatRequest, Message, Price, Usage
-from squad.llm.profiles import PROFILES, Profile
+from squad.llm.profiles import Profile
 from squad.safety import scrub
 from squad.tools import ToolBox, ToolResult, specs_for
 from squad.workspace import Workspace
@@ -59,21 +60,23 @@ class AgentResult:
 Emit = Callable[[AgentEvent], None]
 
 
-def run_agent(ws: Workspace, charter: Charter, task: str, backend: Backend, *,
+def run_agent(ws: Workspace, charter: Charter, task: str, connection: Connection, *,
               ledger: Ledger, run: str | None = None, on_event: Emit | None = None,
               snapshot: str | None = None,
               drop_name: Callable[[], str] | None = None,
-              on_drop: Callable[[str], None] | None = None,
-              profile: Profile = PROFILES["openai"], model: str | None = None) -> AgentResult:
+              on_drop: Callable[[str], None] | None = None) -> AgentResult:
     """Run `charter` on `task` until it stops calling tools, fails, or hits the turn cap.
 
-    The backend may raise LLMError (an endpoint failure, a budget, an interrupt): the agent
-    then ends with that error. `snapshot`, `drop_name` and `on_drop` go to the ToolBox.
+    The connection's backend may raise LLMError (an endpoint failure, a budget, an
+    interrupt): the agent then ends with that error. Its profile says how to talk to the
+    model, and its model, when set, beats the charter's and squad.toml's. `snapshot`,
+    `drop_name` and `on_drop` go to the ToolBox.
     """
+    backend, profile = connection.backend, connection.profile
     emit: Emit = on_event or (lambda event: None)
     task = scrub(task)  # argv may carry undecodable bytes; a request must be valid UTF-8
     settings = ws.config.llm
-    model = model or charter.model or settings.model
+    model = connection.model or charter.model or settings.model
     ctx = contexts.build(ws.root, charter, task, ledger, ws.config.context.token_budget)
     toolbox = ToolBox(ws, charter, run=run, inputs=ctx.inputs, ledger=ledger,
                       snapshot=snapshot, drop_name=drop_name, on_drop=on_drop)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -617,9 +618,9 @@ def ask(ctx: click.Context, agent: str, task: str, no_ingest: bool, and_ingest: 
 
     try:
         err.print(f"using the {connection.label}")
-        result = run_agent(ws, charter, task, connection.backend, ledger=ws.ledger(),
-                           on_event=show_event, profile=connection.profile,
-                           model=model or connection.model)
+        result = run_agent(ws, charter, task,
+                           dataclasses.replace(connection, model=model or connection.model),
+                           ledger=ws.ledger(), on_event=show_event)
     finally:
         connection.close()
     if result.final and not connection.profile.guided:
@@ -696,7 +697,7 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
     from rich.console import Console
 
     from squad.connection import connect
-    from squad.llm.cassette import Seam
+    from squad.modes import Record
     from squad.progress import JsonLines, LiveView, print_summary
     from squad.run import Run, RunSettings, check, summarize
 
@@ -719,10 +720,9 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
     connection = connect(ws.config)
     try:
         err.print(f"using the {connection.label}")
-        seam = Seam("live" if live else "record", connection.backend)
         view = LiveView(err.console) if terminal else JsonLines()
-        run = Run(ws, settings, seam, on_event=view, profile=connection.profile,
-                  model=connection.model, notice=view.notice)
+        run = Run(ws, settings, connection, mode=Record(cassette=not live), on_event=view,
+                  notice=view.notice)
         with _interruptible(run, view, connection), view:
             outcome = run.execute()
     finally:

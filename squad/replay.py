@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from squad import events, verdicts
+from squad.connection import offline
 from squad.errors import SquadError
 from squad.events import Committed, Event
-from squad.llm.cassette import Divergence, Seam, read_cassette
+from squad.llm.cassette import Divergence, read_cassette
 from squad.llm.profiles import PROFILES
+from squad.modes import Replay
 from squad.run import RUNS, Run, load_script
 from squad.workspace import Workspace
 
@@ -101,10 +103,11 @@ def _replay(ws: Workspace, run_id: str) -> Verdict:
         with contextlib.ExitStack() as stack:
             stack.push(worktree)
             copy = Workspace.open(path)
-            seam = Seam("replay", entries=entries)
+            mode = Replay(script, entries)
+            connection = offline(profile, head.model, f"the cassette of run {run_id}")
+            run = Run(copy, settings, connection, mode=mode)
             try:
-                outcome = Run(copy, settings, seam, script=script, profile=profile,
-                              model=head.model).execute()
+                outcome = run.execute()
             except Divergence as exc:
                 verdict.problem, verdict.where, verdict.diff = exc.message, str(exc.label), exc.diff
                 return verdict
@@ -129,7 +132,7 @@ def _replay(ws: Workspace, run_id: str) -> Verdict:
         verdict.problem = (f"recorded commit {stray[0][:12]} is not in the history of HEAD "
                            "(rebased or edited after the run?)")
         return verdict
-    unused = seam.unused()
+    unused = run.seam.unused()
     if unused:
         verdict.problem = f"the recorded call {unused[0]} was not made again"
         return verdict

@@ -21,17 +21,11 @@ nothing leaves no commit.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import hashlib
 import re
-import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
-from pathlib import Path
-from typing import Any
 
 from squad import __version__, events
 from squad.agent import AgentResult, run_agent
@@ -39,6 +33,7 @@ from squad.arrivals import Arrivals
 from squad.budget import Budget, Stop
 from squad.charters import Charter, load_team
 from squad.clock import Clock, system_clock
+from squad.connection import Connection
 from squad.coordinator import Coordinator
 from squad.errors import SquadError, UsageError
 from squad.events import (
@@ -53,10 +48,9 @@ from squad.events import (
     Stopped,
 )
 from squad.ledger import Ledger
-from squad.llm.cassette import Divergence, Label, LabelledBackend, Seam
+from squad.llm.cassette import Divergence, Label, LabelledBackend
 from squad.llm.messages import ChatReply, ChatRequest
-from squad.llm.profiles import PROFILES, Profile
-from squad.modes import Script, iter_clock, load_script
+from squad.modes import RUNS, Mode, Record, Replay, Script, iter_clock, load_script, new_run_id
 from squad.outcome import Outcome, RunSettings
 from squad.routing import Plan, Task, route
 from squad.runlog import RunLog, logged_settings, summarize
@@ -65,10 +59,10 @@ from squad.vcs import Stopped as LockWaitStopped
 from squad.workspace import Workspace
 
 # The run's parts live in their own modules; the CLI, replay and tests import them from here.
-__all__ = ["RUNS", "Interrupted", "Outcome", "Run", "RunLog", "RunSettings", "Script", "check",
-           "iter_clock", "load_script", "logged_settings", "new_run_id", "summarize"]
+__all__ = ["RUNS", "Interrupted", "Mode", "Outcome", "Record", "Replay", "Run", "RunLog",
+           "RunSettings", "Script", "check", "iter_clock", "load_script", "logged_settings",
+           "new_run_id", "summarize"]
 
-RUNS = ".squad/runs"
 INPUTS = ("AGENTS.md", "agents", "squad.toml", "templates")
 
 
@@ -109,27 +103,27 @@ def check(ws: Workspace, settings: RunSettings) -> dict[str, Charter]:
     return team
 
 
-def new_run_id(now: datetime, goal: str, head: str | None) -> str:
-    tag = hashlib.sha256(f"{goal}\0{head}\0{now.isoformat()}".encode()).hexdigest()[:6]
-    return f"{now:%Y%m%d-%H%M%S}-{tag}"
-
-
 class Run:
-    def __init__(self, ws: Workspace, settings: RunSettings, seam: Seam, *,
-                 script: Script | None = None, on_event: Listener | None = None,
-                 event_clock: Clock = system_clock, profile: Profile = PROFILES["openai"],
-                 model: str | None = None, notice: Callable[[str], None] | None = None) -> None:
+    """One run: the rounds, each fanning its agents out in parallel, with the coordinator
+    committing their drops beside them (`arrivals`), all logged (`runlog`). Whether it is
+    recorded or replayed is the `mode` it is handed (`modes.Record`, `modes.Replay`)."""
+
+    def __init__(self, ws: Workspace, settings: RunSettings, connection: Connection, *,
+                 mode: Mode | None = None, on_event: Listener | None = None,
+                 event_clock: Clock = system_clock,
+                 notice: Callable[[str], None] | None = None) -> None:
         if has_surrogate(settings.goal):  # undecodable bytes from argv
             settings = dataclasses.replace(settings, goal=scrub(settings.goal))
-        self.ws, self.settings, self.seam, self.script = ws, settings, seam, script
-        self.profile, self.model = profile, model
+        self.ws, self.settings, self.connection = ws, settings, connection
+        self.mode: Mode = mode or Record()
+        self.seam = self.mode.seam(connection.backend)
         self.team: dict[str, Charter] = {}
         self.stopping = threading.Event()
         self.interrupted = False
         self._notice = notice
         self.budget = Budget(settings.limits, ws.config.prices)
-        self._on_event, self._event_clock = on_event, event_clock
-        self._next_in_order = 0
+        self.log = RunLog(event_clock, on_event)
+        self._arrivals: Arrivals | None = None
 
     # ---- the whole run ------------------------------------------------------------------
 
@@ -157,23 +151,13 @@ class Run:
                          "it to finish (Ctrl-C to give up)")
 
     def _execute(self, coordinator: Coordinator) -> Outcome:
-        ws, settings, repo = self.ws, self.settings, self.ws.repo
+        settings, repo = self.settings, self.ws.repo
         start = repo.head()
         if start is None:
             raise UsageError("the repository has no commit yet; run `squad init` first")
-        run_id = self.script.run_id if self.script else new_run_id(ws.clock(), settings.goal,
-                                                                    start)
-        folder = ws.root / RUNS / run_id
-        check_layout(ws.root)  # never create the run's folder through a link
-        if self.script is None:
-            folder.mkdir(parents=True, exist_ok=False)
-            if self.seam.mode == "record":
-                self.seam.record_to(folder / "cassette.jsonl")
-        self.log = RunLog(folder / "events.jsonl" if self.script is None else None,
-                          self._event_clock, self._on_event)
-        if self.script is not None:
-            ws = self.ws = dataclasses.replace(ws, clock=iter_clock(self.script.dates))
-        coordinator.ws, coordinator.run = ws, run_id
+        check_layout(self.ws.root)  # never create the run's folder through a link
+        run_id, self.ws = self.mode.begin(self.ws, settings, start, self.log)
+        coordinator.ws, coordinator.run = self.ws, run_id
         outcome = Outcome(run_id=run_id, start=start, end=start)
         branch_back = None
         try:
@@ -181,32 +165,23 @@ class Run:
             self.log(RunStarted(version=events.VERSION, run=run_id, goal=settings.goal,
                                 start=start, squad=__version__,
                                 settings=logged_settings(settings),
-                                profile=self.profile.name, model=self.model))
-            self._arrivals = Arrivals(coordinator, outcome, self.log, self._in_order,
-                                      self._coordinator_stopped)
-            self._arrivals.start()
+                                profile=self.connection.profile.name,
+                                model=self.connection.model))
+            arrivals = self._arrivals = Arrivals(coordinator, outcome, self.log,
+                                                 self.mode.in_order, self._coordinator_stopped)
+            arrivals.start()
             try:
-                self._rounds(run_id, outcome)
+                self._rounds(run_id, outcome, arrivals)
             finally:
-                self._arrivals.stop()
-            if self._arrivals.error:
-                raise self._arrivals.error
-            if self.script is not None and self._next_in_order < len(self.script.order):
-                missing = self.script.order[self._next_in_order]
-                raise SquadError(f"replay diverged: the recorded drop {missing} was not "
-                                 "made again")
+                arrivals.stop()
+            if arrivals.error:
+                raise arrivals.error
             outcome.stopped = self.budget.stopped
             outcome.interrupted = self.interrupted
             outcome.end = repo.head() or start
-            if self.script is None and not outcome.committed:
-                outcome.log = self._aside(folder, run_id)
-            self.log(summarize(outcome, ws))
-            self.log.close_file()
-            if self.script is None and outcome.committed:
-                self._commit_log(run_id, folder, outcome)
+            self.mode.finish(outcome, lambda: self.log(summarize(outcome, self.ws)))
         except BaseException:
-            if self.script is None and not outcome.committed and folder.is_dir():
-                self._aside(folder, run_id)
+            self.mode.abort(outcome)
             raise
         finally:
             self.log.close_file()
@@ -214,23 +189,10 @@ class Run:
                 repo.switch(branch_back)
         return outcome
 
-    def _aside(self, folder: Path, run_id: str) -> str:
-        """A run that decided nothing leaves no commit; its log goes where no `git add .`
-        picks it up (committed, it could not be replayed), and the user is told where."""
-        target = self.ws.repo.git_dir / "squad" / "runs" / run_id
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self.log.move_to(target / "events.jsonl")
-        self.seam.record_to(target / "cassette.jsonl")
-        shutil.move(str(folder), str(target))
-        with contextlib.suppress(OSError):
-            folder.parent.rmdir()  # .squad/runs, if this was its only run
-        return str(target / "events.jsonl")
-
-    def _rounds(self, run_id: str, outcome: Outcome) -> None:
+    def _rounds(self, run_id: str, outcome: Outcome, arrivals: Arrivals) -> None:
         settings = self.settings
-        rounds = self.script.rounds if self.script else settings.rounds
-        for number in range(1, rounds + 1):
-            if self.budget.stopped and self.script is None:
+        for number in range(1, self.mode.rounds(settings) + 1):
+            if not self.mode.goes_on(self.budget):
                 break
             snapshot = self.ws.repo.head()
             ledger = self.ws.ledger(snapshot)
@@ -250,12 +212,13 @@ class Run:
                                   agents=[t.agent for t in outcome.plan]))
             with ThreadPoolExecutor(max_workers=max(1, settings.concurrency),
                                     thread_name_prefix="squad-agent") as pool:
-                futures = [pool.submit(self._agent, run_id, number, task, ledger, snapshot)
+                futures = [pool.submit(self._agent, run_id, number, task, ledger, snapshot,
+                                       arrivals)
                            for task in outcome.plan]
                 for future in futures:
                     outcome.results.append((number, future.result()))
-            self._arrivals.settle()  # the next round sees this round's decisions committed
-            if self._arrivals.error:
+            arrivals.settle()  # the next round sees this round's decisions committed
+            if arrivals.error:
                 return
 
     def _plan(self) -> Plan:
@@ -267,10 +230,10 @@ class Run:
             if lead is None:
                 raise UsageError("agents/lead.md is missing, so nobody can route the goal; "
                                  "add it (squad init) or pass --agents a,b")
-            backend = self._backend("lead", 0)
+            backend = _Guarded(self, "lead", 0)
             plan = route(self.ws.root, settings.goal, lead, self.team, backend,
-                         self.model or lead.model or self.ws.config.llm.model,
-                         settings.max_agents, self.profile)
+                         self.connection.model or lead.model or self.ws.config.llm.model,
+                         settings.max_agents, self.connection.profile)
             # A weak lead writes tasks like "1.2.3.4": a task with no words is the goal.
             plan = Plan(tasks=tuple(
                 t if re.search(r"[^\W\d_]", t.task) else Task(agent=t.agent, task=settings.goal)
@@ -278,51 +241,21 @@ class Run:
         self.log(Planned(tasks=[PlannedTask(agent=t.agent, task=t.task) for t in plan.tasks]))
         return plan
 
-    def _backend(self, agent: str, round_: int) -> LabelledBackend:
-        return _Guarded(self, agent, round_)
-
-    def _allow(self, label: Label) -> None:
-        if self.script is not None:
-            if label in self.script.stops:
-                raise Stop(self.script.stops[label])
-            return
-        try:
-            self.budget.check()
-        except Stop as stop:
-            self.log(Stopped(agent=label.agent, round=label.round, call=label.call,
-                             reason=stop.message))
-            raise
-
     def _call(self, label: Label, call: Callable[[], ChatReply]) -> ChatReply:
-        """Make one model call that Ctrl-C can abandon: the call runs in its own thread and
-        the agent stops waiting as soon as the run is interrupted. A replay never waits."""
-        if self.script is not None:
-            return call()
-        box: dict[str, Any] = {}
-        done = threading.Event()
+        """One model call (already allowed), abandoned once the run is interrupted: then
+        the agent stops waiting and a `stop` event says so."""
 
-        def work() -> None:
-            try:
-                box["reply"] = call()
-            except BaseException as exc:  # handed to the waiting agent
-                box["error"] = exc
-            finally:
-                done.set()
-
-        threading.Thread(target=work, daemon=True, name=f"squad-call-{label}").start()
-        while not done.wait(0.05):
+        def watch() -> None:
             if self.stopping.is_set() and self.seam.abandon(label):
                 reason = self.budget.stopped or "interrupted"
                 self.log(Stopped(agent=label.agent, round=label.round, call=label.call,
                                  reason=reason))
                 raise Stop(reason)
-        if "error" in box:
-            raise box["error"]
-        reply: ChatReply = box["reply"]
-        return reply
+
+        return self.mode.call(label, call, watch)
 
     def _agent(self, run_id: str, number: int, task: Task, ledger: Ledger,
-               snapshot: str | None) -> AgentResult:
+               snapshot: str | None, arrivals: Arrivals) -> AgentResult:
         charter: Charter = self.team[task.agent]
         counter = iter(range(1, 10_000))
 
@@ -332,11 +265,12 @@ class Run:
         def on_event(event: AgentEvent) -> None:
             self.log(event.model_copy(update={"round": number}))
 
+        connection = dataclasses.replace(self.connection,
+                                         backend=_Guarded(self, task.agent, number))
         try:
-            return run_agent(self.ws, charter, task.task, self._backend(task.agent, number),
-                             ledger=ledger, run=run_id, on_event=on_event, snapshot=snapshot,
-                             drop_name=drop_name, on_drop=self._arrivals.put,
-                             profile=self.profile, model=self.model)
+            return run_agent(self.ws, charter, task.task, connection, ledger=ledger,
+                             run=run_id, on_event=on_event, snapshot=snapshot,
+                             drop_name=drop_name, on_drop=arrivals.put)
         except Divergence:
             raise
         except Exception as exc:  # a bug in one agent's path must not take its siblings down
@@ -344,29 +278,8 @@ class Run:
             self.log(Failed(agent=task.agent, round=number, error=error))
             return AgentResult(agent=task.agent, model=charter.model or "", error=error)
 
-    def _in_order(self, name: str, waiting: set[str]) -> Iterator[str]:
-        if self.script is None:
-            yield name
-            return
-        order = self.script.order
-        if name not in order:
-            raise SquadError(f"replay diverged: drop {name} was not in the recorded run")
-        waiting.add(name)
-        while self._next_in_order < len(order) and order[self._next_in_order] in waiting:
-            waiting.discard(order[self._next_in_order])
-            yield order[self._next_in_order]
-            self._next_in_order += 1
-
     def _coordinator_stopped(self, exc: BaseException) -> None:
         self.budget.interrupt(f"the coordinator stopped: {exc}")
-
-    def _commit_log(self, run_id: str, folder: Path, outcome: Outcome) -> None:
-        files = {f"{RUNS}/{run_id}/{p.name}": p.read_bytes() for p in sorted(folder.iterdir())}
-        repo = self.ws.repo
-        message = (f"squad run {run_id}\n\n{self.settings.goal.strip()[:2000]}\n\n"
-                   f"Squad-Run: {run_id}\nSquad-Run-Start: {outcome.start}\n")
-        repo.commit(files, message, self.ws.clock(), repo.head())  # the run holds the lock
-        repo.settle(sorted(files))
 
 
 class _Guarded(LabelledBackend):
@@ -378,7 +291,7 @@ class _Guarded(LabelledBackend):
 
     def complete(self, request: ChatRequest) -> ChatReply:
         label = self.next_label()
-        self._run._allow(label)
+        self._run.mode.allow(label, self._run.budget, self._run.log)
         self.calls += 1
         reply = self._run._call(label, lambda: self._seam.complete(request, label))
         self._run.budget.spend(request.model, reply.usage)

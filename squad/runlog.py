@@ -29,11 +29,16 @@ class RunLog:
     as it is written, so a crash loses nothing that was logged. Each event is stamped with
     its sequence number and time here, then handed to `forward` (the live view)."""
 
-    def __init__(self, path: Path | None, clock: Clock, forward: Listener | None) -> None:
-        self.path, self._clock, self._forward = path, clock, forward
+    def __init__(self, clock: Clock, forward: Listener | None = None) -> None:
+        self._clock, self._forward = clock, forward
+        self.path: Path | None = None  # None: events are only forwarded (a replay)
         self._lock = threading.Lock()
         self._seq = 0
         self._out: IO[str] | None = None
+
+    def write_to(self, path: Path) -> None:
+        """From now on, write every event to `path` too."""
+        self.path = path
 
     def __call__(self, event: Event) -> None:
         with self._lock:
