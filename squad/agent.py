@@ -77,7 +77,7 @@ def run_agent(ws: Workspace, charter: Charter, task: str, connection: Connection
     task = scrub(task)  # argv may carry undecodable bytes; a request must be valid UTF-8
     settings = ws.config.llm
     model = connection.model or charter.model or settings.model
-    ctx = contexts.build(ws.root, charter, task, ledger, ws.config.context.token_budget)
+    ctx = contexts.build(ws.inputs, charter, task, ledger, ws.config.context.token_budget)
     toolbox = ToolBox(ws, charter, run=run, inputs=ctx.inputs, ledger=ledger,
                       snapshot=snapshot, drop_name=drop_name, on_drop=on_drop)
     tools = tuple(specs_for(charter))

@@ -97,15 +97,22 @@ def load_config(root: Path) -> Config:
     if not path.is_file():
         raise UsageError(f"{path}: not a regular file; squad reads its settings from it")
     try:
-        data = tomllib.loads(path.read_bytes().decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise UsageError(f"{path}: not valid TOML: {' '.join(str(exc).split())[:200]}") \
-            from None
+        data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_config(data, str(path))
+
+
+def parse_config(raw: bytes, where: str) -> Config:
+    """squad.toml's bytes as settings; a fault is one line naming `where`."""
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise UsageError(f"{where}: not valid TOML: {' '.join(str(exc).split())[:200]}") \
+            from None
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(part) for part in err["loc"])
-        raise UsageError(f"{path}: {where}: {err['msg']}") from None
+        field = ".".join(str(part) for part in err["loc"])
+        raise UsageError(f"{where}: {field}: {err['msg']}") from None

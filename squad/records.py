@@ -12,7 +12,6 @@ import hashlib
 import re
 import unicodedata
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -177,7 +176,7 @@ def front_matter(value: Draft) -> dict[str, Any]:
 SECTIONS_LOWER = tuple(name.lower() for name in SECTIONS)
 
 
-def render(value: Draft, root: Path | None = None) -> str:
+def render(value: Draft, root: templating.Templates = None) -> str:
     """The markdown form of a draft or record."""
     import yaml  # imported where used: reading the log from its cache needs no YAML
 

@@ -8,7 +8,9 @@ Everything a replay must reproduce passes through one recorded seam:
   thread timing;
 - drop names are `<run>.r<round>.<agent>.<n>.md`, not random;
 - agents read the repository as it was committed when their round started, never the
-  working tree, so a sibling's fresh commit cannot change what another agent sees;
+  working tree, so a sibling's fresh commit cannot change what another agent sees; the
+  run's inputs (AGENTS.md, charters, squad.toml, template overrides) are read at that
+  commit too (`squad.snapshot`), so what git does not show cannot reach a run;
 - a budget or Ctrl-C refuses a call by its label (agent, round, call), recorded as a `stop`;
   a call that Ctrl-C abandons mid-flight is a `stop` too, and its late reply is never
   recorded.
@@ -31,7 +33,7 @@ from squad import __version__, events
 from squad.agent import AgentResult, run_agent
 from squad.arrivals import Arrivals
 from squad.budget import Budget, Stop
-from squad.charters import Charter, load_team
+from squad.charters import Charter
 from squad.clock import Clock, system_clock
 from squad.connection import Connection
 from squad.coordinator import Coordinator
@@ -55,6 +57,7 @@ from squad.outcome import Outcome, RunSettings
 from squad.routing import Plan, Task, route
 from squad.runlog import RunLog, logged_settings, summarize
 from squad.safety import check_layout, has_surrogate, scrub
+from squad.snapshot import Snapshot
 from squad.vcs import Stopped as LockWaitStopped
 from squad.workspace import Workspace
 
@@ -87,7 +90,8 @@ def check(ws: Workspace, settings: RunSettings) -> dict[str, Charter]:
         raise UsageError(
             f"{dirty[0]} has uncommitted changes; commit the team's inputs "
             f"({', '.join(INPUTS)}) first, so the run can be replayed from its commit")
-    team = load_team(ws.root)
+    # The team as committed: what the run will read (see squad.snapshot).
+    team = Snapshot.read(ws.repo, ws.repo.head() or "HEAD").team()
     if settings.agents:
         unknown = [a for a in settings.agents if a not in team]
         if unknown:
@@ -171,7 +175,7 @@ class Run:
                                                  self.mode.in_order, self._coordinator_stopped)
             arrivals.start()
             try:
-                self._rounds(run_id, outcome, arrivals)
+                self._rounds(run_id, outcome, coordinator, arrivals)
             finally:
                 arrivals.stop()
             if arrivals.error:
@@ -189,16 +193,21 @@ class Run:
                 repo.switch(branch_back)
         return outcome
 
-    def _rounds(self, run_id: str, outcome: Outcome, arrivals: Arrivals) -> None:
+    def _rounds(self, run_id: str, outcome: Outcome, coordinator: Coordinator,
+                arrivals: Arrivals) -> None:
         settings = self.settings
         for number in range(1, self.mode.rounds(settings) + 1):
             if not self.mode.goes_on(self.budget):
                 break
-            snapshot = self.ws.repo.head()
+            snapshot = self.ws.repo.head() or ""
             ledger = self.ws.ledger(snapshot)
+            # Everything the round's agents and its commits read comes from its snapshot.
+            ws = self.ws.at(snapshot)
+            self.team = ws.snapshot.team() if ws.snapshot else self.team
+            coordinator.ws = ws  # between rounds: every drop of the last one is taken
             if number == 1:
                 try:
-                    outcome.plan = list(self._plan().tasks)
+                    outcome.plan = list(self._plan(ws).tasks)
                 except Divergence:
                     raise
                 except SquadError as exc:  # the lead failed: the run ends, saying why
@@ -212,8 +221,8 @@ class Run:
                                   agents=[t.agent for t in outcome.plan]))
             with ThreadPoolExecutor(max_workers=max(1, settings.concurrency),
                                     thread_name_prefix="squad-agent") as pool:
-                futures = [pool.submit(self._agent, run_id, number, task, ledger, snapshot,
-                                       arrivals)
+                futures = [pool.submit(self._agent, ws, run_id, number, task, ledger,
+                                       snapshot, arrivals)
                            for task in outcome.plan]
                 for future in futures:
                     outcome.results.append((number, future.result()))
@@ -221,7 +230,7 @@ class Run:
             if arrivals.error:
                 return
 
-    def _plan(self) -> Plan:
+    def _plan(self, ws: Workspace) -> Plan:
         settings = self.settings
         if settings.agents:
             plan = Plan(tasks=tuple(Task(agent=a, task=settings.goal) for a in settings.agents))
@@ -231,8 +240,8 @@ class Run:
                 raise UsageError("agents/lead.md is missing, so nobody can route the goal; "
                                  "add it (squad init) or pass --agents a,b")
             backend = _Guarded(self, "lead", 0)
-            plan = route(self.ws.root, settings.goal, lead, self.team, backend,
-                         self.connection.model or lead.model or self.ws.config.llm.model,
+            plan = route(ws.inputs, settings.goal, lead, self.team, backend,
+                         self.connection.model or lead.model or ws.config.llm.model,
                          settings.max_agents, self.connection.profile)
             # A weak lead writes tasks like "1.2.3.4": a task with no words is the goal.
             plan = Plan(tasks=tuple(
@@ -254,8 +263,8 @@ class Run:
 
         return self.mode.call(label, call, watch)
 
-    def _agent(self, run_id: str, number: int, task: Task, ledger: Ledger,
-               snapshot: str | None, arrivals: Arrivals) -> AgentResult:
+    def _agent(self, ws: Workspace, run_id: str, number: int, task: Task, ledger: Ledger,
+               snapshot: str, arrivals: Arrivals) -> AgentResult:
         charter: Charter = self.team[task.agent]
         counter = iter(range(1, 10_000))
 
@@ -268,7 +277,7 @@ class Run:
         connection = dataclasses.replace(self.connection,
                                          backend=_Guarded(self, task.agent, number))
         try:
-            return run_agent(self.ws, charter, task.task, connection, ledger=ledger,
+            return run_agent(ws, charter, task.task, connection, ledger=ledger,
                              run=run_id, on_event=on_event, snapshot=snapshot,
                              drop_name=drop_name, on_drop=arrivals.put)
         except Divergence:
