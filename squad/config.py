@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from squad.budget import BudgetLimits
-from squad.errors import UsageError
+from squad.errors import UsageError, describe
 from squad.llm.messages import Price
 
 
@@ -84,7 +84,7 @@ class Config(_Section):
         try:
             return self.model_copy(update={"llm": LLMSettings.model_validate(llm)})
         except ValidationError as exc:
-            raise UsageError(f"environment: {exc.errors()[0]['msg']}") from None
+            raise UsageError(f"environment: {describe(exc)}") from None
 
 
 CONFIG_NAME = "squad.toml"
@@ -113,6 +113,4 @@ def parse_config(raw: bytes, where: str) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(part) for part in err["loc"])
-        raise UsageError(f"{where}: {field}: {err['msg']}") from None
+        raise UsageError(f"{where}: {describe(exc)}") from None

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from squad import secrets
 from squad.budget import BudgetLimits
-from squad.errors import SquadError
+from squad.errors import SquadError, describe
 from squad.llm.messages import Usage
 from squad.safety import scrub
 
@@ -267,14 +267,6 @@ def to_line(event: Event) -> str:
 # ---- reading ---------------------------------------------------------------------------
 
 
-def _fault(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(part) for part in err["loc"][1:]) or "event"  # [0] is the kind
-    if err["type"] == "missing":
-        return f"missing field {where}"
-    return f"field {where} has the wrong type or value: {err['msg']}"
-
-
 def parse(data: object, where: str) -> Event:
     """One event from a decoded JSON line; a fault is one line naming `where`."""
     if not isinstance(data, dict) or not isinstance(data.get("event"), str):
@@ -285,8 +277,8 @@ def parse(data: object, where: str) -> Event:
     try:
         return _EVENT.validate_python(data)
     except ValidationError as exc:
-        raise SquadError(f"{where}: not a usable run log ({kind} event: {_fault(exc)})"
-                         ) from None
+        raise SquadError(f"{where}: not a usable run log ({kind} event: "
+                         f"{describe(exc, skip=1)})") from None  # the location's [0] is the kind
 
 
 def read(data: bytes, where: str) -> list[Event]:

@@ -28,7 +28,7 @@ from pydantic import (
 
 from squad import safety, templating
 from squad.clock import format_instant
-from squad.errors import RecordError
+from squad.errors import RecordError, describe
 
 M = TypeVar("M", bound="Draft")
 SECTIONS = ("Context", "Decision", "Consequences")
@@ -242,15 +242,6 @@ def _build(model: type[M], text: str) -> M:
         return model.model_validate({**meta, **sections})
     except ValidationError as exc:
         raise RecordError(describe(exc)) from None
-
-
-def describe(exc: ValidationError) -> str:
-    """One line naming the first faulty field, as a user would want to read it."""
-    err = exc.errors()[0]
-    where = ".".join(str(part) for part in err["loc"])
-    message = err["msg"].removeprefix("Value error, ")
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return (f"field {where}: {message}" if where else message) + more
 
 
 def parse_draft(text: str) -> Draft:

@@ -98,8 +98,8 @@ def test_a_version_one_budget_stop_is_not_counted_twice() -> None:
 @pytest.mark.parametrize(("line", "says"), [
     ({"version": 99}, "events.jsonl: run log version 99 is newer than this squad reads (up to "),
     ({"version": "2"}, "events.jsonl:1: the run event's version '2' is not a run log version"),
-    ({"goal": 3}, "events.jsonl:1: not a usable run log (run event: field goal has the wrong"),
-    ({"settings": {"rounds": 1}}, "(run event: missing field settings.agents)"),
+    ({"goal": 3}, "events.jsonl:1: not a usable run log (run event: field goal: Input should"),
+    ({"settings": {"rounds": 1}}, "(run event: field settings.agents: Field required"),
     ({"event": "nope"}, "events.jsonl: does not start with a run event"),
 ])
 def test_a_bad_head_is_one_line_naming_the_file(line: dict, says: str) -> None:
