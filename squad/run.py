@@ -283,7 +283,7 @@ class Run:
         except Divergence:
             raise
         except Exception as exc:  # a bug in one agent's path must not take its siblings down
-            error = f"{type(exc).__name__}: {exc}"
+            error = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
             self.log(Failed(agent=task.agent, round=number, error=error))
             return AgentResult(agent=task.agent, model=charter.model or "", error=error)
 
