@@ -14,12 +14,15 @@ from typing import Any
 
 from squad import context as contexts
 from squad import guide
+from squad.budget import Stop
 from squad.charters import Charter
+from squad.connection import Connection
 from squad.errors import LLMError
+from squad.events import AgentEvent, Done, Failed, Spawned, ToolUsed
 from squad.ledger import Ledger
 from squad.llm.backend import Backend
 from squad.llm.messages import ChatReply, ChatRequest, Message, Price, Usage
-from squad.llm.profiles import PROFILES, Profile
+from squad.llm.profiles import Profile
 from squad.safety import scrub
 from squad.tools import ToolBox, ToolResult, specs_for
 from squad.workspace import Workspace
@@ -54,32 +57,34 @@ class AgentResult:
         return price.cost(self.usage) if price else None
 
 
-Event = Callable[[str, dict[str, Any]], None]
+Emit = Callable[[AgentEvent], None]
 
 
-def run_agent(ws: Workspace, charter: Charter, task: str, backend: Backend, *,
-              ledger: Ledger, run: str | None = None, on_event: Event | None = None,
+def run_agent(ws: Workspace, charter: Charter, task: str, connection: Connection, *,
+              ledger: Ledger, run: str | None = None, on_event: Emit | None = None,
               snapshot: str | None = None,
               drop_name: Callable[[], str] | None = None,
-              on_drop: Callable[[str], None] | None = None,
-              profile: Profile = PROFILES["openai"], model: str | None = None) -> AgentResult:
+              on_drop: Callable[[str], None] | None = None) -> AgentResult:
     """Run `charter` on `task` until it stops calling tools, fails, or hits the turn cap.
 
-    The backend may raise LLMError (an endpoint failure, a budget, an interrupt): the agent
-    then ends with that error. `snapshot`, `drop_name` and `on_drop` go to the ToolBox.
+    The connection's backend may raise LLMError (an endpoint failure, a budget, an
+    interrupt): the agent then ends with that error. Its profile says how to talk to the
+    model, and its model, when set, beats the charter's and squad.toml's. `snapshot`,
+    `drop_name` and `on_drop` go to the ToolBox.
     """
-    emit = on_event or (lambda kind, data: None)
+    backend, profile = connection.backend, connection.profile
+    emit: Emit = on_event or (lambda event: None)
     task = scrub(task)  # argv may carry undecodable bytes; a request must be valid UTF-8
     settings = ws.config.llm
-    model = model or charter.model or settings.model
-    ctx = contexts.build(ws.root, charter, task, ledger, ws.config.context.token_budget)
+    model = connection.model or charter.model or settings.model
+    ctx = contexts.build(ws.inputs, charter, task, ledger, ws.config.context.token_budget)
     toolbox = ToolBox(ws, charter, run=run, inputs=ctx.inputs, ledger=ledger,
                       snapshot=snapshot, drop_name=drop_name, on_drop=on_drop)
     tools = tuple(specs_for(charter))
     messages: list[Message] = list(ctx.messages)
     result = AgentResult(agent=charter.name, model=model, inputs=ctx.inputs)
-    emit("spawn", {"agent": charter.name, "model": model, "inputs": list(ctx.inputs),
-                   "omitted": len(ctx.omitted), "prompt_tokens_estimate": ctx.tokens})
+    emit(Spawned(agent=charter.name, model=model, inputs=list(ctx.inputs),
+                 omitted=len(ctx.omitted), prompt_tokens_estimate=ctx.tokens))
     if profile.guided:
         return _guided(charter, task, toolbox, backend, messages, model, profile, result, emit)
     for _turn in range(settings.max_turns):
@@ -91,7 +96,7 @@ def run_agent(ws: Workspace, charter: Charter, task: str, backend: Backend, *,
         messages.append(reply.as_message())
         if not reply.tool_calls:
             result.final = reply.content
-            emit("done", {"agent": charter.name, "drops": list(result.drops)})
+            emit(Done(agent=charter.name, drops=list(result.drops)))
             return result
         cap = charter.max_tool_calls_per_reply or ws.config.agents.max_tool_calls_per_reply
         for number, call in enumerate(reply.tool_calls):
@@ -106,43 +111,48 @@ def run_agent(ws: Workspace, charter: Charter, task: str, backend: Backend, *,
 
 
 def _complete(backend: Backend, request: ChatRequest, result: AgentResult,
-              emit: Event) -> ChatReply | None:
-    """One model call, counted; None (and the agent failed) if the backend gave up."""
+              emit: Emit) -> ChatReply | None:
+    """One model call, counted; None (and the agent failed) if the backend gave up.
+
+    A refused call (`Stop`) is logged by the run that refused it, as a `stop` event; the
+    agent ends with its reason but says nothing more, so the log has one line for it.
+    The reply itself is logged by the run's backend (`llm` events), which knows its label.
+    """
     try:
         reply = backend.complete(request)
+    except Stop as stop:
+        result.error = stop.message
+        return None
     except LLMError as exc:
         _fail(result, exc.message, emit)
         return None
     result.calls += 1
     result.usage = result.usage + reply.usage
-    emit("reply", {"agent": result.agent, "usage": reply.usage.model_dump(),
-                   "tool_calls": len(reply.tool_calls)})
     return reply
 
 
 def _use(toolbox: ToolBox, name: str, arguments: str, result: AgentResult,
-         emit: Event) -> ToolResult:
+         emit: Emit) -> ToolResult:
     outcome = toolbox.call(name, arguments)
     result.tool_uses.append(ToolUse(name, arguments, outcome.ok, outcome.content))
     if outcome.drop:
         result.drops.append(outcome.drop)
-    emit("tool", {"agent": result.agent, "tool": name, "ok": outcome.ok,
-                  "arguments": arguments, "drop": outcome.drop})
+    emit(ToolUsed(agent=result.agent, tool=name, ok=outcome.ok, arguments=arguments,
+                  drop=outcome.drop))
     return outcome
 
 
-def _refuse(name: str, arguments: str, result: AgentResult, emit: Event,
+def _refuse(name: str, arguments: str, result: AgentResult, emit: Emit,
             message: str) -> ToolResult:
     """A tool call squad does not run (over a cap), answered like a refusal."""
     result.tool_uses.append(ToolUse(name, arguments, False, message))
-    emit("tool", {"agent": result.agent, "tool": name, "ok": False, "arguments": arguments,
-                  "drop": None})
+    emit(ToolUsed(agent=result.agent, tool=name, ok=False, arguments=arguments))
     return ToolResult(False, message)
 
 
-def _fail(result: AgentResult, error: str, emit: Event) -> AgentResult:
+def _fail(result: AgentResult, error: str, emit: Emit) -> AgentResult:
     result.error = error
-    emit("failed", {"agent": result.agent, "error": error})
+    emit(Failed(agent=result.agent, error=error))
     return result
 
 
@@ -160,7 +170,7 @@ GUIDED_TRIES = 2
 
 def _guided(charter: Charter, task: str, toolbox: ToolBox, backend: Backend,
             messages: list[Message], model: str, profile: Profile, result: AgentResult,
-            emit: Event) -> AgentResult:
+            emit: Emit) -> AgentResult:
     """For a model that cannot be trusted with tools: squad looks around for it, then asks
     for exactly one decision as JSON constrained by the record's schema, and drops it."""
     if "list_files" in charter.tools:
@@ -191,7 +201,7 @@ def _guided(charter: Charter, task: str, toolbox: ToolBox, backend: Backend,
         outcome = _use(toolbox, "record_decision", reply.content or "", result, emit)
         if outcome.drop:
             result.final = outcome.content
-            emit("done", {"agent": charter.name, "drops": list(result.drops)})
+            emit(Done(agent=charter.name, drops=list(result.drops)))
             return result
         fault = outcome.content
         messages += [reply.as_message(), Message(role="user", content=(

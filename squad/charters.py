@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from squad.errors import UsageError
+from squad.errors import UsageError, describe
 from squad.records import Tag
 
 ToolName = Literal["list_files", "read_file", "grep", "record_decision"]
@@ -54,9 +54,7 @@ def parse_charter(text: str, where: str) -> Charter:
     try:
         return Charter.model_validate({**meta, "body": text[end + 5 :].strip()})
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(part) for part in err["loc"])
-        raise UsageError(f"{where}: field {field}: {err['msg']}") from None
+        raise UsageError(f"{where}: {describe(exc)}") from None
 
 
 def load_charter(path: Path) -> Charter:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -595,6 +596,7 @@ def ask(ctx: click.Context, agent: str, task: str, no_ingest: bool, and_ingest: 
     from squad.charters import find_charter
     from squad.connection import connect
     from squad.coordinator import decode
+    from squad.events import AgentEvent, Spawned, ToolUsed
     from squad.records import parse_draft
     from squad.workspace import DECISIONS
 
@@ -604,21 +606,21 @@ def ask(ctx: click.Context, agent: str, task: str, no_ingest: bool, and_ingest: 
         raise UsageError(f"the task is empty; say what {agent} should answer")
     connection = connect(ws.config)
 
-    def show_event(kind: str, data: dict[str, Any]) -> None:
-        if kind == "spawn":
-            err.print(f"{data['agent']}: {data['model']}, {len(data['inputs'])} decisions in "
-                      f"context ({data['omitted']} left out), ~{data['prompt_tokens_estimate']} "
+    def show_event(event: AgentEvent) -> None:
+        if isinstance(event, Spawned):
+            err.print(f"{event.agent}: {event.model}, {len(event.inputs)} decisions in "
+                      f"context ({event.omitted} left out), ~{event.prompt_tokens_estimate} "
                       "prompt tokens")
-        elif kind == "tool":
-            mark = "ok" if data["ok"] else "refused"
-            err.print(f"  {data['tool']}({data['arguments'][:120]}) -> {mark}"
-                      + (f", dropped {data['drop']}" if data["drop"] else ""))
+        elif isinstance(event, ToolUsed):
+            mark = "ok" if event.ok else "refused"
+            err.print(f"  {event.tool}({event.arguments[:120]}) -> {mark}"
+                      + (f", dropped {event.drop}" if event.drop else ""))
 
     try:
         err.print(f"using the {connection.label}")
-        result = run_agent(ws, charter, task, connection.backend, ledger=ws.ledger(),
-                           on_event=show_event, profile=connection.profile,
-                           model=model or connection.model)
+        result = run_agent(ws, charter, task,
+                           dataclasses.replace(connection, model=model or connection.model),
+                           ledger=ws.ledger(), on_event=show_event)
     finally:
         connection.close()
     if result.final and not connection.profile.guided:
@@ -695,9 +697,9 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
     from rich.console import Console
 
     from squad.connection import connect
-    from squad.llm.cassette import Seam
+    from squad.modes import Record
     from squad.progress import JsonLines, LiveView, print_summary
-    from squad.run import Run, RunSettings, check, summary_json
+    from squad.run import Run, RunSettings, check, summarize
 
     ws = _workspace(ctx, env=True)
     defaults, limits = ws.config.run, ws.config.budget
@@ -718,21 +720,20 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
     connection = connect(ws.config)
     try:
         err.print(f"using the {connection.label}")
-        seam = Seam("live" if live else "record", connection.backend)
         view = LiveView(err.console) if terminal else JsonLines()
-        run = Run(ws, settings, seam, on_event=view, profile=connection.profile,
-                  model=connection.model, notice=view.notice)
+        run = Run(ws, settings, connection, mode=Record(cassette=not live), on_event=view,
+                  notice=view.notice)
         with _interruptible(run, view, connection), view:
             outcome = run.execute()
     finally:
         connection.close()
-    summary = summary_json(outcome, ws)
+    summary = summarize(outcome, ws)
     if not as_json:
         titles = {r.id: r.title for r in ws.ledger().records}
         print_summary(Console(markup=False, highlight=False, stderr=not terminal),
                       summary, titles)
-    elif summary["nothing_decided"]:
-        err.print(f"nothing was decided: {summary['nothing_decided']}")
+    elif summary.nothing_decided:
+        err.print(f"nothing was decided: {summary.nothing_decided}")
     if connection.demo:
         err.print(DEMO_NOTE)
     if outcome.interrupted:

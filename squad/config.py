@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from squad.budget import BudgetLimits
-from squad.errors import UsageError
+from squad.errors import UsageError, describe
 from squad.llm.messages import Price
 
 
@@ -84,7 +84,7 @@ class Config(_Section):
         try:
             return self.model_copy(update={"llm": LLMSettings.model_validate(llm)})
         except ValidationError as exc:
-            raise UsageError(f"environment: {exc.errors()[0]['msg']}") from None
+            raise UsageError(f"environment: {describe(exc)}") from None
 
 
 CONFIG_NAME = "squad.toml"
@@ -97,15 +97,20 @@ def load_config(root: Path) -> Config:
     if not path.is_file():
         raise UsageError(f"{path}: not a regular file; squad reads its settings from it")
     try:
-        data = tomllib.loads(path.read_bytes().decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise UsageError(f"{path}: not valid TOML: {' '.join(str(exc).split())[:200]}") \
-            from None
+        data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_config(data, str(path))
+
+
+def parse_config(raw: bytes, where: str) -> Config:
+    """squad.toml's bytes as settings; a fault is one line naming `where`."""
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise UsageError(f"{where}: not valid TOML: {' '.join(str(exc).split())[:200]}") \
+            from None
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(part) for part in err["loc"])
-        raise UsageError(f"{path}: {where}: {err['msg']}") from None
+        raise UsageError(f"{where}: {describe(exc)}") from None

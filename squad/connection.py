@@ -8,8 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from squad.config import Config
+from squad.errors import LLMError
 from squad.llm import local
 from squad.llm.backend import Backend
+from squad.llm.messages import ChatReply, ChatRequest
 from squad.llm.profiles import PROFILES, Profile
 
 
@@ -37,6 +39,22 @@ class Connection:
         """For a hard quit: the server we started goes with us, without waiting."""
         if self.server is not None:
             self.server.kill()
+
+
+class Offline:
+    """The backend of a connection that must not reach a model (a replay: every reply comes
+    from the cassette, so a call that gets here is a bug, refused in one line)."""
+
+    def complete(self, request: ChatRequest) -> ChatReply:
+        raise LLMError("no model endpoint: this command answers from a recorded cassette")
+
+    def close(self) -> None:
+        pass
+
+
+def offline(profile: Profile, model: str | None, label: str) -> Connection:
+    """A connection that only says how the recorded run talked to its model."""
+    return Connection(Offline(), profile, label, model=model)
 
 
 def connect(config: Config, env: Mapping[str, str] | None = None) -> Connection:

@@ -20,6 +20,8 @@ from squad.clock import format_instant
 from squad.ledger import Ledger
 from squad.llm.messages import Message
 from squad.records import Record
+from squad.snapshot import Snapshot
+from squad.templating import Templates
 
 LIVE = ("accepted", "proposed")
 _PATHLIKE = re.compile(r"`([^`\s]+[/.][^`\s]+)`")
@@ -111,15 +113,27 @@ def _ids(ids: list[int]) -> str:
     return shown + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
 
 
-def read_agents_md(root: Path, missing: str) -> str:
-    """The repository's AGENTS.md as agents are shown it, or `missing` when there is none."""
-    path = root / "AGENTS.md"
-    return path.read_text(encoding="utf-8", errors="replace").strip() if path.is_file() \
-        else missing
+def read_agents_md(source: Path | Snapshot, missing: str) -> str:
+    """The repository's AGENTS.md as agents are shown it, or `missing` when there is none;
+    from the working tree (a path) or as committed (a snapshot, in a run)."""
+    if isinstance(source, Snapshot):
+        text = source.agents_md
+    else:
+        path = source / "AGENTS.md"
+        text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
+    return text.strip() if text is not None else missing
 
 
-def build(root: Path, charter: Charter, task: str, ledger: Ledger, budget: int) -> Context:
-    agents_md = read_agents_md(root, "(This repository has no AGENTS.md.)")
+def templates_of(source: Path | Snapshot) -> Templates:
+    return source.templates if isinstance(source, Snapshot) else source
+
+
+def build(source: Path | Snapshot, charter: Charter, task: str, ledger: Ledger,
+          budget: int) -> Context:
+    """The prompt for `charter` on `task`; AGENTS.md and template overrides come from
+    `source` (a working tree, or a run's snapshot)."""
+    agents_md = read_agents_md(source, "(This repository has no AGENTS.md.)")
+    root = templates_of(source)
     status = ledger.statuses()
     chosen = select(ledger, charter, budget, status)
 

@@ -223,14 +223,14 @@ class Coordinator:
             now = ledger.last_date  # the log's dates never go backwards
         record = Record(**draft.model_dump(), id=ledger.next_id, date=now,
                         prev=ledger.head_digest)
-        text = render(record, self.ws.root)
+        text = render(record, self.ws.templates)
         if parse_record(text) != record:
             raise SquadError(
                 "templates/record.md.j2 renders records that do not parse back; fix the override")
         data = text.encode("utf-8")
         entry = entry_for(record, data)
         ledger.append(entry)
-        index = render_index(ledger, self.ws.root).encode("utf-8")
+        index = render_index(ledger, self.ws.templates).encode("utf-8")
         path = f"{DECISIONS}/{entry.name}"
         trailers = [("Squad-Decision", f"{record.id:04d}"), ("Squad-Agent", record.agent),
                     ("Squad-Drop", key[0]), ("Squad-Drop-Hash", key[1])]

@@ -11,6 +11,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class SquadError(Exception):
     """An error with a one-line message meant for the user."""
@@ -40,6 +45,17 @@ class RecordError(SquadError):
 
 class LLMError(SquadError):
     pass
+
+
+def describe(exc: ValidationError, skip: int = 0) -> str:
+    """A pydantic validation error as one line naming the first faulty field (the first
+    `skip` parts of its location left out), as a user would want to read it; the one
+    wording for charters, squad.toml, records, drops and run logs."""
+    err = exc.errors()[0]
+    where = ".".join(str(part) for part in err["loc"][skip:])
+    message = " ".join(err["msg"].removeprefix("Value error, ").split())
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return (f"field {where}: {message}" if where else message) + more
 
 
 class RemoteError(SquadError):

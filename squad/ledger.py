@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from pathlib import Path
 
 from squad import templating
 from squad.clock import format_instant
@@ -117,7 +116,7 @@ class Ledger:
         return result
 
 
-def render_index(ledger: Ledger, root: Path | None = None) -> str:
+def render_index(ledger: Ledger, root: templating.Templates = None) -> str:
     status = ledger.statuses()
     later = ledger.superseded_by()
     rows = [_row(entry, status.get(entry.record.id), tuple(later.get(entry.record.id, ())), root)
@@ -126,7 +125,8 @@ def render_index(ledger: Ledger, root: Path | None = None) -> str:
 
 
 @lru_cache(maxsize=200_000)
-def _row(entry: Entry, status: str | None, later: tuple[int, ...], root: Path | None) -> str:
+def _row(entry: Entry, status: str | None, later: tuple[int, ...],
+         root: templating.Templates) -> str:
     """One rendered index row; cached, since a commit changes at most a few rows."""
     record = entry.record
     shown = status or (f"{record.kind} of {record.target:04d}" if record.target else record.kind)
@@ -143,7 +143,7 @@ def _row(entry: Entry, status: str | None, later: tuple[int, ...], root: Path | 
 
 
 def index_row(entry: Entry, status: str | None, later: tuple[int, ...],
-              root: Path | None = None) -> str:
+              root: templating.Templates = None) -> str:
     """One row of the index, as `render_index` writes it (for appending rows)."""
     return _row(entry, status, later, root)
 

@@ -2,25 +2,39 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TextIO
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from squad import events
+from squad.events import (
+    Committed,
+    Done,
+    Event,
+    Failed,
+    ModelCalled,
+    Planned,
+    Spawned,
+    Stopped,
+    Summary,
+    ToolUsed,
+)
+
 
 class JsonLines:
-    """One JSON object per event on stdout (off a terminal, or with --json)."""
+    """One JSON object per event on stdout (off a terminal, or with --json): the same line
+    the run log gets."""
 
     def __init__(self, out: TextIO | None = None) -> None:
         self._out = out or sys.stdout
 
-    def __call__(self, kind: str, event: dict[str, Any]) -> None:
-        self._out.write(json.dumps(event, sort_keys=True, ensure_ascii=False) + "\n")
+    def __call__(self, event: Event) -> None:
+        self._out.write(events.to_line(event) + "\n")
         self._out.flush()
 
     def notice(self, message: str) -> None:
@@ -66,30 +80,37 @@ class LiveView:
         """A line above the live table (rich keeps the table below it)."""
         self._live.console.print(f"squad: {message}")
 
-    def __call__(self, kind: str, event: dict[str, Any]) -> None:
-        agent = event.get("agent")
-        row = self._rows.setdefault(agent, _Row()) if agent else None
-        if kind == "plan":
-            for task in event["tasks"]:
-                self._rows.setdefault(task["agent"], _Row())
-        elif row is not None and kind == "spawn":
-            row.state, row.last = "running", f"round {event['round']}"
-            row.rounds.add(event["round"])
-        elif row is not None and kind == "llm":
-            row.calls += 1
-            row.tokens += event["usage"]["prompt_tokens"] + event["usage"]["completion_tokens"]
-        elif row is not None and kind == "tool":
-            row.tools += 1
-            row.last = f"{event['tool']} {'ok' if event['ok'] else 'refused'}"
-            row.drops += 1 if event.get("drop") else 0
-        elif row is not None and kind == "done":
-            row.state = "done"
-        elif row is not None and kind in ("failed", "stop"):
-            row.state, row.last = "failed" if kind == "failed" else "stopped", \
-                str(event.get("error") or event.get("reason"))[:60]
-        elif kind == "commit":
-            self._commits.append(f"{event['id']:04d} {event['agent']}: {event['title']}")
+    def __call__(self, event: Event) -> None:
+        self.show(event)
         self._live.update(self._render())
+
+    def show(self, event: Event) -> None:
+        """Fold one event into the table (without redrawing it)."""
+        if isinstance(event, Planned):
+            for task in event.tasks:
+                self._rows.setdefault(task.agent, _Row())
+        elif isinstance(event, Committed):
+            self._commits.append(f"{event.id:04d} {event.agent}: {event.title}")
+        agent = getattr(event, "agent", None)
+        if not isinstance(agent, str) or isinstance(event, Committed):
+            return
+        row = self._rows.setdefault(agent, _Row())
+        if isinstance(event, Spawned):
+            row.state, row.last = "running", f"round {event.round}"
+            row.rounds.add(event.round)
+        elif isinstance(event, ModelCalled):
+            row.calls += 1
+            row.tokens += event.usage.total
+        elif isinstance(event, ToolUsed):
+            row.tools += 1
+            row.last = f"{event.tool} {'ok' if event.ok else 'refused'}"
+            row.drops += 1 if event.drop else 0
+        elif isinstance(event, Done):
+            row.state = "done"
+        elif isinstance(event, Failed):
+            row.state, row.last = "failed", event.error[:60]
+        elif isinstance(event, Stopped):
+            row.state, row.last = "stopped", event.reason[:60]
 
     def _render(self) -> Group:
         table = Table("agent", "state", "calls", "tools", "drops", "tokens", "last",
@@ -102,27 +123,25 @@ class LiveView:
         return Group(table, recent)
 
 
-def print_summary(console: Console, summary: dict[str, Any], titles: dict[int, str]) -> None:
+def print_summary(console: Console, summary: Summary, titles: dict[int, str]) -> None:
     decisions = Table("id", "agent", "title", title="decisions committed")
-    for d in summary["decisions"]:
-        decisions.add_row(f"{d['id']:04d}", d["agent"], titles.get(d["id"], ""))
-    if summary["decisions"]:
+    for d in summary.decisions:
+        decisions.add_row(f"{d.id:04d}", d.agent, titles.get(d.id, ""))
+    if summary.decisions:
         console.print(decisions)
     agents = Table("agent", "round", "result", "calls", "prompt", "completion", "cost",
                    title="agents")
-    for a in summary["agents"]:
-        cost = "-" if a["cost"] is None else f"${a['cost']:.4f}"
-        agents.add_row(a["agent"], str(a["round"]), "ok" if a["ok"] else f"FAILED: {a['error']}",
-                       str(a["calls"]), str(a["prompt_tokens"]), str(a["completion_tokens"]),
-                       cost)
+    for a in summary.agents:
+        cost = "-" if a.cost is None else f"${a.cost:.4f}"
+        agents.add_row(a.agent, str(a.round), "ok" if a.ok else f"FAILED: {a.error}",
+                       str(a.calls), str(a.prompt_tokens), str(a.completion_tokens), cost)
     console.print(agents)
-    for q in summary["quarantined"]:
-        console.print(f"quarantined {q['drop']}: {q['reason']}")
-    if summary["stopped"]:
-        console.print(f"stopped early: {summary['stopped']}")
-    if summary["review"]:
-        console.print(f"review: {summary['review']}")
+    for q in summary.quarantined:
+        console.print(f"quarantined {q.drop}: {q.reason}")
+    if summary.stopped:
+        console.print(f"stopped early: {summary.stopped}")
+    if summary.review:
+        console.print(f"review: {summary.review}")
     else:
-        console.print(f"nothing was decided: {summary['nothing_decided']}; nothing was "
-                      "committed" + (f" (the run's log: {summary['log']})"
-                                     if summary.get("log") else ""))
+        console.print(f"nothing was decided: {summary.nothing_decided}; nothing was "
+                      "committed" + (f" (the run's log: {summary.log})" if summary.log else ""))

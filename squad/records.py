@@ -12,7 +12,6 @@ import hashlib
 import re
 import unicodedata
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -29,7 +28,7 @@ from pydantic import (
 
 from squad import safety, templating
 from squad.clock import format_instant
-from squad.errors import RecordError
+from squad.errors import RecordError, describe
 
 M = TypeVar("M", bound="Draft")
 SECTIONS = ("Context", "Decision", "Consequences")
@@ -177,7 +176,7 @@ def front_matter(value: Draft) -> dict[str, Any]:
 SECTIONS_LOWER = tuple(name.lower() for name in SECTIONS)
 
 
-def render(value: Draft, root: Path | None = None) -> str:
+def render(value: Draft, root: templating.Templates = None) -> str:
     """The markdown form of a draft or record."""
     import yaml  # imported where used: reading the log from its cache needs no YAML
 
@@ -243,15 +242,6 @@ def _build(model: type[M], text: str) -> M:
         return model.model_validate({**meta, **sections})
     except ValidationError as exc:
         raise RecordError(describe(exc)) from None
-
-
-def describe(exc: ValidationError) -> str:
-    """One line naming the first faulty field, as a user would want to read it."""
-    err = exc.errors()[0]
-    where = ".".join(str(part) for part in err["loc"])
-    message = err["msg"].removeprefix("Value error, ")
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return (f"field {where}: {message}" if where else message) + more
 
 
 def parse_draft(text: str) -> Draft:

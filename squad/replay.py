@@ -10,16 +10,18 @@ closed). Passing means the same records and the same commit SHAs, in the same or
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from squad import verdicts
+from squad import events, verdicts
+from squad.connection import offline
 from squad.errors import SquadError
-from squad.llm.cassette import Divergence, Seam, read_cassette
+from squad.events import Committed, Event
+from squad.llm.cassette import Divergence, read_cassette
 from squad.llm.profiles import PROFILES
+from squad.modes import Replay
 from squad.run import RUNS, Run, load_script
 from squad.workspace import Workspace
 
@@ -49,24 +51,10 @@ def recorded_runs(ws: Workspace, since: str | None = None) -> list[str]:
     return runs
 
 
-def read_events(data: bytes, where: str) -> list[dict[str, Any]]:
-    """The events of a run log; a line that is not a JSON object is a one-line SquadError
-    naming the file and the line."""
-    events = []
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            event = json.loads(raw.decode("utf-8"))
-        except (ValueError, RecursionError) as exc:
-            raise SquadError(f"{where}:{number}: not JSON ({' '.join(str(exc).split())[:120]})"
-                             ) from None
-        if not isinstance(event, dict) or not isinstance(event.get("event"), str):
-            raise SquadError(f"{where}:{number}: not an event (a JSON object with 'event')")
-        events.append(event)
-    if not events:
-        raise SquadError(f"{where}: empty; a run log starts with its run event")
-    return events
+def read_events(data: bytes, where: str) -> list[Event]:
+    """The typed events of a run log; a fault is a one-line SquadError naming the file and
+    the line (see `squad.events.read`)."""
+    return events.read(data, where)
 
 
 def replay(ws: Workspace, run_id: str) -> Verdict:
@@ -87,21 +75,15 @@ def _replay(ws: Workspace, run_id: str) -> Verdict:
         return verdict
     where = f"{RUNS}/{run_id}/events.jsonl"
     try:
-        events = read_events(events_data, where)
-        settings, script, head = load_script(events, where)
-        start = str(head["start"])
-        recorded = [(e["drop"], e["id"], e["sha"]) for e in events if e["event"] == "commit"]
-        if not all(isinstance(d, str) and isinstance(i, int) and isinstance(s, str)
-                   for d, i, s in recorded):
-            raise SquadError(f"{where}: a commit event has a field of the wrong type")
-        profile = PROFILES.get(str(head.get("profile", "openai")))
+        log = read_events(events_data, where)
+        settings, script, head = load_script(log, where)
+        start = head.start
+        recorded = [(e.drop, e.id, e.sha) for e in log if isinstance(e, Committed)]
+        profile = PROFILES.get(head.profile)
         if profile is None:
-            raise SquadError(f"{where}: unknown profile {head.get('profile')!r}")
+            raise SquadError(f"{where}: unknown profile {head.profile!r}")
     except SquadError as exc:
         verdict.problem = exc.message
-        return verdict
-    except (KeyError, TypeError) as exc:
-        verdict.problem = f"{where}: not a usable run log (missing or bad field {exc})"
         return verdict
     with tempfile.TemporaryDirectory(prefix=f"squad-replay-{run_id}-") as tmp:
         cassette = Path(tmp) / "cassette.jsonl"
@@ -121,10 +103,11 @@ def _replay(ws: Workspace, run_id: str) -> Verdict:
         with contextlib.ExitStack() as stack:
             stack.push(worktree)
             copy = Workspace.open(path)
-            seam = Seam("replay", entries=entries)
+            mode = Replay(script, entries)
+            connection = offline(profile, head.model, f"the cassette of run {run_id}")
+            run = Run(copy, settings, connection, mode=mode)
             try:
-                outcome = Run(copy, settings, seam, script=script, profile=profile,
-                              model=head.get("model")).execute()
+                outcome = run.execute()
             except Divergence as exc:
                 verdict.problem, verdict.where, verdict.diff = exc.message, str(exc.label), exc.diff
                 return verdict
@@ -149,7 +132,7 @@ def _replay(ws: Workspace, run_id: str) -> Verdict:
         verdict.problem = (f"recorded commit {stray[0][:12]} is not in the history of HEAD "
                            "(rebased or edited after the run?)")
         return verdict
-    unused = seam.unused()
+    unused = run.seam.unused()
     if unused:
         verdict.problem = f"the recorded call {unused[0]} was not made again"
         return verdict

@@ -15,12 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from squad import templating
 from squad.charters import Charter
-from squad.context import read_agents_md
+from squad.context import read_agents_md, templates_of
 from squad.errors import SquadError
 from squad.llm.backend import Backend
 from squad.llm.messages import ChatRequest, Message
 from squad.llm.profiles import Profile
 from squad.records import describe
+from squad.snapshot import Snapshot
 
 
 class Task(BaseModel):
@@ -70,14 +71,15 @@ def check_plan(text: str, names: list[str], max_agents: int) -> Plan:
     return Plan(tasks=tuple(tasks))
 
 
-def route(root: Path, goal: str, lead: Charter, team: dict[str, Charter], backend: Backend,
-          model: str, max_agents: int, profile: Profile) -> Plan:
+def route(source: Path | Snapshot, goal: str, lead: Charter, team: dict[str, Charter],
+          backend: Backend, model: str, max_agents: int, profile: Profile) -> Plan:
     members = [c for name, c in sorted(team.items()) if name != lead.name]
     names = [c.name for c in members]
     if not names:
         raise SquadError("agents/ has no specialist besides the lead")
-    agents_md = read_agents_md(root, "(none)")
-    prompt = templating.render("prompts/route.md.j2", root, goal=goal.strip(), charter=lead,
+    agents_md = read_agents_md(source, "(none)")
+    prompt = templating.render("prompts/route.md.j2", templates_of(source), goal=goal.strip(),
+                               charter=lead,
                                team=members, max_agents=max_agents, agents_md=agents_md)
     messages = [Message(role="user", content=prompt)]
     response_format = profile.structured("plan", plan_schema(names, max_agents))

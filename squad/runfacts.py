@@ -1,7 +1,7 @@
 """What a recorded run did, folded from its event log: agents, calls, commits and problems.
 
-Reports read a run only through `read_events` (the log as committed at HEAD) and `fold`, so
-a typed form of the events can replace the raw dictionaries here without touching the rest.
+Reports read a run only through `read_events` (the log as committed at HEAD, as the typed
+events of `squad.events`) and `fold`.
 
 Event times are recorded to the second; events that share a second are spread evenly across
 it in the order they happened, so quick calls still show as distinct, ordered bars.
@@ -14,33 +14,34 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from squad import events
 from squad.clock import parse_instant
-from squad.errors import SquadError, UsageError
+from squad.errors import UsageError
+from squad.events import (
+    Committed,
+    Event,
+    Failed,
+    ModelCalled,
+    Planned,
+    Quarantined,
+    RoundStarted,
+    Spawned,
+    Stopped,
+    Summary,
+    ToolUsed,
+)
 from squad.vcs import Repository
 
 RUNS = ".squad/runs"
 
 
-def read_events(repo: Repository, run_id: str, commit: str | None = None) -> list[dict[str, Any]]:
+def read_events(repo: Repository, run_id: str, commit: str | None = None) -> list[Event]:
     """The run's events as committed at `commit` (default HEAD), in the order they happened."""
     path = f"{RUNS}/{run_id}/events.jsonl"
     data = repo.file_at(path, commit)
     if data is None:
         raise UsageError(f"no recorded run {run_id} in {RUNS}/ at HEAD")
-    events = []
-    for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise SquadError(f"{path}:{number}: not a JSON event: {exc.msg}") from None
-        if not isinstance(event, dict) or "event" not in event:
-            raise SquadError(f"{path}:{number}: not an event object")
-        events.append(event)
-    if not events or events[0].get("event") != "run":
-        raise SquadError(f"{path}: does not start with a run event")
-    return events
+    return events.read(data, path)
 
 
 @dataclass
@@ -115,7 +116,7 @@ class RunFacts:
     profile: str
     model: str | None
     settings: dict[str, Any]
-    plan: list[dict[str, Any]] = field(default_factory=list)
+    plan: list[events.PlannedTask] = field(default_factory=list)
     rounds: list[float] = field(default_factory=list)  # when each round started
     agents: dict[str, AgentFacts] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
@@ -144,9 +145,9 @@ class RunFacts:
             c for c in costs if c is not None)
 
 
-def positions(events: list[dict[str, Any]]) -> list[float]:
+def positions(log: list[Event]) -> list[float]:
     """Seconds since the first event; events within one second spread in their order."""
-    seconds = [parse_instant(e["t"]).timestamp() if "t" in e else None for e in events]
+    seconds = [parse_instant(e.t).timestamp() if e.t else None for e in log]
     known = [s for s in seconds if s is not None]
     origin = known[0] if known else 0.0
     filled: list[float] = []
@@ -171,17 +172,15 @@ def _agent_of_drop(drop: str) -> str | None:
     return parts[2] if len(parts) >= 5 else None
 
 
-def fold(events: list[dict[str, Any]]) -> RunFacts:
+def fold(log: list[Event]) -> RunFacts:
     """The facts of one run from its events (see `read_events`)."""
-    head = events[0]
-    at = positions(events)
+    head = events.head(log, "the run log")
+    at = positions(log)
     facts = RunFacts(
-        run_id=str(head.get("run", "")), goal=str(head.get("goal", "")),
-        start=str(head.get("start", "")), end=None,
-        started_at=parse_instant(head["t"]) if "t" in head else datetime.fromtimestamp(0),
-        span=max(at[-1], 1.0), squad_version=str(head.get("squad", "")),
-        profile=str(head.get("profile", "")), model=head.get("model"),
-        settings=dict(head.get("settings") or {}))
+        run_id=head.run, goal=head.goal, start=head.start, end=None,
+        started_at=parse_instant(head.t) if head.t else datetime.fromtimestamp(0),
+        span=max(at[-1], 1.0), squad_version=head.squad, profile=head.profile,
+        model=head.model, settings=head.settings.model_dump(mode="json"))
     last: dict[str, float] = {}  # each agent's latest event: where its next call starts
     spawned: dict[tuple[str, int], float] = {}
     ended: dict[tuple[str, int], float] = {}
@@ -190,85 +189,80 @@ def fold(events: list[dict[str, Any]]) -> RunFacts:
     def agent(name: str) -> AgentFacts:
         return facts.agents.setdefault(name, AgentFacts(name))
 
-    for event, now in zip(events, at, strict=True):
-        kind = event["event"]
-        who = event.get("agent")
-        rnd = int(event.get("round") or 0)
-        if kind == "plan":
-            facts.plan = list(event.get("tasks") or [])
+    for event, now in zip(log, at, strict=True):
+        who: str | None = getattr(event, "agent", None)
+        rnd: int = getattr(event, "round", 0)
+        if isinstance(event, Planned):
+            facts.plan = list(event.tasks)
             for task in facts.plan:
-                agent(str(task.get("agent")))
-        elif kind == "round":
+                agent(task.agent)
+        elif isinstance(event, RoundStarted):
             facts.rounds.append(now)
-        elif kind == "spawn" and who:
-            a = agent(who)
-            a.model = str(event.get("model") or a.model)
+        elif isinstance(event, Spawned):
+            a = agent(event.agent)
+            a.model = event.model or a.model
             if rnd not in a.rounds:
                 a.rounds.append(rnd)
-            spawned[(who, rnd)] = now
-        elif kind == "llm" and who:
-            a = agent(who)
-            usage = event.get("usage") or {}
+            spawned[(event.agent, rnd)] = now
+        elif isinstance(event, ModelCalled):
+            a = agent(event.agent)
+            usage = event.usage
             a.calls += 1
-            a.prompt_tokens += int(usage.get("prompt_tokens", 0))
-            a.completion_tokens += int(usage.get("completion_tokens", 0))
-            a.cached_tokens += int(usage.get("cached_tokens", 0))
-            start = last.get(who, spawned.get((who, rnd), 0.0))
-            tools = ", ".join(event.get("tool_calls") or []) or "no tool call"
+            a.prompt_tokens += usage.prompt_tokens
+            a.completion_tokens += usage.completion_tokens
+            a.cached_tokens += usage.cached_tokens
+            start = last.get(event.agent, spawned.get((event.agent, rnd), 0.0))
+            tools = ", ".join(event.tool_calls) or "no tool call"
             facts.calls.append(Call(
-                "llm", who, rnd, start, now, f"call {event.get('call', a.calls)}", True,
-                f"{who} round {rnd} model call {event.get('call', a.calls)}: "
-                f"{usage.get('prompt_tokens', 0)} prompt + {usage.get('completion_tokens', 0)} "
+                "llm", event.agent, rnd, start, now, f"call {event.call}", True,
+                f"{event.agent} round {rnd} model call {event.call}: "
+                f"{usage.prompt_tokens} prompt + {usage.completion_tokens} "
                 f"completion tokens, {now - start:.1f} s; asked for {tools}"))
-        elif kind == "tool" and who:
-            a = agent(who)
+        elif isinstance(event, ToolUsed):
+            a = agent(event.agent)
             a.tools += 1
-            name = str(event.get("tool", "?"))
-            ok = bool(event.get("ok"))
+            name, ok = event.tool, event.ok
             if name == "read_file" and ok:
-                path = _path_argument(event.get("arguments"))
+                path = _path_argument(event.arguments)
                 if path and path not in a.files_read:
                     a.files_read.append(path)
-            start = last.get(who, spawned.get((who, rnd), 0.0))
-            arguments = str(event.get("arguments", ""))
+            start = last.get(event.agent, spawned.get((event.agent, rnd), 0.0))
             facts.calls.append(Call(
-                "tool", who, rnd, start, now, name, ok,
-                f"{who} round {rnd} {name}({arguments[:80]}) "
-                f"{'ok' if ok else 'refused'}" + (f", dropped {event['drop']}"
-                                                  if event.get("drop") else "")))
-        elif kind == "failed" and who and event.get("error") in agent(who).stops:
-            pass  # the agent ended because of its budget stop, already marked
-        elif kind == "failed" and who:
-            agent(who).errors.append(str(event.get("error", "")))
-            facts.marks.append(Mark("failed", who, now, f"{who} failed: {event.get('error')}"))
-        elif kind == "stop" and who:
-            agent(who).stops.append(str(event.get("reason", "")))
-            facts.marks.append(Mark("stop", who, now, f"{who} stopped before call "
-                                    f"{event.get('call')}: {event.get('reason')}"))
-        elif kind == "commit":
-            name = str(who or "")
-            commit = Commit(int(event["id"]), str(event.get("sha", "")), name,
-                            str(event.get("drop", "")), str(event.get("title", "")), now)
+                "tool", event.agent, rnd, start, now, name, ok,
+                f"{event.agent} round {rnd} {name}({event.arguments[:80]}) "
+                f"{'ok' if ok else 'refused'}" + (f", dropped {event.drop}"
+                                                  if event.drop else "")))
+        elif isinstance(event, Failed) and event.error in agent(event.agent).stops:
+            pass  # a version 1 log: the agent ended because of its budget stop, already marked
+        elif isinstance(event, Failed):
+            agent(event.agent).errors.append(event.error)
+            facts.marks.append(Mark("failed", event.agent, now,
+                                    f"{event.agent} failed: {event.error}"))
+        elif isinstance(event, Stopped):
+            agent(event.agent).stops.append(event.reason)
+            facts.marks.append(Mark("stop", event.agent, now, f"{event.agent} stopped before "
+                                    f"call {event.call}: {event.reason}"))
+        elif isinstance(event, Committed):
+            commit = Commit(event.id, event.sha, event.agent, event.drop, event.title, now)
             facts.commits.append(commit)
-            agent(name).decisions.append(commit.id)
-            facts.marks.append(Mark("commit", name, now,
-                                    f"{commit.id:04d} {commit.sha[:12]} {name}: {commit.title}"))
-        elif kind == "quarantine":
-            drop, reason = str(event.get("drop", "")), str(event.get("reason", ""))
-            facts.quarantined.append((drop, reason))
-            facts.marks.append(Mark("quarantine", _agent_of_drop(drop), now,
-                                    f"quarantined {drop}: {reason}"))
-        elif kind == "summary":
+            agent(event.agent).decisions.append(commit.id)
+            facts.marks.append(Mark("commit", event.agent, now, f"{commit.id:04d} "
+                                    f"{commit.sha[:12]} {event.agent}: {commit.title}"))
+        elif isinstance(event, Quarantined):
+            facts.quarantined.append((event.drop, event.reason))
+            facts.marks.append(Mark("quarantine", _agent_of_drop(event.drop), now,
+                                    f"quarantined {event.drop}: {event.reason}"))
+        elif isinstance(event, Summary):
             facts.finished = True
-            facts.stopped = event.get("stopped")
-            facts.end = event.get("end")
-            for row in event.get("agents") or []:
-                a = agent(str(row.get("agent")))
-                if row.get("cost") is None:
+            facts.stopped = event.stopped
+            facts.end = event.end
+            for row in event.agents:
+                a = agent(row.agent)
+                if row.cost is None:
                     unpriced.add(a.name)
                 else:
-                    a.cost = (a.cost or 0.0) + float(row["cost"])
-        if who and kind in ("spawn", "llm", "reply", "tool", "done", "failed", "stop"):
+                    a.cost = (a.cost or 0.0) + row.cost
+        if who and event.event in ("spawn", "llm", "reply", "tool", "done", "failed", "stop"):
             last[who] = now
             ended[(who, rnd)] = now
     for (who, rnd), begin in spawned.items():
@@ -281,9 +275,9 @@ def fold(events: list[dict[str, Any]]) -> RunFacts:
     return facts
 
 
-def _path_argument(arguments: Any) -> str | None:
+def _path_argument(arguments: str) -> str | None:
     try:
-        value = json.loads(arguments) if isinstance(arguments, str) else arguments
+        value = json.loads(arguments)
     except json.JSONDecodeError:
         return None
     path = value.get("path") if isinstance(value, dict) else None

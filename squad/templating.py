@@ -10,6 +10,7 @@ the template instead of a traceback.
 from __future__ import annotations
 
 import operator
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,23 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return operator.mul(left, right)
 
 
+@dataclass(frozen=True)
+class Overrides:
+    """A repository's `templates/` as committed: (path below templates/, text) pairs. A run
+    renders with these rather than the working tree's, so a replay renders the same."""
+
+    files: tuple[tuple[str, str], ...]
+
+
+Templates = Path | Overrides | None  # a working tree's templates/, committed ones, or none
+
+
 @lru_cache(maxsize=16)
-def environment(root: Path | None = None) -> jinja2.Environment:
+def environment(root: Templates = None) -> jinja2.Environment:
     loaders: list[jinja2.BaseLoader] = []
-    if root is not None and (root / "templates").is_dir():
+    if isinstance(root, Overrides):
+        loaders.append(jinja2.DictLoader(dict(root.files)))
+    elif root is not None and (root / "templates").is_dir():
         loaders.append(jinja2.FileSystemLoader(root / "templates"))
     loaders.append(jinja2.FileSystemLoader(packaged_templates_dir()))
     return _Sandbox(
@@ -65,12 +79,17 @@ def environment(root: Path | None = None) -> jinja2.Environment:
     )
 
 
-def render(name: str, root: Path | None = None, **context: object) -> str:
+def _overridden(root: Templates, name: str) -> bool:
+    if isinstance(root, Overrides):
+        return any(path == name for path, _ in root.files)
+    return root is not None and (root / "templates" / name).exists()
+
+
+def render(name: str, root: Templates = None, **context: object) -> str:
     try:
         return environment(root).get_template(name).render(**context)
     except (jinja2.TemplateError, OSError, ValueError, TypeError, ArithmeticError,
             RecursionError, MemoryError) as exc:
-        where = f"templates/{name}" if root is not None and (root / "templates" / name).exists() \
-            else f"squad's template {name}"
+        where = f"templates/{name}" if _overridden(root, name) else f"squad's template {name}"
         detail = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise SquadError(f"{where}: cannot render: {type(exc).__name__}: {detail}") from None

@@ -237,7 +237,7 @@ class ToolBox:
         problem = self.ledger.problems_with(draft) if self.ledger is not None else None
         if problem:
             raise Refused(problem)
-        name = self.ws.inbox.drop(records.render(draft, self.ws.root),
+        name = self.ws.inbox.drop(records.render(draft, self.ws.templates),
                                   name=self._drop_name() if self._drop_name else None)
         self.drops.append(name)
         if self._on_drop:

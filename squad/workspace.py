@@ -5,6 +5,7 @@ The CLI builds one and hands it to every command, so commands stay thin.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,8 @@ from squad.dropbox import Inbox
 from squad.ledger import Ledger, render_index
 from squad.records import RECORD_NAME
 from squad.safety import check_layout
+from squad.snapshot import AGENTS_MD, Snapshot
+from squad.templating import Templates
 from squad.vcs import Repository, open_repo
 
 DECISIONS = "decisions"
@@ -27,6 +30,8 @@ class Workspace:
     repo: Repository
     config: Config
     clock: Clock = field(default_factory=default_clock)
+    env: Mapping[str, str] | None = None  # the environment applied to the config, if any
+    snapshot: Snapshot | None = None  # set: the inputs are read from this commit (a run)
 
     @classmethod
     def open(cls, start: Path, clock: Clock | None = None,
@@ -37,7 +42,32 @@ class Workspace:
         check_layout(repo.root)
         config = load_config(repo.root)
         return cls(repo, config if env is None else config.with_env(env),
-                   clock or default_clock())
+                   clock or default_clock(), env)
+
+    def at(self, commit: str) -> Workspace:
+        """This workspace with its inputs (AGENTS.md, charters, squad.toml, templates) read
+        from `commit` instead of the working tree: what a run's round works with."""
+        snapshot = Snapshot.read(self.repo, commit)
+        config = snapshot.settings()
+        return dataclasses.replace(
+            self, snapshot=snapshot,
+            config=config if self.env is None else config.with_env(self.env))
+
+    @property
+    def inputs(self) -> Path | Snapshot:
+        """Where AGENTS.md and template overrides are read: the snapshot, or the tree."""
+        return self.snapshot if self.snapshot is not None else self.root
+
+    @property
+    def templates(self) -> Templates:
+        return self.snapshot.templates if self.snapshot is not None else self.root
+
+    def agents_md(self) -> str | None:
+        """AGENTS.md as agents are shown it (None: there is none)."""
+        if self.snapshot is not None:
+            return self.snapshot.agents_md
+        path = self.root / AGENTS_MD
+        return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
 
     @property
     def root(self) -> Path:
@@ -70,7 +100,7 @@ class Workspace:
         if index is None:
             return False
         try:
-            rendered = render_index(ledger, self.root).encode()
+            rendered = render_index(ledger, self.templates).encode()
         except Exception:  # a broken template override: the commit itself will report it
             return False
         return self.repo.blob(index) == rendered

@@ -48,10 +48,10 @@ def test_an_agent_looks_around_records_a_decision_and_it_commits(
         team: Path, server: ScriptedServer) -> None:
     the_happy_script(server)
     ws = Workspace.open(team)
-    backend = connect(ws.config.with_env({"OPENAI_BASE_URL": server.base_url}), {}).backend
+    connection = connect(ws.config.with_env({"OPENAI_BASE_URL": server.base_url}), {})
     result = run_agent(ws, find_charter(team, "architect"), "Where do sessions live?",
-                       backend, ledger=Ledger())
-    backend.close()
+                       connection, ledger=Ledger())
+    connection.close()
     assert result.ok, result.error
     assert [use.name for use in result.tool_uses] == \
         ["list_files", "grep", "read_file", "record_decision"]
@@ -80,9 +80,9 @@ def test_malformed_arguments_and_refusals_go_back_to_the_model(
         Text("done"),
     )
     ws = Workspace.open(team)
-    backend = connect(ws.config.with_env({"OPENAI_BASE_URL": server.base_url}), {}).backend
-    result = run_agent(ws, find_charter(team, "architect"), "t", backend, ledger=Ledger())
-    backend.close()
+    connection = connect(ws.config.with_env({"OPENAI_BASE_URL": server.base_url}), {})
+    result = run_agent(ws, find_charter(team, "architect"), "t", connection, ledger=Ledger())
+    connection.close()
     assert result.ok
     assert [use.ok for use in result.tool_uses] == [False, False, False, True]
     tool_msgs = [m for m in server.requests[1].messages if m["role"] == "tool"]
@@ -95,9 +95,9 @@ def test_malformed_arguments_and_refusals_go_back_to_the_model(
 def test_429_then_success_is_retried(team: Path, server: ScriptedServer) -> None:
     server.enqueue(Error(429, "slow down", retry_after=0), Text("nothing to decide"))
     ws = Workspace.open(team)
-    backend = connect(ws.config.with_env({"OPENAI_BASE_URL": server.base_url}), {}).backend
-    result = run_agent(ws, find_charter(team, "tester"), "t", backend, ledger=Ledger())
-    backend.close()
+    connection = connect(ws.config.with_env({"OPENAI_BASE_URL": server.base_url}), {})
+    result = run_agent(ws, find_charter(team, "tester"), "t", connection, ledger=Ledger())
+    connection.close()
     assert result.ok and result.final == "nothing to decide"
     assert len(server.requests) == 2
 

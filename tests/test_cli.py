@@ -62,7 +62,7 @@ def test_user_errors_are_one_line_with_an_exit_code(repo: Path) -> None:
     (repo / "squad.toml").write_text("[coordinator]\nsettle_seconds = 'soon'\n")
     config = squad(repo, "ingest", check=False)
     assert config.returncode == 2
-    assert "squad.toml: coordinator.settle_seconds" in config.stderr
+    assert "squad.toml: field coordinator.settle_seconds" in config.stderr
 
 
 def test_ingest_exits_1_and_names_the_quarantined_drop(repo: Path) -> None:

@@ -239,6 +239,9 @@ def test_each_budget_refuses_the_next_call(team: Path, server: ScriptedServer, f
     assert len(server.requests) == 1  # the call in flight finished; none started after it
     stops = [e for e in stream if e["event"] == "stop"]
     assert [(e["agent"], e["call"]) for e in stops] == [("tester", 2)]
+    # one line says why the agent ended: the stop, not also a `failed` copy of it
+    assert [e["event"] for e in stream if e.get("agent") == "tester"][-1] == "stop"
+    assert not [e for e in stream if e["event"] in ("failed", "reply")]
     assert git(team, "status", "--porcelain") == ""
 
 
@@ -332,3 +335,35 @@ def test_a_run_on_a_terminal_shows_the_live_table_and_the_summary(
     assert "FAILED: " in summary and "tester endpoint down" in summary
     assert "review: git log -p " in summary
     assert "Traceback" not in screen
+
+
+def test_an_agent_that_crashes_fails_alone_and_its_sibling_commits(
+        team: Path, server: ScriptedServer) -> None:
+    """An endpoint that sends a token count as text makes the agent's own path raise an
+    exception squad does not expect (not a SquadError): that agent fails with one line, and
+    the sibling beside it still records and commits its decision."""
+    def responder(request: RecordedRequest) -> ToolCalls | Text:
+        charter = request.messages[1]["content"].split("# Your charter: ", 1)[1].split()[0]
+        if charter == "tester":
+            return Text("ok", cached_tokens="lots")  # type: ignore[arg-type]
+        if any(m["role"] == "tool" for m in request.messages):
+            return Text("done")
+        return ToolCalls([("record_decision", DECISION)])
+
+    server.responder = responder
+    result = squad(team, "run", "Add rate limiting", "--json", "--agents", "tester,docs",
+                   check=False, env={"OPENAI_BASE_URL": server.base_url})
+    assert result.returncode == 1 and "Traceback" not in result.stderr + result.stdout
+    stream = [json.loads(line) for line in result.stdout.splitlines()]
+    (failed,) = [e for e in stream if e["event"] == "failed"]
+    assert failed["agent"] == "tester" and failed["round"] == 1
+    assert failed["error"].startswith("ValidationError: 1 validation error for Usage")
+    assert "\n" not in failed["error"]
+    summary = stream[-1]
+    rows = {row["agent"]: row for row in summary["agents"]}
+    assert not rows["tester"]["ok"] and rows["tester"]["error"] == failed["error"]
+    assert rows["docs"]["ok"] and rows["docs"]["drops"] == 1
+    assert [(d["agent"], d["id"]) for d in summary["decisions"]] == [("docs", 1)]
+    assert git(team, "log", "-1", "--format=%s").startswith("squad run ")
+    replayed = squad(team, "replay", check=False, env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
+    assert replayed.returncode == 0, replayed.stdout  # the crashed call is in the cassette

@@ -76,8 +76,8 @@ def test_folders_named_like_a_record_or_a_setting_are_one_line_errors(repo: Path
 
 def test_a_folder_or_bad_yaml_among_the_charters_is_one_line(repo: Path) -> None:
     squad(repo, "init")
-    (repo / "agents/odd.md").mkdir()
-    result = squad(repo, "run", "goal", "--agents", "tester", check=False,
+    (repo / "agents/odd.md").mkdir()  # git keeps no empty folder: only `ask` reads it
+    result = squad(repo, "ask", "odd", "task", check=False,
                    env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
     assert "agents/odd.md" in one_line(result.stderr) and result.returncode == 2
     (repo / "agents/odd.md").rmdir()
@@ -85,6 +85,12 @@ def test_a_folder_or_bad_yaml_among_the_charters_is_one_line(repo: Path) -> None
     result = squad(repo, "ask", "odd", "task", check=False,
                    env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
     assert "agents/odd.md" in one_line(result.stderr) and result.returncode == 2
+    (repo / "agents/odd.md").write_text("---\nname: [odd\n---\nbody\n")
+    git(repo, "add", "agents/odd.md")
+    git(repo, "commit", "-qm", "a bad charter")
+    result = squad(repo, "run", "goal", "--agents", "tester", check=False,
+                   env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})  # a run reads the commit
+    assert "agents/odd.md at " in one_line(result.stderr) and result.returncode == 2
 
 
 ESCAPES = [

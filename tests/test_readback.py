@@ -65,10 +65,10 @@ BROKEN = {
         ("truncated", lambda lines: [*lines[:-1], lines[-1][:20]], "events.jsonl:"),
         ("a list", lambda lines: ["[1, 2]", *lines[1:]], "events.jsonl:1: not an event"),
         ("no run event", lambda lines: lines[1:], "does not start with a run event"),
-        ("wrong types", _events, "wrong type"),
+        ("wrong types", _events, "(commit event: field id: Input should be a valid integer)"),
         ("settings missing", lambda lines: [json.dumps({**json.loads(lines[0]),
                                                         "settings": 3}), *lines[1:]],
-         "events.jsonl: not a usable run log"),
+         "events.jsonl:1: not a usable run log (run event: field settings"),
         ("not UTF-8", lambda lines: ["\udcff", *lines], "events.jsonl:1: not JSON"),
     ],
     "cassette.jsonl": [

@@ -206,20 +206,25 @@ def test_choosing_runs(example: Path, tmp_path: Path) -> None:
 
 def test_a_hundred_agents_make_thin_lanes_in_order() -> None:
     """The timeline of a large run stays one screen-ish tall, lanes in natural order."""
+    from squad.budget import BudgetLimits
+    from squad.events import LoggedSettings, ModelCalled, RunStarted, Spawned, ToolUsed
+    from squad.llm.messages import Usage
     from squad.runfacts import fold
     from squad.timeline import layout
 
-    log: list[dict] = [{"event": "run", "run": "big", "goal": "g", "start": "0" * 40,
-                        "t": "2026-01-01T00:00:00Z", "settings": {}}]
+    settings = LoggedSettings(agents=None, rounds=1, concurrency=100, max_agents=100,
+                              limits=BudgetLimits())
+    log: list = [RunStarted(run="big", goal="g", start="0" * 40, squad="0", profile="openai",
+                            model=None, settings=settings, t="2026-01-01T00:00:00Z")]
     for n in range(1, 101):
-        log.append({"event": "spawn", "agent": f"a{n}", "round": 1, "model": "m",
-                    "t": "2026-01-01T00:00:00Z"})
+        log.append(Spawned(agent=f"a{n}", round=1, model="m", inputs=[], omitted=0,
+                           prompt_tokens_estimate=0, t="2026-01-01T00:00:00Z"))
         for call in range(1, 11):
-            log.append({"event": "llm", "agent": f"a{n}", "round": 1, "call": call,
-                        "usage": {"prompt_tokens": 5, "completion_tokens": 1},
-                        "t": f"2026-01-01T00:00:{call:02d}Z"})
-            log.append({"event": "tool", "agent": f"a{n}", "round": 1, "tool": "grep",
-                        "ok": call != 3, "arguments": "{}", "t": f"2026-01-01T00:00:{call:02d}Z"})
+            at = f"2026-01-01T00:00:{call:02d}Z"
+            log.append(ModelCalled(agent=f"a{n}", round=1, call=call, key="k", tool_calls=[],
+                                   usage=Usage(prompt_tokens=5, completion_tokens=1), t=at))
+            log.append(ToolUsed(agent=f"a{n}", round=1, tool="grep", ok=call != 3,
+                                arguments="{}", t=at))
     facts = fold(log)
     line = layout(facts)
     assert [lane.name for lane in line.lanes][:12] == [f"a{n}" for n in range(1, 13)]

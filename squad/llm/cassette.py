@@ -76,6 +76,12 @@ class Seam:
         except LLMError as exc:  # a failure is part of what happened: replay fails alike
             self._record(request, label, {"error": secrets.redact(exc.message)})
             raise
+        except Exception as exc:  # a reply squad could not take in (a bug): on replay, the
+            # call fails as an endpoint failure, so the run still replays to the same commits
+            detail = " ".join(str(exc).split())[:300]
+            self._record(request, label, {"error": secrets.redact(f"{type(exc).__name__}: "
+                                                                  f"{detail}")})
+            raise
         self._record(request, label, {"reply": reply.model_dump(mode="json")})
         return reply
 

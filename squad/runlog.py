@@ -1,0 +1,94 @@
+"""The run log: `.squad/runs/<id>/events.jsonl` written line by line, the settings as logged,
+and the summary that ends it (see `squad.events` for the lines themselves)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import IO
+
+from squad import events
+from squad.clock import Clock, format_instant
+from squad.events import (
+    AgentRow,
+    DecisionRow,
+    Event,
+    Listener,
+    LoggedSettings,
+    QuarantineRow,
+    Summary,
+)
+from squad.outcome import Outcome, RunSettings
+from squad.workspace import Workspace
+
+
+class RunLog:
+    """`.squad/runs/<id>/events.jsonl`: one typed event per line, in the order things happened.
+
+    The file stays open for the run (one open, not one per line) and every line is flushed
+    as it is written, so a crash loses nothing that was logged. Each event is stamped with
+    its sequence number and time here, then handed to `forward` (the live view)."""
+
+    def __init__(self, clock: Clock, forward: Listener | None = None) -> None:
+        self._clock, self._forward = clock, forward
+        self.path: Path | None = None  # None: events are only forwarded (a replay)
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._out: IO[str] | None = None
+
+    def write_to(self, path: Path) -> None:
+        """From now on, write every event to `path` too."""
+        self.path = path
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            self._seq += 1
+            event = event.model_copy(update={"seq": self._seq,
+                                             "t": format_instant(self._clock())})
+            if self.path is not None:
+                if self._out is None:
+                    self._out = self.path.open("a", encoding="utf-8", errors="replace")
+                self._out.write(events.to_line(event) + "\n")
+                self._out.flush()
+        if self._forward:
+            self._forward(event)
+
+    def move_to(self, path: Path) -> None:
+        """Write on at `path` (the caller moves the file there after this returns)."""
+        with self._lock:
+            self.close_file()
+            if self.path is not None:
+                self.path = path
+
+    def close_file(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+
+def logged_settings(settings: RunSettings) -> LoggedSettings:
+    return LoggedSettings(agents=list(settings.agents) if settings.agents else None,
+                          rounds=settings.rounds, concurrency=settings.concurrency,
+                          max_agents=settings.max_agents, limits=settings.limits,
+                          branch=settings.branch)
+
+
+def summarize(outcome: Outcome, ws: Workspace) -> Summary:
+    """The run's last event: what `squad run` prints, and what a report reads back."""
+    prices = ws.config.prices
+    return Summary(
+        run=outcome.run_id, start=outcome.start, end=outcome.end, ok=outcome.ok,
+        stopped=outcome.stopped,
+        decisions=[DecisionRow(id=i, agent=a, sha=s, drop=d)
+                   for d, i, s, a in outcome.committed],
+        quarantined=[QuarantineRow(drop=d, reason=r) for d, r in outcome.quarantined],
+        agents=[AgentRow(agent=res.agent, round=r, ok=res.ok, error=res.error,
+                         calls=res.calls, drops=len(res.drops),
+                         prompt_tokens=res.usage.prompt_tokens,
+                         completion_tokens=res.usage.completion_tokens,
+                         cached_tokens=res.usage.cached_tokens, cost=res.cost(prices))
+                for r, res in outcome.results],
+        review=(f"git log -p {outcome.start[:12]}..{outcome.end[:12]}"
+                if outcome.committed else None),
+        nothing_decided=outcome.why_nothing(),
+        log=outcome.log)
