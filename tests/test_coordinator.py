@@ -205,3 +205,15 @@ def test_unsafe_state_raises_a_squad_error(repo: Path, ws: Workspace) -> None:
     git(repo, "checkout", "-q", "--detach")
     with pytest.raises(UnsafeRepoError, match="detached"):
         Coordinator(ws).ingest()
+
+
+def test_a_hidden_file_in_the_inbox_is_not_a_drop_and_is_left_alone(ws: Workspace) -> None:
+    ws.inbox.drop(drop_text("Real"), name="a.md")
+    (ws.inbox.new / ".DS_Store").write_bytes(b"\x00\x01finder")
+    (ws.inbox.new / ".a.md.swp").write_text("an editor's swap file\n")
+    report = Coordinator(ws).ingest()
+    assert [r.title for r in report.committed] == ["Real"]
+    assert report.quarantined == []
+    assert ws.inbox.ready() == []
+    assert (ws.inbox.new / ".DS_Store").read_bytes() == b"\x00\x01finder"
+    assert not list((ws.root / "decisions").glob("quarantine/*"))
