@@ -172,8 +172,7 @@ def _commit_drops(ws: Workspace, names: list[str], author: str | None) -> PassRe
     coordinator = Coordinator(ws, author=author)
     report = PassReport()
     with coordinator.session(on_busy=_busy):
-        for name in names:
-            coordinator.take(name, report)
+        coordinator.take_all(names, report)
     _report(report, False)
     return report
 

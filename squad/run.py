@@ -428,21 +428,31 @@ class Run:
     # ---- the coordinator, beside the agents ---------------------------------------------
 
     def _coordinate(self, coordinator: Coordinator, outcome: Outcome) -> None:
+        """Commit drops as they arrive; drops that arrive together (a burst of agents) are
+        one group commit: one fsync round, one branch move, one index write."""
         waiting: set[str] = set()
         while True:
-            name = self._arrivals.get()
+            names = [self._arrivals.get()]
+            while names[-1] is not None:
+                try:
+                    names.append(self._arrivals.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                if name is None:
-                    return
                 if self._coordinator_error:
                     continue
-                for ready in self._in_order(name, waiting):
+                ready = [r for name in names if name is not None
+                         for r in self._in_order(name, waiting)]
+                if ready:
                     self._take(coordinator, ready, outcome)
             except BaseException as exc:  # kept for the main thread; drops stay in the inbox
                 self._coordinator_error = exc
                 self.budget.interrupt(f"the coordinator stopped: {exc}")
             finally:
-                self._arrivals.task_done()
+                for _ in names:
+                    self._arrivals.task_done()
+            if names[-1] is None:
+                return
 
     def _in_order(self, name: str, waiting: set[str]) -> Iterator[str]:
         if self.script is None:
@@ -457,10 +467,11 @@ class Run:
             yield order[self._next_in_order]
             self._next_in_order += 1
 
-    def _take(self, coordinator: Coordinator, name: str, outcome: Outcome) -> None:
+    def _take(self, coordinator: Coordinator, names: list[str], outcome: Outcome) -> None:
         report = PassReport()
-        coordinator.take(name, report)
-        for record, sha in zip(report.committed, report.commits, strict=True):
+        coordinator.take_all(names, report)
+        for record, sha, name in zip(report.committed, report.commits, report.drops,
+                                     strict=True):
             outcome.committed.append((name, record.id, sha, record.agent))
             self.log("commit", {"drop": name, "id": record.id, "sha": sha,
                                 "agent": record.agent, "title": record.title,
