@@ -8,8 +8,9 @@ place that says what is done:
 2. validate it; a bad drop gets `quarantine/<name>.reason` written first, then the drop is
    renamed next to it (re-running the pair after a crash gives the same result);
 3. number, date and chain it, and commit the record and the regenerated index straight into
-   the object store; moving the branch is the commit point;
-4. write the two files into the working tree and the user's index (`vcs.settle`);
+   the object store; moving the branch is the commit point (for a group of drops taken
+   together: each its own commit, chained, and the branch moved once to the last);
+4. write the files into the working tree and the user's index (`vcs.settle`);
 5. remove the drop.
 
 A kill anywhere leaves a state the next pass recognises: before 3 the drop is simply still
