@@ -1,4 +1,4 @@
-"""The coordinator beside the agents: drops are committed one at a time, as they arrive.
+"""The coordinator beside the agents: drops are committed as they arrive, in groups.
 
 Agents hand the names of their drops to `put` from their threads; one thread takes them in
 the order `order` releases them (arrival order when recording, the recorded order on replay)
@@ -46,27 +46,37 @@ class Arrivals:
         self._thread.join()
 
     def _coordinate(self) -> None:
+        """Drops that arrived together (a burst of agents) are one group commit: one fsync
+        round, one branch move, one index write (see `Coordinator.take_all`)."""
         waiting: set[str] = set()
         while True:
-            name = self._queue.get()
+            names = [self._queue.get()]
+            while names[-1] is not None:
+                try:
+                    names.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                if name is None:
-                    return
-                if self.error:
-                    continue
-                for ready in self._in_order(name, waiting):
+                ready = [] if self.error else \
+                    [r for name in names if name is not None
+                     for r in self._in_order(name, waiting)]
+                if ready:
                     self._take(ready)
             except BaseException as exc:  # kept for the main thread; drops stay in the inbox
                 self.error = exc
                 self._on_error(exc)
             finally:
-                self._queue.task_done()
+                for _ in names:
+                    self._queue.task_done()
+            if names[-1] is None:  # the run's last arrival: whatever happened, stop here
+                return
 
-    def _take(self, name: str) -> None:
+    def _take(self, names: list[str]) -> None:
         coordinator, outcome = self._coordinator, self._outcome
         report = PassReport()
-        coordinator.take(name, report)
-        for record, sha in zip(report.committed, report.commits, strict=True):
+        coordinator.take_all(names, report)
+        for record, sha, name in zip(report.committed, report.commits, report.drops,
+                                     strict=True):
             outcome.committed.append((name, record.id, sha, record.agent))
             self.log(Committed(drop=name, id=record.id, sha=sha, agent=record.agent,
                                title=record.title, date=format_instant(record.date)))

@@ -43,7 +43,7 @@ def parse_charter(text: str, where: str) -> Charter:
         raise UsageError(f"{where}: a charter starts with YAML front matter between '---' lines")
     end = text.index("\n---\n", 3)
     try:
-        meta = yaml.safe_load(text[4 : end + 1])
+        meta = yaml.load(text[4 : end + 1], Loader=yaml.CSafeLoader)
     except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
         raise UsageError(f"{where}: front matter is not valid YAML: "
                          f"{' '.join(str(exc).split())[:200]}") from None

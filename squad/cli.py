@@ -173,8 +173,7 @@ def _commit_drops(ws: Workspace, names: list[str], author: str | None) -> PassRe
     coordinator = Coordinator(ws, author=author)
     report = PassReport()
     with coordinator.session(on_busy=_busy):
-        for name in names:
-            coordinator.take(name, report)
+        coordinator.take_all(names, report)
     _report(report, False)
     return report
 
@@ -851,6 +850,9 @@ def report(ctx: click.Context, run_ids: tuple[str, ...], since: str | None, fmt:
 
     ws = _workspace(ctx)
     runs = reports.select_runs(ws, run_ids, since)
+    if not runs and since is None:
+        raise UsageError(f"no recorded run in {reports.RUNS}/ at HEAD; `squad run` records "
+                         "one, and --since REF reports the decisions added since REF")
     if and_replay:
         for run_id in runs:
             verdict = run_replay(ws, run_id)
@@ -863,7 +865,7 @@ def report(ctx: click.Context, run_ids: tuple[str, ...], since: str | None, fmt:
             write_atomic(output, text.encode())
             err.print(f"wrote {output}")
         return
-    for path in reports.write_html(ws, runs, output or Path("squad-report")):
+    for path in reports.write_html(ws, runs, output or reports.default_folder()):
         click.echo(f"wrote {path}")
 
 

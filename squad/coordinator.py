@@ -8,8 +8,9 @@ place that says what is done:
 2. validate it; a bad drop gets `quarantine/<name>.reason` written first, then the drop is
    renamed next to it (re-running the pair after a crash gives the same result);
 3. number, date and chain it, and commit the record and the regenerated index straight into
-   the object store; moving the branch is the commit point;
-4. write the two files into the working tree and the user's index (`vcs.settle`);
+   the object store; moving the branch is the commit point (for a group of drops taken
+   together: each its own commit, chained, and the branch moved once to the last);
+4. write the files into the working tree and the user's index (`vcs.settle`);
 5. remove the drop.
 
 A kill anywhere leaves a state the next pass recognises: before 3 the drop is simply still
@@ -50,6 +51,7 @@ class PassReport:
     recovered: int = 0
     kept: list[tuple[str, str]] = field(default_factory=list)  # user's path, where it went now
     waiting_for: float | None = None  # seconds until a loose inbox file settles
+    drops: list[str] = field(default_factory=list)  # the drop each committed record came from
 
 
 class Coordinator:
@@ -66,6 +68,7 @@ class Coordinator:
         self._done: set[tuple[str, str]] = set()
         self.writers: dict[tuple[str, str], str] = {}  # drop key -> remote writer, for trailers
         self._settled: tuple[int, int, int] | None = None  # the index as our last settle left it
+        self._settled_head: str | None = None  # the commit our last settle wrote out
 
     # ---- state --------------------------------------------------------------------------
 
@@ -81,7 +84,7 @@ class Coordinator:
             names = commit.trailers.get("Squad-Drop", [])
             hashes = commit.trailers.get("Squad-Drop-Hash", [])
             self._done.update(zip(names, hashes, strict=False))
-        self._head = head
+        self._head = self._settled_head = head
         self._sweep_temporaries()
         self._recover(repo.list_dir(DECISIONS, head))
 
@@ -151,10 +154,7 @@ class Coordinator:
             return report
         try:
             with self.session(stop, on_busy):
-                for name in inbox.ready():
-                    if stop is not None and stop.is_set():
-                        break
-                    self.take(name, report)
+                self.take_all(inbox.ready(), report, stop)
         except Stopped:
             pass
         return report
@@ -176,47 +176,97 @@ class Coordinator:
 
     def take(self, name: str, report: PassReport) -> None:
         """Commit, quarantine or (if an earlier pass committed it) remove one drop."""
+        self.take_all([name], report)
+
+    def take_all(self, names: list[str], report: PassReport,
+                 stop: threading.Event | None = None) -> None:
+        """Take drops in the given order as one group commit: each valid drop is still its
+        own commit (the same objects and SHAs as one at a time), but the objects are made
+        durable, the branch moved and the working tree written once for the group, so a
+        backlog or a burst of agents costs one fsync round and two git processes, not that
+        per drop. With `stop`, no drop is started once it is set; those in hand finish."""
+        base, group = self._head, []
+        try:
+            for name in names:
+                if stop is not None and stop.is_set():
+                    break
+                taken = self._prepare(name, report)
+                if taken is not None:
+                    group.append(taken)
+        finally:
+            if group:
+                self._publish(base, group, report)
+
+    def _prepare(self, name: str, report: PassReport) -> tuple[str, Record, str, str] | None:
+        """Validate one drop and write its commit on top of the group so far; returns
+        (drop name, record, its path, commit) to be published, None when it was handled."""
         path = self.ws.inbox.new / name
         try:
             info = os.lstat(path)
         except FileNotFoundError:
-            return  # another coordinator took it
+            return None  # another coordinator took it
         if not stat.S_ISREG(info.st_mode):
             kind = "a symlink" if stat.S_ISLNK(info.st_mode) else "not a regular file"
-            return self._quarantine(name, f"{kind}; a drop must be a regular file", report)
+            self._quarantine(name, f"{kind}; a drop must be a regular file", report)
+            return None
         limit = self.ws.config.coordinator.max_drop_bytes
         if info.st_size > limit:
-            return self._quarantine(
+            self._quarantine(
                 name, f"{info.st_size} bytes, over the {limit}-byte limit for a drop", report)
+            return None
         data = path.read_bytes()
         key = (trailer_name(name), digest(data))
         if key in self._done:
             os.unlink(path)
             report.recovered += 1
             self.log(f"removed {name}: already committed by an interrupted pass")
-            return
+            return None
         try:
             draft = parse_draft(decode(data))
             problem = self._ledger.problems_with(draft)
         except RecordError as exc:
-            return self._quarantine(name, exc.message, report)
+            self._quarantine(name, exc.message, report)
+            return None
         except Exception as exc:  # one drop that trips anything must not block the others
             detail = " ".join(str(exc).split())[:200]
-            return self._quarantine(name, f"could not be validated: {type(exc).__name__}: "
-                                          f"{detail}", report)
+            self._quarantine(name, f"could not be validated: {type(exc).__name__}: "
+                                   f"{detail}", report)
+            return None
         if draft.run is not None and draft.run != self.run and name.startswith(f"{draft.run}.r"):
-            return self._quarantine(name, ORPHAN.format(run=draft.run), report)
+            self._quarantine(name, ORPHAN.format(run=draft.run), report)
+            return None
         if problem:
-            return self._quarantine(name, problem, report)
-        record = self._commit(draft, key, report)
-        os.unlink(path)
-        self._done.add(key)
-        report.committed.append(record)
-        report.commits.append(self._head or "")
-        self.log(f"committed {record.id:04d} {record.title} ({name})")
+            self._quarantine(name, problem, report)
+            return None
+        record, where = self._commit(draft, key, report)
+        self._done.add(key)  # the same bytes under the same name again are a duplicate
+        return name, record, where, self._head or ""
+
+    def _publish(self, base: str | None, group: list[tuple[str, Record, str, str]],
+                 report: PassReport) -> None:
+        """The commit point of a group: move the branch from `base` to the group's last
+        commit (objects made durable first); then write the working tree and the index, then
+        remove the drops. A kill before the move leaves every drop waiting; after it, their
+        trailers say they are done and `_recover` finishes the files."""
+        repo, last = self.ws.repo, group[-1][3]
+        try:
+            repo.move_branch(last, base, group[-1][1].title)
+        except SquadError:
+            self._head = "unknown"  # reload the log from git on the next pass
+            raise
+        repo.settle([*(where for _, _, where, _ in group), INDEX], last)
+        self._settled, self._settled_head = self._index_stamp(), last
+        for name, record, _, sha in group:
+            os.unlink(self.ws.inbox.new / name)
+            report.committed.append(record)
+            report.commits.append(sha)
+            report.drops.append(name)
+            self.log(f"committed {record.id:04d} {record.title} ({name})")
 
     def _commit(self, draft: Draft, key: tuple[str, str],
-                report: PassReport | None = None) -> Record:
+                report: PassReport | None = None) -> tuple[Record, str]:
+        """Number, date and chain the draft and write its commit on top of `_head`; the
+        branch does not move (see `_publish`). Returns the record and its path."""
         ledger, repo = self._ledger, self.ws.repo
         now = self.ws.clock()
         if ledger.last_date and now < ledger.last_date:
@@ -241,14 +291,12 @@ class Coordinator:
         self._keep_users_versions([path, INDEX], report or PassReport())
         message = record.title + "\n\n" + "".join(f"{k}: {v}\n" for k, v in trailers)
         try:
-            self._head = repo.commit({path: data, INDEX: index}, message, now, self._head,
-                                     author=self.author)
+            self._head = repo.make_commit_on(self._head, {path: data, INDEX: index}, message,
+                                             now, author=self.author)
         except SquadError:
-            self._head = "unknown"  # reload the log from git on the next pass
+            self._head = "unknown"
             raise
-        repo.settle([path, INDEX])
-        self._settled = self._index_stamp()
-        return record
+        return record, path
 
     def _index_stamp(self) -> tuple[int, int, int] | None:
         try:
@@ -266,7 +314,7 @@ class Coordinator:
         staged = {} if stamp is not None and stamp == self._settled else \
             repo.index_entries(*paths)
         for path in paths:
-            before = repo.file_sha(path, self._head)
+            before = repo.file_sha(path, self._settled_head)  # what the tree should hold
             target = self.ws.root / path
             theirs_staged = staged.get(path, before) not in (before, None)
             if not theirs_staged and _holds(target, {before} if before else set()):

@@ -88,9 +88,10 @@ class Inbox:
         return wait
 
     def ready(self) -> list[str]:
-        """Names of complete drops, in the order the coordinator takes them."""
+        """Names of complete drops, in the order the coordinator takes them. A hidden file
+        (a desktop's `.DS_Store`, an editor's swap file) is not a drop, as in Maildir."""
         try:
-            return sorted(os.listdir(self.new))
+            return sorted(n for n in os.listdir(self.new) if not n.startswith("."))
         except FileNotFoundError:
             return []
 

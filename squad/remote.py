@@ -226,10 +226,7 @@ class RemoteCoordinator:
                 self._sync(trunk, drops, report, stop)
                 with self.coordinator.session(stop):
                     self._materialize(drops)
-                    for name in self.ws.inbox.ready():
-                        if stop is not None and stop.is_set():
-                            break
-                        self.coordinator.take(name, report)
+                    self.coordinator.take_all(self.ws.inbox.ready(), report, stop)
             except Stopped:
                 return report
             head = self.ws.repo.head()
@@ -341,6 +338,7 @@ class RemoteCoordinator:
             repo.reset_keep(trunk, head)
             report.committed.clear()
             report.commits.clear()
+            report.drops.clear()
             self.log(f"rebuilding {len(local)} record(s) on {self.remote}'s trunk "
                      f"{trunk[:12]}")
 

@@ -216,6 +216,16 @@ def markdown(ws: Workspace, runs: list[str], since: str | None) -> str:
     return _render(ws, "report/report.md.j2", runs=views, decisions=decisions, since=since)
 
 
+def default_folder() -> Path:
+    """`squad-report/`, made to ignore itself (a `.gitignore` of `*` inside, as pytest does
+    for its cache), so a later `git add .` does not commit pages squad can write again."""
+    folder = Path("squad-report")
+    if not folder.exists():
+        folder.mkdir()
+        write_atomic(folder / ".gitignore", b"# written by squad report\n*\n")
+    return folder
+
+
 def write_html(ws: Workspace, runs: list[str], output: Path) -> list[Path]:
     """One page per run, plus an index page unless `output` names a single .html file."""
     reporter = Reporter(ws)

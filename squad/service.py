@@ -279,8 +279,7 @@ class DecisionService:
                     with self._coordinator.session(_AT_ONCE):
                         self._coordinator.take(name, mine)
                         rest = PassReport()
-                        for other in self._writer.inbox.ready():
-                            self._coordinator.take(other, rest)
+                        self._coordinator.take_all(self._writer.inbox.ready(), rest)
                 except Stopped:
                     pass  # the lock is busy: look again in a moment
                 except SquadError as exc:

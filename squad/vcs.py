@@ -328,7 +328,14 @@ class Repository:
 
         `author` (`Name <email>`) names who decided; squad stays the committer. Without it
         the author is squad's fixed IDENTITY, which a replay reproduces."""
-        self.ensure_safe()
+        sha = self.make_commit_on(parent, files, message, when, author=author)
+        self.move_branch(sha, parent, message.splitlines()[0])
+        return sha
+
+    def make_commit_on(self, parent: str | None, files: dict[str, bytes], message: str,
+                       when: datetime, *, author: str | None = None) -> str:
+        """Write a commit of `parent`'s tree with `files` changed; no ref moves, nothing is
+        durable yet (see `move_branch`). A chain of these, then one move, is a group commit."""
         self._written.clear()
         tree = self._write_tree(self._root_tree(parent),
                                 {tuple(path.split("/")): data for path, data in files.items()})
@@ -336,16 +343,19 @@ class Repository:
         lines = [f"tree {tree}"] + ([f"parent {parent}"] if parent else [])
         lines += [f"author {author or IDENTITY} {seconds}", f"committer {IDENTITY} {seconds}",
                   "", message]
-        sha = self._store("commit", "\n".join(lines).encode())
+        return self._store("commit", "\n".join(lines).encode())
+
+    def move_branch(self, new: str, old: str | None, what: str) -> None:
+        """The commit point: make every object written so far durable, then move the branch
+        from `old` (compare-and-swap) to `new`; `what` goes into the reflog."""
+        self.ensure_safe()
         self._sync_objects()
         try:
-            self._repo.git.update_ref("-m", f"squad: {message.splitlines()[0]}",
-                                      self.branch(), sha, parent or _ZERO)
+            self._repo.git.update_ref("-m", f"squad: {what}", self.branch(), new, old or _ZERO)
         except git.GitCommandError as exc:
             raise UnsafeRepoError(
                 f"{self.root}: the branch moved while squad was committing: "
                 f"{_stderr(exc)}; drops are kept") from None
-        return sha
 
     def settle(self, paths: list[str], commit: str | None = None,
                overwrite: bool = True) -> None:

@@ -154,11 +154,14 @@ def test_killed_after_the_commit_before_files_and_drop_were_handled(ws: Workspac
     # committed, but the working tree and the user's index still show the commit before.
     crashed = Coordinator(Workspace.open(ws.root, clock=ws.clock))
     crashed._load()
+    base = crashed._head
     crashed._commit(parse_draft(text), (trailer_name("b.md"), digest(text.encode())))
+    assert crashed._head and git(ws.root, "rev-parse", "HEAD").strip() == base
+    crashed.ws.repo.move_branch(crashed._head, base, "Second")  # the commit point, then kill
     git(ws.root, "read-tree", "HEAD~1")
     git(ws.root, "checkout", "HEAD~1", "--", "decisions/README.md")
     git(ws.root, "read-tree", "HEAD~1")
-    (ws.root / "decisions/0002-second.md").unlink()
+    assert not (ws.root / "decisions/0002-second.md").exists()
     head = git(ws.root, "rev-parse", "HEAD")
     assert git(ws.root, "status", "--porcelain") != ""
 
@@ -205,3 +208,38 @@ def test_unsafe_state_raises_a_squad_error(repo: Path, ws: Workspace) -> None:
     git(repo, "checkout", "-q", "--detach")
     with pytest.raises(UnsafeRepoError, match="detached"):
         Coordinator(ws).ingest()
+
+
+def test_a_hidden_file_in_the_inbox_is_not_a_drop_and_is_left_alone(ws: Workspace) -> None:
+    ws.inbox.drop(drop_text("Real"), name="a.md")
+    (ws.inbox.new / ".DS_Store").write_bytes(b"\x00\x01finder")
+    (ws.inbox.new / ".a.md.swp").write_text("an editor's swap file\n")
+    report = Coordinator(ws).ingest()
+    assert [r.title for r in report.committed] == ["Real"]
+    assert report.quarantined == []
+    assert ws.inbox.ready() == []
+    assert (ws.inbox.new / ".DS_Store").read_bytes() == b"\x00\x01finder"
+    assert not list((ws.root / "decisions").glob("quarantine/*"))
+
+
+def test_a_backlog_is_one_group_commit_a_commit_per_decision_one_branch_move(
+        ws: Workspace) -> None:
+    """Each decision keeps its own commit, but the branch moves once for the backlog; squad's
+    own README of an earlier commit in the group is never mistaken for the user's."""
+    for n in range(1, 6):
+        ws.inbox.drop(drop_text(f"Decision {n}"), name=f"drop-{n}.md")
+    (ws.root / "decisions" / "0004-decision-4.md").write_text("my notes\n")  # the user's
+    moves_before = len(git(ws.root, "reflog", "show", "main").splitlines())
+    report = Coordinator(ws).ingest()
+    assert [r.id for r in report.committed] == [1, 2, 3, 4, 5]
+    assert report.drops == [f"drop-{n}.md" for n in range(1, 6)]
+    assert report.kept == [("decisions/0004-decision-4.md", "decisions/0004-decision-4.md.mine")]
+    assert len(git(ws.root, "reflog", "show", "main").splitlines()) == moves_before + 1
+    shas = git(ws.root, "rev-list", "-5", "HEAD").split()
+    assert shas[::-1] == report.commits
+    for sha, n in zip(shas[::-1], range(1, 6), strict=True):
+        changed = git(ws.root, "show", "--name-only", "--format=", sha).split()
+        assert changed == [f"decisions/000{n}-decision-{n}.md", "decisions/README.md"]
+    assert git(ws.root, "status", "--porcelain") == "?? decisions/0004-decision-4.md.mine\n"
+    assert ws.inbox.ready() == []
+    assert verify(ws) == []

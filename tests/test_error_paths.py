@@ -7,10 +7,7 @@ import json
 import os
 import pty
 import re
-import signal
-import stat
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,72 +15,35 @@ from typing import Any
 import pytest
 from scripted_server import Error, RecordedRequest, ScriptedServer, Text, ToolCalls
 
+from squad.coordinator import Coordinator, PassReport
+from squad.errors import UnsafeRepoError
+from squad.verify import verify
+from squad.workspace import Workspace
 from tests.conftest import SQUAD, drop_text, git, squad
 
-# Moves the branch once, right after squad's first commit lands, as a person committing at
-# that moment would: squad's next compare-and-swap then finds the branch elsewhere.
-MOVE_ONCE = """#!/bin/sh
-[ "$1" = committed ] || exit 0
-grep -q ' refs/heads/main$' || exit 0
-flag="$(git rev-parse --git-dir)/moved-once"
-[ -e "$flag" ] && exit 0
-touch "$flag"
-new=$(git commit-tree -p main -m 'a person commits meanwhile' 'main^{tree}')
-git update-ref refs/heads/main "$new"
-"""
 
-
-def _move_branch_once(repo: Path) -> None:
-    hook = repo / ".git/hooks/reference-transaction"
-    hook.write_text(MOVE_ONCE)
-    hook.chmod(hook.stat().st_mode | stat.S_IXUSR)
-
-
-def test_a_branch_moved_mid_ingest_fails_the_swap_keeps_the_drop_and_reloads(
-        repo: Path) -> None:
-    squad(repo, "init")
-    _move_branch_once(repo)
-    inbox = repo / "decisions/inbox/new"
-    inbox.mkdir(parents=True, exist_ok=True)
-    (inbox / "a.md").write_text(drop_text("First"))
-    (inbox / "b.md").write_text(drop_text("Second"))
-    failed = squad(repo, "ingest", check=False)
-    assert failed.returncode != 0 and "Traceback" not in failed.stderr
-    assert "the branch moved while squad was committing" in failed.stderr
-    assert "drops are kept" in failed.stderr
-    assert (inbox / "b.md").exists() and not (inbox / "a.md").exists()
-    # the next pass reloads from the moved branch and commits on top of the person's commit
-    squad(repo, "ingest")
-    subjects = git(repo, "log", "--format=%s", "-3").splitlines()
-    assert subjects == ["Second", "a person commits meanwhile", "First"]
-    assert list(inbox.iterdir()) == []
-    assert squad(repo, "verify").returncode == 0
-
-
-
-def test_watch_reloads_after_a_failed_swap_and_commits_on_the_moved_branch(
-        repo: Path) -> None:
-    """One long-lived coordinator: its failed commit must not leave it on a stale head."""
-    squad(repo, "init")
-    _move_branch_once(repo)
-    inbox = repo / "decisions/inbox/new"
-    inbox.mkdir(parents=True, exist_ok=True)
-    (inbox / "a.md").write_text(drop_text("First"))
-    (inbox / "b.md").write_text(drop_text("Second"))
-    proc = subprocess.Popen([*SQUAD, "watch"], cwd=repo, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while list(inbox.iterdir()) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=20)
-    assert proc.returncode == 0 and "Traceback" not in stderr
-    assert "waiting: " in stderr and "the branch moved while squad was committing" in stderr
-    assert "resumed" in stderr
-    subjects = git(repo, "log", "--format=%s", "-3").splitlines()
-    assert subjects == ["Second", "a person commits meanwhile", "First"]
-    assert squad(repo, "verify").returncode == 0
+def test_a_branch_moved_mid_pass_fails_the_swap_keeps_the_drops_and_reloads(
+        ws: Workspace) -> None:
+    """A person commits between the coordinator's reading of the branch and its
+    compare-and-swap: nothing of the group lands, every drop is kept, and the same
+    long-lived coordinator (as in `squad watch`) reloads and commits on the moved branch."""
+    ws.inbox.drop(drop_text("First"), name="a.md")
+    ws.inbox.drop(drop_text("Second"), name="b.md")
+    coordinator, report = Coordinator(ws), PassReport()
+    with coordinator.session():
+        moved = git(ws.root, "commit-tree", "-p", "main", "-m", "a person commits meanwhile",
+                    "main^{tree}").strip()
+        git(ws.root, "update-ref", "refs/heads/main", moved)
+        with pytest.raises(UnsafeRepoError, match=r"the branch moved while squad was "
+                                                   r"committing: .*; drops are kept"):
+            coordinator.take_all(ws.inbox.ready(), report)
+    assert ws.inbox.ready() == ["a.md", "b.md"] and report.committed == []
+    assert git(ws.root, "rev-parse", "main").strip() == moved
+    again = coordinator.ingest()
+    assert [r.title for r in again.committed] == ["First", "Second"]
+    assert git(ws.root, "log", "--format=%s", "-3").splitlines() == [
+        "Second", "First", "a person commits meanwhile"]
+    assert ws.inbox.ready() == [] and verify(ws) == []
 
 
 # ---- replay verdicts --------------------------------------------------------------------

@@ -204,6 +204,20 @@ def test_choosing_runs(example: Path, tmp_path: Path) -> None:
     assert git(example, "status", "--porcelain") == ""
 
 
+def test_the_default_folder_ignores_itself_and_no_run_is_a_clear_error(
+        example: Path, repo: Path) -> None:
+    written = squad(example, "report").stdout.split()
+    assert "squad-report/index.html" in written
+    assert git(example, "status", "--porcelain", "--ignored=no") == ""
+    squad(example, "report")  # a second report writes over squad's own pages
+    result = squad(repo, "report", check=False)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == ("squad: no recorded run in .squad/runs/ at HEAD; `squad run` "
+                             "records one, and --since REF reports the decisions added since "
+                             "REF\n")
+    assert not (repo / "squad-report").exists()
+
+
 def test_a_hundred_agents_make_thin_lanes_in_order() -> None:
     """The timeline of a large run stays one screen-ish tall, lanes in natural order."""
     from squad.budget import BudgetLimits

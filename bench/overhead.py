@@ -1,0 +1,208 @@
+"""Benchmark: squad's per-call overhead over the bare `openai` client, in-process.
+
+N agents in parallel, each making T = 2 calls (a `record_decision` tool call, then "done"),
+against the scripted OpenAI server running in a child process (so the server does not
+compete with the client for the GIL), with a reply latency L.
+
+- **bare openai**: N threads, each sending the very request bodies squad sent (captured in a
+  warm-up run) with one shared `openai.OpenAI` client: the floor any agent framework pays.
+- **squad**: `Run.execute()` in this process on a fresh copy of a prepared repository, on
+  tmpfs (/dev/shm) and on disk; it includes routing-free fan-out, the tools, the drop-box, the
+  coordinator's N commits and the run-log commit.
+
+Δ ms/call = (squad wall - bare wall) / (N x T); efficiency = ideal / wall with ideal = T x L.
+Medians of --repeat interleaved runs; files created by squad per run are counted (file
+creation is slow on this disk).
+
+Run: .venv/bin/python bench/overhead.py [--repeat 9] [--agents 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection as Pipe
+from pathlib import Path
+from typing import Any
+
+from fanout import prepare, responder  # bench/fanout.py: the same repository and replies
+from isolation import isolate_env
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from scripted_server import ScriptedServer  # noqa: E402
+
+from squad.budget import BudgetLimits  # noqa: E402
+from squad.config import load_config  # noqa: E402
+from squad.connection import connect  # noqa: E402
+from squad.llm.cassette import Seam  # noqa: E402
+from squad.run import Run, RunSettings  # noqa: E402
+from squad.workspace import Workspace  # noqa: E402
+
+TURNS = 2
+
+
+def _serve(latency: float, pipe: Pipe) -> None:
+    with ScriptedServer() as server:
+        server.responder = responder(latency)
+        pipe.send(server.base_url)
+        pipe.recv()  # until told to stop
+
+
+class ServerProcess:
+    """The scripted server in a forked child: its HTTP work runs on the other core."""
+
+    def __init__(self, latency: float) -> None:
+        here, there = multiprocessing.get_context("fork").Pipe()
+        self._pipe = here
+        self._proc = multiprocessing.get_context("fork").Process(
+            target=_serve, args=(latency, there), daemon=True)
+        self._proc.start()
+        self.base_url: str = here.recv()
+
+    def close(self) -> None:
+        self._pipe.send("stop")
+        self._proc.join(5)
+        if self._proc.is_alive():
+            self._proc.kill()
+
+
+def squad_run(template: Path, where: Path, base_url: str, n: int) -> tuple[float, int]:
+    """Wall seconds of one in-process run of n agents, and the files it created."""
+    repo = where / f"run-{time.monotonic_ns()}"
+    shutil.copytree(template, repo, symlinks=True)
+    before = _count_files(repo)
+    os.environ["OPENAI_BASE_URL"] = base_url
+    ws = Workspace.open(repo, env=os.environ)
+    connection = connect(ws.config)
+    agents = tuple(f"a{i:02d}" for i in range(1, n + 1))
+    settings = RunSettings(goal="Pick an option", agents=agents, concurrency=n,
+                           limits=BudgetLimits())
+    try:
+        start = time.perf_counter()
+        outcome = Run(ws, settings, Seam("record", connection.backend),
+                      profile=connection.profile, model=connection.model).execute()
+        wall = time.perf_counter() - start
+    finally:
+        connection.close()
+        ws.repo.close()
+    if len(outcome.committed) != n:
+        sys.exit(f"squad run committed {len(outcome.committed)} of {n}: {outcome.why_nothing()}")
+    created = _count_files(repo) - before
+    shutil.rmtree(repo)
+    return wall, created
+
+
+def _count_files(repo: Path) -> int:
+    return sum(len(files) for _, _, files in os.walk(repo))
+
+
+def capture(template: Path, where: Path, n: int) -> list[list[dict[str, Any]]]:
+    """The request bodies squad sends, per agent, in order (a warm-up run, server in-process)."""
+    with ScriptedServer() as server:
+        server.responder = responder(0.0)
+        squad_run(template, where, server.base_url, n)
+        per_agent: dict[str, list[dict[str, Any]]] = {}
+        for request in server.requests:
+            content = request.messages[1]["content"]
+            agent = content.split("# Your charter: ", 1)[1].split(" ", 1)[0]
+            per_agent.setdefault(agent, []).append(request.body)
+    return list(per_agent.values())
+
+
+def bare_run(bodies: list[list[dict[str, Any]]], base_url: str) -> float:
+    """Wall seconds of N threads sending the same bodies with one bare openai client."""
+    import openai
+
+    client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=60)
+    barrier = threading.Barrier(len(bodies) + 1)
+
+    def agent(calls: list[dict[str, Any]]) -> None:
+        barrier.wait()
+        for body in calls:
+            client.chat.completions.create(**body)
+
+    threads = [threading.Thread(target=agent, args=(calls,)) for calls in bodies]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    client.close()
+    return wall
+
+
+def interleaved(repeat: int, runs: dict[str, Callable[[], float]]) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, run in runs.items():
+            times[name].append(run())
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=9, help="runs per point (median)")
+    parser.add_argument("--agents", type=int, default=16, help="N")
+    parser.add_argument("--latency", type=float, default=0.2, help="L of the second table")
+    args = parser.parse_args()
+    console, n = Console(stderr=True), args.agents
+    med = statistics.median
+    with tempfile.TemporaryDirectory(prefix="squad-bench-") as tmp, \
+            tempfile.TemporaryDirectory(prefix="squad-bench-", dir="/dev/shm") as shm:
+        isolate_env(Path(tmp) / "home")
+        template = prepare(Path(tmp) / "template")
+        load_config(template)  # fail early on a bad settings file
+        console.print(f"capturing the requests of N={n} ...")
+        bodies = capture(template, Path(tmp), n)
+        calls = sum(len(b) for b in bodies)
+        files: dict[str, int] = {}
+        rows = []
+        for latency in (0.0, args.latency):
+            server = ServerProcess(latency)
+            try:
+                def squad_at(where: Path, key: str) -> Callable[[], float]:
+                    def run() -> float:
+                        wall, created = squad_run(template, where, server.base_url, n)
+                        files[key] = created
+                        return wall
+                    return run
+                console.print(f"L={latency:g}: {args.repeat} interleaved runs of each ...")
+                times = interleaved(args.repeat, {
+                    "bare openai": lambda: bare_run(bodies, server.base_url),
+                    "squad, in-process, tmpfs": squad_at(Path(shm), "tmpfs"),
+                    "squad, in-process, disk": squad_at(Path(tmp), "disk"),
+                })
+            finally:
+                server.close()
+            rows.append((latency, {name: med(t) for name, t in times.items()}))
+    table = Table(title=f"per-call overhead over bare openai, N={n}, T={TURNS} calls per "
+                        f"agent ({calls} calls), median of {args.repeat}")
+    for name in ("", "wall s at L=0", "Δ ms/call", "ratio", f"wall s at L={args.latency:g}",
+                 "efficiency", "files/run"):
+        table.add_column(name, justify="right")
+    (_, zero), (_, slow) = rows
+    ideal = TURNS * args.latency
+    for name in zero:
+        delta = (zero[name] - zero["bare openai"]) / calls * 1000
+        table.add_row(name, f"{zero[name]:.3f}", f"{delta:+.1f}",
+                      f"{zero[name] / zero['bare openai']:.2f}", f"{slow[name]:.3f}",
+                      f"{ideal / slow[name]:.2f}",
+                      str(files.get(name.rsplit(", ", 1)[-1], "-")))
+    Console(width=130).print(table)
+
+
+if __name__ == "__main__":
+    main()
