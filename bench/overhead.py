@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from multiprocessing.connection import Connection as Pipe
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,6 @@ from scripted_server import ScriptedServer  # noqa: E402
 from squad.budget import BudgetLimits  # noqa: E402
 from squad.config import load_config  # noqa: E402
 from squad.connection import connect  # noqa: E402
-from squad.llm.cassette import Seam  # noqa: E402
 from squad.run import Run, RunSettings  # noqa: E402
 from squad.workspace import Workspace  # noqa: E402
 
@@ -90,8 +90,7 @@ def squad_run(template: Path, where: Path, base_url: str, n: int) -> tuple[float
                            limits=BudgetLimits())
     try:
         start = time.perf_counter()
-        outcome = Run(ws, settings, Seam("record", connection.backend),
-                      profile=connection.profile, model=connection.model).execute()
+        outcome = Run(ws, settings, connection).execute()
         wall = time.perf_counter() - start
     finally:
         connection.close()
@@ -101,6 +100,12 @@ def squad_run(template: Path, where: Path, base_url: str, n: int) -> tuple[float
     created = _count_files(repo) - before
     shutil.rmtree(repo)
     return wall, created
+
+
+def squad_wall(template: Path, where: Path, base_url: str, n: int, files: dict[str, int],
+               key: str) -> float:
+    wall, files[key] = squad_run(template, where, base_url, n)
+    return wall
 
 
 def _count_files(repo: Path) -> int:
@@ -173,17 +178,13 @@ def main() -> None:
         for latency in (0.0, args.latency):
             server = ServerProcess(latency)
             try:
-                def squad_at(where: Path, key: str) -> Callable[[], float]:
-                    def run() -> float:
-                        wall, created = squad_run(template, where, server.base_url, n)
-                        files[key] = created
-                        return wall
-                    return run
                 console.print(f"L={latency:g}: {args.repeat} interleaved runs of each ...")
                 times = interleaved(args.repeat, {
-                    "bare openai": lambda: bare_run(bodies, server.base_url),
-                    "squad, in-process, tmpfs": squad_at(Path(shm), "tmpfs"),
-                    "squad, in-process, disk": squad_at(Path(tmp), "disk"),
+                    "bare openai": partial(bare_run, bodies, server.base_url),
+                    "squad, in-process, tmpfs": partial(squad_wall, template, Path(shm),
+                                                        server.base_url, n, files, "tmpfs"),
+                    "squad, in-process, disk": partial(squad_wall, template, Path(tmp),
+                                                       server.base_url, n, files, "disk"),
                 })
             finally:
                 server.close()
