@@ -87,6 +87,7 @@ class Repository:
         self.git_dir = Path(repo.git_dir)
         self._objects = Path(repo.common_dir) / "objects"
         self._trees: dict[str, list[tuple[bytes, int, str]]] = {}
+        self._roots: dict[str, str] = {}  # commit -> its root tree
         self._written: dict[str, tuple[str, bytes]] = {}  # objects of our latest commit
         self._reading = threading.Lock()
         self._unsynced: set[Path] = set()  # object folders whose new names are not yet durable
@@ -189,8 +190,10 @@ class Repository:
     def _root_tree(self, commit: str | None) -> str | None:
         if commit is None:
             return None
-        _, data = self._read(commit)
-        return data[5:45].decode()
+        if commit not in self._roots:  # a commit never changes: one read per commit
+            _, data = self._read(commit)
+            self._roots[commit] = data[5:45].decode()
+        return self._roots[commit]
 
     def _lookup(self, tree: str | None, path: str) -> tuple[int, str] | None:
         parts = path.strip("/").split("/")
@@ -343,7 +346,9 @@ class Repository:
         lines = [f"tree {tree}"] + ([f"parent {parent}"] if parent else [])
         lines += [f"author {author or IDENTITY} {seconds}", f"committer {IDENTITY} {seconds}",
                   "", message]
-        return self._store("commit", "\n".join(lines).encode())
+        sha = self._store("commit", "\n".join(lines).encode())
+        self._roots[sha] = tree
+        return sha
 
     def move_branch(self, new: str, old: str | None, what: str) -> None:
         """The commit point: make every object written so far durable, then move the branch
