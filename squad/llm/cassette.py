@@ -99,14 +99,16 @@ class Seam:
         if self.mode != "record" or self._path is None:
             return
         full = request.to_openai()
+        # An agent's calls come one at a time from its own thread, so its delta base is
+        # its own; only the file (and the sets) need the lock, not the JSON work.
+        line = json.dumps({"label": [label.agent, label.round, label.call],
+                           "key": request.key(),
+                           "request": _delta(self._previous.get((label.agent, label.round)),
+                                             full),
+                           **outcome}, sort_keys=True, ensure_ascii=False)
         with self._lock:
             if label in self._abandoned:
                 return
-            line = json.dumps({"label": [label.agent, label.round, label.call],
-                               "key": request.key(),
-                               "request": _delta(self._previous.get((label.agent, label.round)),
-                                                 full),
-                               **outcome}, sort_keys=True, ensure_ascii=False)
             self._previous[(label.agent, label.round)] = full
             with self._path.open("a", encoding="utf-8") as out:
                 out.write(line + "\n")
