@@ -14,6 +14,11 @@ compete with the client for the GIL), with a reply latency L.
 Medians of --repeat interleaved runs; files created by squad per run are counted (file
 creation is slow on this disk).
 
+The second table is the command a user types: `squad run GOAL --agents ... --json` as a
+process against the same server: Popen to the server receiving the first model request
+(against a bare `python -c "import openai; ...create(...)"` process doing one call), and the
+efficiency at L (ideal T x L over the whole process's wall time).
+
 Run: .venv/bin/python bench/overhead.py [--repeat 9] [--agents 16]
 """
 
@@ -24,6 +29,7 @@ import multiprocessing
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -108,6 +114,46 @@ def squad_wall(template: Path, where: Path, base_url: str, n: int, files: dict[s
     return wall
 
 
+def _serve_stamped(latency: float, pipe: Pipe) -> None:
+    """The server, stamping (with the shared monotonic clock) when each request arrives."""
+    with ScriptedServer() as server:
+        reply = responder(latency)
+
+        def stamped(request: Any) -> Any:
+            pipe.send(time.monotonic())
+            return reply(request)
+
+        server.responder = stamped
+        pipe.send(server.base_url)
+        pipe.recv()
+
+
+def first_call(args: list[str], cwd: Path, latency: float) -> tuple[float, float]:
+    """(Popen to the first request, Popen to exit) of a command, seconds."""
+    ctx = multiprocessing.get_context("fork")
+    here, there = ctx.Pipe()
+    server = ctx.Process(target=_serve_stamped, args=(latency, there), daemon=True)
+    server.start()
+    base_url = here.recv()
+    try:
+        start = time.monotonic()
+        done = subprocess.run(args, cwd=cwd, capture_output=True, text=True,
+                              env={**os.environ, "OPENAI_BASE_URL": base_url})
+        end = time.monotonic()
+        if done.returncode != 0:
+            sys.exit(f"{args[:4]} exited {done.returncode}: {done.stderr[-1500:]}")
+        first = here.recv()
+        return first - start, end - start
+    finally:
+        here.send("stop")
+        server.join(5)
+
+
+BARE = ("import os, openai; c = openai.OpenAI(base_url=os.environ['OPENAI_BASE_URL'], "
+        "api_key='x'); c.chat.completions.create(model='m', messages=[{'role': 'user', "
+        "'content': 'hi'}, {'role': 'assistant', 'content': 'hello'}])")
+
+
 def _count_files(repo: Path) -> int:
     return sum(len(files) for _, _, files in os.walk(repo))
 
@@ -162,6 +208,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=9, help="runs per point (median)")
     parser.add_argument("--agents", type=int, default=16, help="N")
     parser.add_argument("--latency", type=float, default=0.2, help="L of the second table")
+    parser.add_argument("--command-only", action="store_true", help="only the second table")
     args = parser.parse_args()
     console, n = Console(stderr=True), args.agents
     med = statistics.median
@@ -170,6 +217,8 @@ def main() -> None:
         isolate_env(Path(tmp) / "home")
         template = prepare(Path(tmp) / "template")
         load_config(template)  # fail early on a bad settings file
+        if args.command_only:
+            return command_table(args.repeat, n, args.latency, console, template)
         console.print(f"capturing the requests of N={n} ...")
         bodies = capture(template, Path(tmp), n)
         calls = sum(len(b) for b in bodies)
@@ -189,6 +238,7 @@ def main() -> None:
             finally:
                 server.close()
             rows.append((latency, {name: med(t) for name, t in times.items()}))
+        command_table(args.repeat, n, args.latency, console, template)
     table = Table(title=f"per-call overhead over bare openai, N={n}, T={TURNS} calls per "
                         f"agent ({calls} calls), median of {args.repeat}")
     for name in ("", "wall s at L=0", "Δ ms/call", "ratio", f"wall s at L={args.latency:g}",
@@ -202,6 +252,31 @@ def main() -> None:
                       f"{zero[name] / zero['bare openai']:.2f}", f"{slow[name]:.3f}",
                       f"{ideal / slow[name]:.2f}",
                       str(files.get(name.rsplit(", ", 1)[-1], "-")))
+    Console(width=130).print(table)
+
+
+def command_table(repeat: int, n: int, latency: float, console: Console, template: Path,
+                  ) -> None:
+    with tempfile.TemporaryDirectory(prefix="squad-bench-") as tmp:
+        agents = ",".join(f"a{i:02d}" for i in range(1, n + 1))
+        firsts, walls, bares = [], [], []
+        console.print(f"the command: {repeat} runs ...")
+        for _ in range(repeat):
+            repo = Path(tmp) / f"run-{time.monotonic_ns()}"
+            shutil.copytree(template, repo, symlinks=True)
+            first, wall = first_call([sys.executable, "-m", "squad", "run", "Pick an option",
+                                      "--agents", agents, "--concurrency", str(n), "--json"],
+                                     repo, latency)
+            firsts.append(first)
+            walls.append(wall)
+            bares.append(first_call([sys.executable, "-c", BARE], Path(tmp), latency)[0])
+    med = statistics.median
+    table = Table(title=f"the `squad run` command, N={n}, L={latency:g}, median of {repeat}")
+    for name in ("", "Popen to first model request s", "wall s", "efficiency"):
+        table.add_column(name, justify="right")
+    table.add_row("bare python + openai, one call", f"{med(bares):.3f}", "-", "-")
+    table.add_row("squad run", f"{med(firsts):.3f}", f"{med(walls):.3f}",
+                  f"{TURNS * latency / med(walls):.2f}")
     Console(width=130).print(table)
 
 
