@@ -26,6 +26,7 @@ from typing import IO, Any
 
 import pytest
 import yaml
+from helpers import SQUAD, START, drop_text, git, squad
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -38,7 +39,6 @@ from squad.safety import BIDI_CONTROLS
 from squad.scaffold import init
 from squad.verify import verify
 from squad.workspace import Workspace
-from tests.conftest import SQUAD, START, drop_text, git, squad
 
 LIMIT = 2048  # max_drop_bytes in the fuzzed repositories (the smallest squad.toml allows is 1024)
 MIN_MALFORMED = 1000  # the in-process fuzz must feed at least this many bad drops

@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import git, squad
 from scripted_server import RecordedRequest, ScriptedServer, Text, ToolCalls
-
-from tests.conftest import git, squad
 
 OFFLINE = {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}  # nothing listens there
 

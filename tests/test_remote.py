@@ -15,10 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import SQUAD, clone, git, squad
 
 from squad.errors import UsageError
 from squad.remote import check_writer, default_writer
-from tests.conftest import SQUAD, git, squad
 
 
 def _committed(stdout: str) -> list[str]:
@@ -26,16 +26,10 @@ def _committed(stdout: str) -> list[str]:
     return [re.sub(r"  \(committed [0-9a-f]{12}\)$", "", line) for line in stdout.splitlines()]
 
 
-def clone(remote: Path, where: Path) -> Path:
-    subprocess.run(["git", "clone", "-q", str(remote), str(where)], check=True,
-                   capture_output=True)
-    return where
-
-
 @pytest.fixture
-def remote(repo: Path, tmp_path: Path) -> Path:
+def remote(initialized_no_agents: Path, tmp_path: Path) -> Path:
     """A bare remote holding a squad-initialised main."""
-    squad(repo, "init", "--no-agents")
+    repo = initialized_no_agents
     bare = tmp_path / "remote.git"
     subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True)
     return bare
