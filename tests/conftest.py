@@ -178,3 +178,25 @@ def two_agent_run(templates: Templates, tmp_path: Path) -> tuple[Path, str]:
     """`team` holding one recorded run of architect and tester, one decision each."""
     return templates.copy("two-agent-run", _recorded(
         decide_once, "--agents", "architect,tester"), tmp_path / "repo")
+
+
+# ---- order: the longest tests start first, each on its own worker -------------------------
+
+# Longest first (the two SIGKILL tortures, then the other long stress tests); xdist's `load`
+# scheduling with `--maxschedchunk=1` (pyproject) hands each worker two tests to begin with
+# and then one at a time, so interleaving these with short ones starts one per worker at once
+# and no long test is left to run alone at the end while the other workers idle.
+LONGEST = ("test_torture.py::", "test_remote_torture.py::")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((n for n, name in enumerate(LONGEST) if name in item.nodeid), len(LONGEST))
+
+    slow = sorted((i for i in items if i.get_closest_marker("slow")), key=rank)
+    rest = [i for i in items if not i.get_closest_marker("slow")]
+    ordered: list[pytest.Item] = []
+    for n, item in enumerate(slow):
+        ordered += [item, *rest[n:n + 1]]
+    ordered += rest[len(slow):]
+    items[:] = ordered
