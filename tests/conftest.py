@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from helpers import (  # noqa: F401  (re-exported for modules that import them f
     AGENTS,
     SQUAD,
     START,
+    Templates,
     copy_repo,
     decide,
     decide_once,
@@ -87,38 +87,9 @@ def server() -> Iterator[ScriptedServer]:
 
 # ---- templates: built once per test process, copied per test ---------------------------------
 
-class Templates:
-    """Repositories built on first use by the real commands, then only copied.
-
-    Each is built in its own isolated home (as every test runs), and what its builder returns
-    (a run id, say) is kept next to it.
-    """
-
-    def __init__(self, factory: pytest.TempPathFactory) -> None:
-        self.factory = factory
-        self.built: dict[str, tuple[Path, Any]] = {}
-
-    def get(self, name: str, build: Callable[[Path], Any]) -> tuple[Path, Any]:
-        if name not in self.built:
-            with self._isolated():
-                where = self.factory.mktemp(f"template-{name}") / "repo"
-                self.built[name] = (where, build(where))
-        return self.built[name]
-
-    @contextmanager
-    def _isolated(self) -> Iterator[None]:
-        with pytest.MonkeyPatch.context() as monkeypatch:
-            _isolate(monkeypatch, self.factory.mktemp("template-home"))
-            yield
-
-    def copy(self, name: str, build: Callable[[Path], Any], where: Path) -> tuple[Path, Any]:
-        template, made = self.get(name, build)
-        return copy_repo(template, where), made
-
-
 @pytest.fixture(scope="session")
 def templates(tmp_path_factory: pytest.TempPathFactory) -> Templates:
-    return Templates(tmp_path_factory)
+    return Templates(tmp_path_factory, _isolate)
 
 
 def _initialized(where: Path) -> None:

@@ -14,12 +14,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+import pytest
 from scripted_server import RecordedRequest, Text, ToolCalls
 
 SQUAD = [sys.executable, "-m", "squad"]
@@ -64,6 +66,37 @@ def copy_repo(template: Path, where: Path) -> Path:
         subprocess.run(["git", "update-index", "-q", "--refresh"], cwd=where,
                        capture_output=True)
     return where
+
+
+class Templates:
+    """Repositories built on first use by the real commands, then only copied.
+
+    Each is built in its own isolated home (as every test runs), and what its builder returns
+    (a run id, say) is kept next to it.
+    """
+
+    def __init__(self, factory: pytest.TempPathFactory,
+                 isolate: Callable[[pytest.MonkeyPatch, Path], None]) -> None:
+        self.factory = factory
+        self.isolate = isolate
+        self.built: dict[str, tuple[Path, Any]] = {}
+
+    def get(self, name: str, build: Callable[[Path], Any]) -> tuple[Path, Any]:
+        if name not in self.built:
+            with self._isolated():
+                where = self.factory.mktemp(f"template-{name}") / "repo"
+                self.built[name] = (where, build(where))
+        return self.built[name]
+
+    @contextmanager
+    def _isolated(self) -> Iterator[None]:
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            self.isolate(monkeypatch, self.factory.mktemp("template-home"))
+            yield
+
+    def copy(self, name: str, build: Callable[[Path], Any], where: Path) -> tuple[Path, Any]:
+        template, made = self.get(name, build)
+        return copy_repo(template, where), made
 
 
 def clone(remote: Path, where: Path) -> Path:
