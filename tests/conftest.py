@@ -1,37 +1,46 @@
-"""Shared fixtures: real git repositories in temp folders, squad run as a real process."""
+"""Shared fixtures: real git repositories in temp folders, squad run as a real process.
+
+Setup that many tests share and none of them is about (`squad init`, a recorded run) is done
+once per test process into a template, and each test gets its own copy of it: the copy is a
+real repository like any other, only cheaper than running the same commands again.
+"""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from helpers import (  # noqa: F401  (re-exported for modules that import them from here)
+    AGENTS,
+    SQUAD,
+    START,
+    Templates,
+    copy_repo,
+    decide,
+    decide_once,
+    drop_text,
+    events,
+    git,
+    squad,
+)
 from scripted_server import ScriptedServer
 
 from squad.clock import fixed_clock
 from squad.workspace import Workspace
 
-SQUAD = [sys.executable, "-m", "squad"]
-START = datetime(2026, 1, 1, tzinfo=UTC)
+GITCONFIG = ("[user]\n\tname = Test User\n\temail = test@example.com\n"
+             "[init]\n\tdefaultBranch = main\n")
+# The settings of a squad that talks to the scripted server (prices so that costs show).
+TEAM_SETTINGS = ("[llm]\nmodel = 'scripted'\nmax_retries = 0\ntimeout = 60\n"
+                 "[prices.scripted]\nprompt = 1.0\ncompletion = 2.0\n")
 
 
-def git(repo: Path, *args: str, **kwargs: object) -> str:
-    out = subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
-                         text=True, **kwargs)  # type: ignore[call-overload]
-    return out.stdout
-
-
-@pytest.fixture(autouse=True)
-def _isolated_git(tmp_path_factory: pytest.TempPathFactory,
-                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test sees the machine's git config or squad settings."""
-    home = tmp_path_factory.mktemp("home")
-    (home / ".gitconfig").write_text(
-        "[user]\n\tname = Test User\n\temail = test@example.com\n[init]\n\tdefaultBranch = main\n")
+def _isolate(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    (home / ".gitconfig").write_text(GITCONFIG)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     for name in list(os.environ):
@@ -39,16 +48,26 @@ def _isolated_git(tmp_path_factory: pytest.TempPathFactory,
             monkeypatch.delenv(name)
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    """A git repository with one commit of the user's own."""
-    root = tmp_path / "repo"
+@pytest.fixture(autouse=True)
+def _isolated_git(tmp_path_factory: pytest.TempPathFactory,
+                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the machine's git config or squad settings."""
+    _isolate(monkeypatch, tmp_path_factory.mktemp("home"))
+
+
+def _make_repo(root: Path) -> Path:
     root.mkdir()
     git(root, "init", "-q", "-b", "main")
     (root / "app.py").write_text("print('hello')\n")
     git(root, "add", "app.py")
     git(root, "commit", "-q", "-m", "initial")
     return root
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repository with one commit of the user's own."""
+    return _make_repo(tmp_path / "repo")
 
 
 @pytest.fixture
@@ -66,17 +85,89 @@ def server() -> Iterator[ScriptedServer]:
         yield srv
 
 
-def squad(repo: Path, *args: str, check: bool = True, env: dict[str, str] | None = None,
-          **kwargs: object) -> subprocess.CompletedProcess[str]:
-    """Run the real `squad` command in `repo` as a separate process."""
-    result = subprocess.run([*SQUAD, *args], cwd=repo, capture_output=True, text=True,
-                            env={**os.environ, **(env or {})}, **kwargs)  # type: ignore[call-overload]
-    if check and result.returncode != 0:
-        raise AssertionError(f"squad {' '.join(args)} exited {result.returncode}:\n"
-                             f"{result.stdout}\n{result.stderr}")
-    return result
+# ---- templates: built once per test process, copied per test ---------------------------------
+
+@pytest.fixture(scope="session")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> Templates:
+    return Templates(tmp_path_factory, _isolate)
 
 
-def drop_text(title: str, agent: str = "tester", **extra: str) -> str:
-    lines = [f"title: {title!r}", f"agent: {agent}"] + [f"{k}: {v}" for k, v in extra.items()]
-    return "---\n" + "\n".join(lines) + "\n---\n\n## Context\n\nc\n\n## Decision\n\nd\n"
+def _initialized(where: Path) -> None:
+    squad(_make_repo(where), "init")
+
+
+def _initialized_no_agents(where: Path) -> None:
+    squad(_make_repo(where), "init", "--no-agents")
+
+
+def _team(where: Path) -> None:
+    _initialized(where)
+    (where / "squad.toml").write_text(TEAM_SETTINGS)
+    git(where, "commit", "-qam", "settings")
+
+
+def _recorded(responder: Callable[..., Any], *args: str) -> Callable[[Path], str]:
+    def build(where: Path) -> str:
+        _team(where)
+        with ScriptedServer() as srv:
+            srv.responder = responder
+            out = squad(where, "run", "Add rate limiting", "--json", *args,
+                        env={"OPENAI_BASE_URL": srv.base_url}).stdout
+        return events(out)[-1]["run"]
+    return build
+
+
+@pytest.fixture
+def initialized(templates: Templates, tmp_path: Path) -> Path:
+    """`repo` after `squad init` (charters included), committed."""
+    return templates.copy("initialized", _initialized, tmp_path / "repo")[0]
+
+
+@pytest.fixture
+def initialized_no_agents(templates: Templates, tmp_path: Path) -> Path:
+    """`repo` after `squad init --no-agents`, committed."""
+    return templates.copy("initialized-no-agents", _initialized_no_agents, tmp_path / "repo")[0]
+
+
+@pytest.fixture
+def team(templates: Templates, tmp_path: Path) -> Path:
+    """An initialised repository whose committed settings point at the scripted model."""
+    return templates.copy("team", _team, tmp_path / "repo")[0]
+
+
+@pytest.fixture
+def four_agent_run(templates: Templates, tmp_path: Path) -> tuple[Path, str]:
+    """`team` holding one recorded run: four agents, two rounds, eight decisions; the server
+    is gone. Returns the repository and the run id."""
+    return templates.copy("four-agent-run", _recorded(
+        decide, "--agents", ",".join(AGENTS), "--rounds", "2", "--concurrency", "4"),
+        tmp_path / "repo")
+
+
+@pytest.fixture
+def two_agent_run(templates: Templates, tmp_path: Path) -> tuple[Path, str]:
+    """`team` holding one recorded run of architect and tester, one decision each."""
+    return templates.copy("two-agent-run", _recorded(
+        decide_once, "--agents", "architect,tester"), tmp_path / "repo")
+
+
+# ---- order: the longest tests start first, each on its own worker -------------------------
+
+# Longest first (the two SIGKILL tortures, then the other long stress tests); xdist's `load`
+# scheduling with `--maxschedchunk=1` (pyproject) hands each worker two tests to begin with
+# and then one at a time, so interleaving these with short ones starts one per worker at once
+# and no long test is left to run alone at the end while the other workers idle.
+LONGEST = ("test_torture.py::", "test_remote_torture.py::")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        return next((n for n, name in enumerate(LONGEST) if name in item.nodeid), len(LONGEST))
+
+    slow = sorted((i for i in items if i.get_closest_marker("slow")), key=rank)
+    rest = [i for i in items if not i.get_closest_marker("slow")]
+    ordered: list[pytest.Item] = []
+    for n, item in enumerate(slow):
+        ordered += [item, *rest[n:n + 1]]
+    ordered += rest[len(slow):]
+    items[:] = ordered

@@ -3,36 +3,30 @@
 Why: mocking the ``openai`` client hides what we need to test (retries, timeouts, SSE
 parsing, error mapping), so tests drive the *real* client over a real 127.0.0.1 socket.
 Replies come from a FIFO queue (``enqueue``), else a ``responder`` callable (for parallel
-agents whose request order is not deterministic).
-
-Standalone: ``python tests/scripted_server.py --port 0 --script replies.json [--echo]``
-prints the base URL as its first stdout line and serves until SIGTERM/SIGINT.
+agents whose request order is not deterministic). It serves what squad asks of an endpoint:
+non-streamed chat completions (text or tool calls, with usage), error statuses, and delays
+that run into the client's timeout; nothing squad never sends (streaming, say) is faked here.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import itertools
 import json
 import math
-import signal
 import socket
-import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-__all__ = ["NO_REPLY", "Error", "Hang", "RecordedRequest", "Reply", "ScriptedServer", "Text",
-           "ToolCalls", "reply_from_dict"]
+__all__ = ["NO_REPLY", "Error", "RecordedRequest", "Reply", "ScriptedServer", "Text",
+           "ToolCalls"]
 
 CREATED = 1_700_000_000  # fixed so responses are deterministic
 DEFAULT_MODEL = "scripted-model"
-ECHO_TEXT = "scripted echo"
 NO_REPLY = "scripted server: no reply queued"
 _ERROR_CODES = {401: "invalid_api_key", 404: "not_found", 429: "rate_limit_exceeded"}
 
@@ -70,11 +64,6 @@ class Error:
     delay: float = 0.0
 
 
-def Hang(seconds: float) -> Error:
-    """Sleep ``seconds`` (interruptible by ``stop()``), then answer 504: for client timeouts."""
-    return Error(504, f"scripted server: hung for {seconds}s", delay=seconds)
-
-
 Reply = Text | ToolCalls | Error
 
 
@@ -101,20 +90,6 @@ class RecordedRequest:
     def system(self) -> str | None:
         """Content of the first system message, handy for responders."""
         return next((m.get("content") for m in self.messages if m.get("role") == "system"), None)
-
-
-def reply_from_dict(d: dict[str, Any]) -> Reply:
-    """Build a reply from its JSON-script form, e.g. ``{"type": "text", "content": "hi"}``."""
-    kind, rest = d["type"], {k: v for k, v in d.items() if k != "type"}
-    if kind == "tool_calls":
-        rest["calls"] = [tuple(c) for c in rest["calls"]]
-    types: dict[str, Any] = {"text": Text, "tool_calls": ToolCalls, "error": Error, "hang": Hang}
-    return types[kind](**rest)
-
-
-def _pieces(s: str, n: int = 3) -> list[str]:
-    size = max(1, math.ceil(len(s) / n))
-    return [s[i : i + size] for i in range(0, len(s), size)]
 
 
 def _error_body(status: int, message: str) -> dict[str, Any]:
@@ -146,12 +121,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         req = self._record({})
-        if req.path == "/v1/models":
-            data = [{"id": m, "object": "model", "created": CREATED, "owned_by": "scripted"}
-                    for m in self.server.owner.models_seen() or [DEFAULT_MODEL]]
-            self._json(200, {"object": "list", "data": data})
-        else:
-            self._json(404, _error_body(404, f"scripted server: unknown path {req.path}"))
+        self._json(404, _error_body(404, f"scripted server: unknown path {req.path}"))
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -172,7 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
             extra = {} if reply.retry_after is None else {"Retry-After": f"{reply.retry_after:g}"}
             return self._json(reply.status, _error_body(reply.status, reply.message), extra)
         if body.get("stream"):
-            return self._stream(req, reply)
+            return self._json(400, _error_body(400, "scripted server: streaming is not served"))
         return self._json(200, self.server.owner._completion(req, reply))
 
     def _record(self, body: dict[str, Any]) -> RecordedRequest:
@@ -194,38 +164,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
 
-    def _stream(self, req: RecordedRequest, reply: Text | ToolCalls) -> None:
-        full = self.server.owner._completion(req, reply)
-        msg = full["choices"][0]["message"]
-        include_usage = bool((req.body.get("stream_options") or {}).get("include_usage"))
-        head = {"id": full["id"], "object": "chat.completion.chunk", "created": CREATED,
-                "model": full["model"]}
-        self._head(200, {"Content-Type": "text/event-stream; charset=utf-8",
-                         "Cache-Control": "no-cache", "Transfer-Encoding": "chunked"})
-
-        def send(obj: Any) -> None:  # one SSE event per HTTP chunk
-            data = f"data: {obj if isinstance(obj, str) else json.dumps(obj)}\n\n".encode()
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-
-        def event(delta: dict[str, Any], finish: str | None = None) -> None:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-            send({**head, "choices": [choice], **({"usage": None} if include_usage else {})})
-
-        event({"role": "assistant", "content": ""})
-        for piece in _pieces(msg["content"] or ""):
-            event({"content": piece})
-        for i, call in enumerate(msg.get("tool_calls") or []):
-            fn = call["function"]
-            event({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
-                                   "function": {"name": fn["name"], "arguments": ""}}]})
-            for piece in _pieces(fn["arguments"]):
-                event({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
-        event({}, full["choices"][0]["finish_reason"])
-        if include_usage:
-            send({**head, "choices": [], "usage": full["usage"]})
-        send("[DONE]")
-        self.wfile.write(b"0\r\n\r\n")
-
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
@@ -240,11 +178,10 @@ class _HTTPServer(ThreadingHTTPServer):
 class ScriptedServer:
     """Scripted OpenAI-compatible server on a daemon thread; see the module docstring."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, echo: bool = False,
-                 replies: Iterable[Reply] = ()) -> None:
-        self.host, self.port, self.echo = host, port, echo
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host, self.port = host, port
         self.responder: Callable[[RecordedRequest], Reply] | None = None
-        self._queue: deque[Reply] = deque(replies)
+        self._queue: deque[Reply] = deque()
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._ids = {"completion": itertools.count(1), "call": itertools.count(1)}
@@ -304,16 +241,12 @@ class ScriptedServer:
         with self._lock:
             self._requests.clear()
 
-    def models_seen(self) -> list[str]:
-        with self._lock:
-            return list(dict.fromkeys(r.model for r in self._requests if r.model))
-
     def _next_reply(self, req: RecordedRequest) -> Reply:
         with self._lock:
             if self._queue:
                 return self._queue.popleft()
         if self.responder is None:
-            return Text(ECHO_TEXT) if self.echo else Error(500, NO_REPLY)
+            return Error(500, NO_REPLY)
         try:
             return self.responder(req) or Error(500, NO_REPLY)
         except Exception as exc:
@@ -342,25 +275,3 @@ class ScriptedServer:
         return {"id": f"chatcmpl-scripted-{next(self._ids['completion'])}",
                 "object": "chat.completion", "created": CREATED,
                 "model": req.model or DEFAULT_MODEL, "choices": [choice], "usage": usage}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--script", type=Path, help="JSON list of reply objects")
-    parser.add_argument("--echo", action="store_true", help="reply with fixed text when idle")
-    args = parser.parse_args(argv)
-    script = json.loads(args.script.read_text()) if args.script else []
-    replies = [reply_from_dict(d) for d in script]
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
-    with ScriptedServer(args.host, args.port, echo=args.echo, replies=replies) as srv:
-        print(srv.base_url, flush=True)
-        done.wait()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import DECIDE, git, squad
 from scripted_server import Error, ScriptedServer, Text, ToolCalls
 
 from squad.agent import run_agent
@@ -15,15 +16,11 @@ from squad.connection import connect
 from squad.coordinator import Coordinator
 from squad.ledger import Ledger
 from squad.workspace import Workspace
-from tests.conftest import git, squad
-
-DECIDE = {"title": "Use SQLite for sessions", "context": "Sessions must survive restarts.",
-          "decision": "Store sessions in SQLite (WAL).", "consequences": "One writer."}
 
 
 @pytest.fixture
-def team(repo: Path) -> Path:
-    squad(repo, "init")
+def team(initialized: Path) -> Path:
+    repo = initialized
     (repo / "squad.toml").write_text(
         "[coordinator]\nsettle_seconds = 0\n[llm]\nmodel = 'scripted'\nmax_retries = 2\n"
         "timeout = 5\n[prices.scripted]\nprompt = 1.0\ncompletion = 2.0\n")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import squad
 
 from squad.charters import load_team
 from squad.errors import UsageError
 from squad.scaffold import packaged_agents_dir
-from tests.conftest import squad
 
 
 def test_the_default_specialists_load() -> None:

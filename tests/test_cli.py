@@ -10,12 +10,13 @@ import threading
 import time
 from pathlib import Path
 
+from helpers import SQUAD, drop_text, git, squad
+
 from squad.dropbox import Inbox
-from tests.conftest import SQUAD, drop_text, git, squad
 
 
-def test_decide_accept_reject_supersede_and_the_folded_status(repo: Path) -> None:
-    squad(repo, "init", "--no-agents")
+def test_decide_accept_reject_supersede_and_the_folded_status(initialized_no_agents: Path) -> None:
+    repo = initialized_no_agents
     squad(repo, "decide", "--title", "Use SQLite", "--decision", "SQLite it is.",
           "--context", "We need storage.", "--tag", "storage")
     squad(repo, "decide", "--title", "Cache in memory", "--decision", "An LRU dict.")
@@ -146,8 +147,8 @@ def test_help_for_every_command(repo: Path) -> None:
         assert "Usage: squad" in squad(repo, command, "--help").stdout
 
 
-def test_newcomer_mistakes_get_one_line_in_the_words_of_the_command(repo: Path) -> None:
-    squad(repo, "init")
+def test_newcomer_mistakes_get_one_line_in_the_words_of_the_command(initialized: Path) -> None:
+    repo = initialized
     missing = squad(repo, "decide", "--decision", "no title", check=False)
     assert (missing.returncode, missing.stderr) == (2, "squad: --title is required\n")
     squad(repo, "decide", "--title", "Use SQLite", "--decision", "WAL mode.")

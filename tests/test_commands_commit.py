@@ -11,10 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import DECIDE, drop_text, git, squad
 from scripted_server import ScriptedServer, Text, ToolCalls
-
-from tests.conftest import drop_text, git, squad
-from tests.test_agent import DECIDE
 
 PERSON = "Test User <test@example.com>"
 SQUAD_ID = "squad <squad@localhost>"
@@ -67,8 +65,8 @@ def test_init_leaves_waiting_drops_alone_and_says_so(repo: Path) -> None:
     assert head(repo) == before
 
 
-def test_status_changes_that_make_no_sense_need_force(repo: Path) -> None:
-    squad(repo, "init")
+def test_status_changes_that_make_no_sense_need_force(initialized: Path) -> None:
+    repo = initialized
     decide(repo, "First")
     squad(repo, "reject", "1", "--reason", "No.")
     refused = squad(repo, "accept", "1", check=False)
@@ -81,8 +79,8 @@ def test_status_changes_that_make_no_sense_need_force(repo: Path) -> None:
     assert squad(repo, "verify").returncode == 0
 
 
-def test_supersede_without_flags_and_without_a_terminal_is_a_usage_error(repo: Path) -> None:
-    squad(repo, "init")
+def test_supersede_without_flags_and_without_a_terminal_is_a_usage_error(initialized: Path) -> None:
+    repo = initialized
     decide(repo, "First")
     result = squad(repo, "supersede", "1", check=False,
                    env={"EDITOR": "", "VISUAL": ""}, stdin=subprocess.DEVNULL)
@@ -102,8 +100,8 @@ def test_short_help_and_quarantine_out_of_git_status(repo: Path) -> None:
 
 
 @pytest.fixture
-def team(repo: Path) -> Path:
-    squad(repo, "init")
+def team(initialized: Path) -> Path:
+    repo = initialized
     (repo / "squad.toml").write_text("[llm]\nmodel = 'scripted'\nmax_retries = 0\n")
     git(repo, "commit", "-qam", "settings")
     return repo

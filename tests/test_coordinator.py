@@ -6,13 +6,13 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import drop_text, git, squad
 
 from squad.coordinator import Coordinator, trailer_name
 from squad.errors import UnsafeRepoError
 from squad.records import digest, parse_draft, parse_record
 from squad.verify import verify
 from squad.workspace import Workspace
-from tests.conftest import drop_text, git, squad
 
 
 def records(repo: Path) -> list[str]:

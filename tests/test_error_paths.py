@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import OFFLINE, SQUAD, decide_once, drop_text, git, squad
 from scripted_server import Error, RecordedRequest, ScriptedServer, Text, ToolCalls
 
 from squad.coordinator import Coordinator, PassReport
 from squad.errors import UnsafeRepoError
 from squad.verify import verify
 from squad.workspace import Workspace
-from tests.conftest import SQUAD, drop_text, git, squad
 
 
 def test_a_branch_moved_mid_pass_fails_the_swap_keeps_the_drops_and_reloads(
@@ -48,32 +48,14 @@ def test_a_branch_moved_mid_pass_fails_the_swap_keeps_the_drops_and_reloads(
 
 # ---- replay verdicts --------------------------------------------------------------------
 
-def _decide(request: RecordedRequest) -> ToolCalls | Text:
-    """Each agent records one decision, then says it is done."""
-    if any(m["role"] == "assistant" for m in request.messages):
-        return Text("Done.")
-    agent = request.messages[1]["content"].split("# Your charter: ", 1)[1].split(" ", 1)[0]
-    return ToolCalls([("record_decision", {
-        "title": f"{agent} thoughts", "context": "C.", "decision": f"{agent} decides.",
-        "consequences": "Some.", "tags": [agent]})])
-
-
 @pytest.fixture
-def recorded(repo: Path) -> tuple[Path, str]:
+def recorded(two_agent_run: tuple[Path, str]) -> tuple[Path, str]:
     """A repository holding one recorded two-agent run; the server is gone."""
-    squad(repo, "init")
-    (repo / "squad.toml").write_text("[llm]\nmodel = 'scripted'\nmax_retries = 0\n")
-    git(repo, "commit", "-qam", "settings")
-    with ScriptedServer() as server:
-        server.responder = _decide
-        out = squad(repo, "run", "Add rate limiting", "--json", "--agents", "architect,tester",
-                    env={"OPENAI_BASE_URL": server.base_url}).stdout
-    return repo, json.loads(out.splitlines()[-1])["run"]
+    return two_agent_run
 
 
 def _replay(repo: Path) -> dict[str, Any]:
-    result = squad(repo, "replay", "--json", check=False,
-                   env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})  # nothing listens there
+    result = squad(repo, "replay", "--json", check=False, env=OFFLINE)
     assert "Traceback" not in result.stderr
     verdict = json.loads(result.stdout)
     assert result.returncode == (0 if verdict["ok"] else 1)
@@ -167,16 +149,6 @@ def test_a_recorded_call_not_made_again_is_unused(recorded: tuple[Path, str]) ->
 
 
 # ---- budgets, endpoint faults, guided mode ------------------------------------------------
-
-@pytest.fixture
-def team(repo: Path) -> Path:
-    squad(repo, "init")
-    (repo / "squad.toml").write_text(
-        "[llm]\nmodel = 'scripted'\nmax_retries = 0\ntimeout = 10\n"
-        "[prices.scripted]\nprompt = 1.0\ncompletion = 2.0\n")
-    git(repo, "commit", "-qam", "settings")
-    return repo
-
 
 def _looks_around(request: RecordedRequest) -> ToolCalls | Text:
     """Slow to answer, and never done: only a budget ends this agent."""
@@ -279,7 +251,7 @@ def test_a_run_on_a_terminal_shows_the_live_table_and_the_summary(
     def responder(request: RecordedRequest) -> ToolCalls | Text | Error:
         if "# Your charter: tester" in request.messages[1]["content"]:
             return Error(500, "tester endpoint down")
-        return _decide(request)
+        return decide_once(request)
 
     server.responder = responder
     code, screen = _on_a_terminal(team, "run", "Add rate limiting", "--agents",

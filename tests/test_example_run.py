@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import git, squad
+from helpers import git, squad
 
 BUNDLE = Path(__file__).resolve().parent.parent / "examples" / "shop-run.bundle"
 

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import git, squad
 from scripted_server import RecordedRequest, ScriptedServer, Text
 
 from squad import guide
 from squad.charters import Charter
 from squad.tools import ToolBox
 from squad.workspace import Workspace
-from tests.conftest import git, squad
 
 CHARTER = Charter(name="architect", role="Software architect",
                   body="## Expertise\nx\n\n## What I own\ny\n")
@@ -54,9 +54,9 @@ def test_a_real_title_is_not_a_placeholder() -> None:
 
 
 def test_guided_mode_end_to_end_shows_own_files_and_reads_them(
-        repo: Path, server: ScriptedServer) -> None:
+        initialized: Path, server: ScriptedServer) -> None:
     """The llama-cpp profile is guided; squad.toml selects it for an endpoint too."""
-    squad(repo, "init")
+    repo = initialized
     (repo / "README.md").write_text("# Shop\nA shop.\n")
     (repo / "orders.py").write_text("ORDERS = {}\n")
     (repo / "squad.toml").write_text("[llm]\nmodel = 'm'\nprofile = 'llama-cpp'\n")

@@ -9,9 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import drop_text, git, squad
 from scripted_server import ScriptedServer, Text, ToolCalls
-
-from tests.conftest import drop_text, git, squad
 
 
 def listing(folder: Path) -> dict[str, bytes]:
@@ -55,8 +54,9 @@ def test_a_file_where_squads_folder_goes_is_refused(repo: Path) -> None:
     assert (repo / ".squad").read_text() == "my notes"
 
 
-def test_folders_named_like_a_record_or_a_setting_are_one_line_errors(repo: Path) -> None:
-    squad(repo, "init", "--no-agents")
+def test_folders_named_like_a_record_or_a_setting_are_one_line_errors(
+        initialized_no_agents: Path) -> None:
+    repo = initialized_no_agents
     squad(repo, "decide", "--title", "First", "--decision", "d", "--agent", "me")
     (repo / "decisions/0002-notes.md").mkdir()
     (repo / "decisions/0002-notes.md/x.txt").write_text("x")
@@ -74,8 +74,8 @@ def test_folders_named_like_a_record_or_a_setting_are_one_line_errors(repo: Path
         assert "squad.toml: not a regular file" in one_line(result.stderr)
 
 
-def test_a_folder_or_bad_yaml_among_the_charters_is_one_line(repo: Path) -> None:
-    squad(repo, "init")
+def test_a_folder_or_bad_yaml_among_the_charters_is_one_line(initialized: Path) -> None:
+    repo = initialized
     (repo / "agents/odd.md").mkdir()  # git keeps no empty folder: only `ask` reads it
     result = squad(repo, "ask", "odd", "task", check=False,
                    env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
@@ -104,8 +104,9 @@ ESCAPES = [
 
 
 @pytest.mark.parametrize("template", ESCAPES)
-def test_a_repositorys_templates_render_in_the_sandbox(repo: Path, template: str) -> None:
-    squad(repo, "init", "--no-agents")
+def test_a_repositorys_templates_render_in_the_sandbox(initialized_no_agents: Path,
+                                                       template: str) -> None:
+    repo = initialized_no_agents
     squad(repo, "decide", "--title", "First", "--decision", "d", "--agent", "me")
     (repo / "templates").mkdir()
     (repo / "templates/index.md.j2").write_text(template)
@@ -152,12 +153,13 @@ def test_grep_and_reads_in_a_repository_with_a_submodule(repo: Path, tmp_path: P
     assert answers[3] == "no matches for 'x'"
 
 
-def test_an_inbox_replaced_by_a_link_after_init_is_refused(repo: Path, tmp_path: Path) -> None:
+def test_an_inbox_replaced_by_a_link_after_init_is_refused(initialized_no_agents: Path,
+                                                          tmp_path: Path) -> None:
     """Untracked links count too: `ingest` and `watch` refuse before claiming anything."""
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "x.md").write_text(drop_text("Outside"))
-    squad(repo, "init", "--no-agents")
+    repo = initialized_no_agents
     new = repo / "decisions/inbox/new"
     for child in new.iterdir():
         child.unlink()

@@ -9,19 +9,19 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import drop_text, git, squad
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scripted_server import ScriptedServer, Text, ToolCalls
 
 from squad.tools import compile_pattern, matching_lines
-from tests.conftest import drop_text, git, squad
 
 DECISION = {"title": "Keep it", "context": "c", "decision": "d", "consequences": "e"}
 
 
 @pytest.fixture
-def team(repo: Path) -> Path:
-    squad(repo, "init")
+def team(initialized: Path) -> Path:
+    repo = initialized
     (repo / "squad.toml").write_text("[llm]\nmodel = 'scripted'\nmax_retries = 0\ntimeout = 30\n")
     (repo / "src").mkdir()
     (repo / "src/data.txt").write_text(("a" * 40 + "!\n") * 50)

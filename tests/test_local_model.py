@@ -11,8 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import git, squad
+from helpers import git, squad
 
 pytestmark = pytest.mark.local_model
 # Selected by a marker expression other than .ci/run's (say `-m "not slow"`), these skip with a
@@ -68,7 +67,7 @@ def test_local_serve_is_reused_and_stops_cleanly(shop: Path) -> None:
     import signal
     import subprocess
 
-    from tests.conftest import SQUAD
+    from helpers import SQUAD
 
     serve = subprocess.Popen([*SQUAD, "local", "serve"], cwd=shop, stderr=subprocess.PIPE,
                              text=True)
@@ -143,7 +142,7 @@ def test_ctrl_c_on_a_local_run_stops_the_server(shop: Path) -> None:
     import signal
     import subprocess
 
-    from tests.conftest import SQUAD
+    from helpers import SQUAD
 
     assert servers() == []
     proc = subprocess.Popen([*SQUAD, "run", "Make orders survive a restart", "--json",
@@ -164,7 +163,7 @@ def test_ask_killed_mid_call_leaves_no_server(shop: Path, how: str) -> None:
     import signal
     import subprocess
 
-    from tests.conftest import SQUAD
+    from helpers import SQUAD
 
     assert servers() == []
     proc = subprocess.Popen([*SQUAD, "ask", "architect", "Make orders survive a restart"],

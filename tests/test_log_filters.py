@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import drop_text, squad
 
 from squad.dropbox import Inbox
-from tests.conftest import drop_text, squad
 
 
 def at(day: str) -> dict[str, str]:
@@ -16,10 +16,10 @@ def at(day: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def log(repo: Path) -> Path:
+def log(initialized_no_agents: Path) -> Path:
     """1 alice (storage), 2 bob (api), 3 carol in run r1 with inputs 1 and 2,
     4 alice superseding 1, 5 accepting 2."""
-    squad(repo, "init", "--no-agents")
+    repo = initialized_no_agents
     squad(repo, "decide", "--agent", "alice", "--title", "Use SQLite", "--tag", "storage",
           "--decision", "SQLite in WAL mode.", env=at("2026-01-01"))
     squad(repo, "decide", "--agent", "bob", "--title", "Rate limit", "--tag", "api",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from helpers import drop_text, squad
+
 from squad.dropbox import Inbox
-from tests.conftest import drop_text, squad
 
 
 def test_log_shows_the_newest_fifty_and_pages(repo: Path) -> None:

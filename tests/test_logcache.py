@@ -6,11 +6,12 @@ import hashlib
 import json
 from pathlib import Path
 
+from helpers import drop_text, git, squad
+
 from squad.dropbox import Inbox
 from squad.ledger import Ledger
 from squad.logcache import HEADER, cache_path
 from squad.workspace import DECISIONS, Workspace
-from tests.conftest import drop_text, git, squad
 
 
 def _log(repo: Path, titles: list[str]) -> Path:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -26,6 +27,7 @@ from typing import IO, Any
 
 import pytest
 import yaml
+from helpers import SQUAD, START, drop_text, git, squad
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -38,7 +40,6 @@ from squad.safety import BIDI_CONTROLS
 from squad.scaffold import init
 from squad.verify import verify
 from squad.workspace import Workspace
-from tests.conftest import SQUAD, START, drop_text, git, squad
 
 LIMIT = 2048  # max_drop_bytes in the fuzzed repositories (the smallest squad.toml allows is 1024)
 MIN_MALFORMED = 1000  # the in-process fuzz must feed at least this many bad drops
@@ -400,13 +401,20 @@ def fingerprint(path: bytes) -> Fingerprint:
         return ("file", handle.read())
 
 
-def same_drop(label: str, quoted: str, renamed: bool) -> bool:
-    """Whether a trailer or reason label names the drop `quoted`.
+CLAIMED = re.compile(r"\d+\.P\d+Q\d+R[0-9a-f]{8}\..+\.md")  # a fresh Maildir name
 
-    A loose file whose name is already waiting in new/ gets a new name when it is claimed; the
-    second matching pass (`renamed`) accepts any label left over, since the counts are checked.
+
+def same_drop(label: str, name: bytes, renamed: bool) -> bool:
+    """Whether a trailer or reason label names the drop delivered as `name`.
+
+    A loose file whose name is already waiting in new/ is claimed under a new name: its first
+    120 bytes (as UTF-8, whatever does not decode dropped), a dot and a fresh Maildir name. The
+    first pass matches names as delivered; the second (`renamed`) only names built that way.
     """
-    return renamed or label == quoted
+    if not renamed:
+        return label == trailer_name(os.fsdecode(name))
+    stem = trailer_name(name[:120].decode("utf-8", "ignore") + ".")
+    return label.startswith(stem) and CLAIMED.fullmatch(label[len(stem):]) is not None
 
 
 @dataclass
@@ -662,10 +670,9 @@ class Fuzzed:
             for index, item in enumerate(bad):
                 if index in found:
                     continue
-                quoted = trailer_name(os.fsdecode(item.name))
                 for drop, reason in pairs:
                     label = reason.split(": ", 1)[0]
-                    if drop in used or not same_drop(label, quoted, renamed):
+                    if drop in used or not same_drop(label, item.name, renamed):
                         continue
                     if fingerprint(os.path.join(folder, drop)) == item.shape:
                         found[index] = (drop, reason)
@@ -709,10 +716,9 @@ class Fuzzed:
         matched: set[int] = set()
         for renamed in (False, True):
             for index, item in enumerate(good):
-                quoted = trailer_name(os.fsdecode(item.name))
                 hashed = digest(item.shape[1])
                 hit = next((d for d in left if d[1] == hashed
-                            and same_drop(d[0], quoted, renamed)), None)
+                            and same_drop(d[0], item.name, renamed)), None)
                 if index not in matched and hit is not None:
                     matched.add(index)
                     left.remove(hit)

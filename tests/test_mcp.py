@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import SQUAD, git, squad
+from helpers import SQUAD, git, squad
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult, Implementation
 
@@ -45,8 +45,8 @@ def _no_server_left() -> Iterator[None]:
 
 
 @pytest.fixture
-def logged(repo: Path) -> Path:
-    squad(repo, "init", "--no-agents")
+def logged(initialized_no_agents: Path) -> Path:
+    repo = initialized_no_agents
     squad(repo, "decide", "--title", "Store sessions in SQLite", "--decision",
           "SQLite in WAL mode for sessions.", "--tag", "storage", "--agent", "architect")
     squad(repo, "decide", "--title", "Rate limit the API", "--decision",

@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import Templates, git, squad
 from scripted_server import RecordedRequest, ScriptedServer, Text, ToolCalls
-
-from tests.conftest import git, squad
 
 OFFLINE = {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}  # nothing listens there
 
@@ -23,13 +22,11 @@ OFFLINE = {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}  # nothing listens there
 # ---- a team: an origin and clones ---------------------------------------------------------
 
 
-@pytest.fixture
-def origin(tmp_path: Path) -> Path:
+def _origin(bare: Path) -> None:
     """A bare origin whose main holds squad's layout and one decision."""
-    bare = tmp_path / "origin.git"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
-    seed = tmp_path / "seed"
-    git(tmp_path, "clone", "-q", str(bare), str(seed))
+    git(bare.parent, "init", "-q", "--bare", "-b", "main", str(bare))
+    seed = bare.parent / "seed"
+    git(bare.parent, "clone", "-q", str(bare), str(seed))
     (seed / "app.py").write_text("print('hello')\n")
     git(seed, "add", "app.py")
     git(seed, "commit", "-qm", "initial")
@@ -42,7 +39,12 @@ def origin(tmp_path: Path) -> Path:
     git(seed, "commit", "-qm", "settings")
     decide(seed, "Base decision")
     git(seed, "push", "-q", "origin", "main")
-    return bare
+
+
+@pytest.fixture
+def origin(templates: Templates, tmp_path: Path) -> Path:
+    """A copy of a bare origin whose main holds squad's layout and one decision."""
+    return templates.copy("merge-origin", _origin, tmp_path / "origin.git")[0]
 
 
 def clone(origin: Path, name: str, branch: str | None = None) -> Path:
@@ -142,14 +144,38 @@ def titles_once(records: list[dict]) -> None:
 
 # ---- both directions, both orders ---------------------------------------------------------
 
+SIDES = ("alpha", "beta")
+TwoSides = tuple[Path, dict[str, Path], dict[str, dict[str, tuple]]]
+
+
+def _two_sides(where: Path) -> dict[str, dict[str, tuple]]:
+    where.mkdir()
+    _origin(where / "origin.git")
+    return {side: work_on(clone(where / "origin.git", side, branch=side), side)
+            for side in SIDES}
+
+
+@pytest.fixture
+def two_sides(templates: Templates, tmp_path: Path) -> TwoSides:
+    """An origin with a branch per side, each side's clone having done `work_on` and pushed;
+    returns the origin, the clones (pointed at this copy of the origin) and what each side's
+    records mean."""
+    team, meant = templates.copy("merge-two-sides", _two_sides, tmp_path / "team")
+    origin = team / "origin.git"
+    clones = {side: team / side for side in SIDES}
+    for path in clones.values():
+        git(path, "remote", "set-url", "origin", str(origin))
+        git(path, "update-index", "-q", "--refresh")
+    return origin, clones, meant
+
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("direction", ["trunk", "pull-request"])
 @pytest.mark.parametrize("order", [("alpha", "beta"), ("beta", "alpha")])
-def test_two_branches_join_in_both_directions_and_orders(origin: Path, direction: str,
+def test_two_branches_join_in_both_directions_and_orders(two_sides: TwoSides, direction: str,
                                                          order: tuple[str, str]) -> None:
-    clones = {side: clone(origin, side, branch=side) for side in ("alpha", "beta")}
-    meant = {side: work_on(repo, side) for side, repo in clones.items()}
+    origin, clones, meant = two_sides
     fork = git(clones["alpha"], "rev-parse", "origin/main").strip()
     main = clone(origin, "main")
     for side in order:

@@ -10,28 +10,18 @@ import time
 from pathlib import Path
 
 import pytest
-from scripted_server import ScriptedServer, Text, ToolCalls
-
-from tests.conftest import SQUAD, drop_text, git, squad
+from helpers import OFFLINE, SQUAD, drop_text, git, squad
 
 DECISION = {"title": "Keep it", "context": "c", "decision": "d", "consequences": "e"}
 
 
 @pytest.fixture
-def recorded(repo: Path) -> tuple[Path, str]:
-    squad(repo, "init")
-    (repo / "squad.toml").write_text("[llm]\nmodel = 'scripted'\nmax_retries = 0\n")
-    git(repo, "commit", "-qam", "settings")
-    with ScriptedServer() as server:
-        server.enqueue(ToolCalls([("record_decision", DECISION)]), Text("done"))
-        out = squad(repo, "run", "goal", "--json", "--agents", "tester",
-                    env={"OPENAI_BASE_URL": server.base_url}).stdout
-    return repo, json.loads(out.splitlines()[-1])["run"]
+def recorded(two_agent_run: tuple[Path, str]) -> tuple[Path, str]:
+    return two_agent_run
 
 
 def replay(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    result = squad(repo, "replay", *args, check=False,
-                   env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
+    result = squad(repo, "replay", *args, check=False, env=OFFLINE)
     assert "Traceback" not in result.stderr, result.stderr
     return result
 

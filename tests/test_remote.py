@@ -15,10 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import SQUAD, clone, git, squad
 
 from squad.errors import UsageError
 from squad.remote import check_writer, default_writer
-from tests.conftest import SQUAD, git, squad
 
 
 def _committed(stdout: str) -> list[str]:
@@ -26,16 +26,10 @@ def _committed(stdout: str) -> list[str]:
     return [re.sub(r"  \(committed [0-9a-f]{12}\)$", "", line) for line in stdout.splitlines()]
 
 
-def clone(remote: Path, where: Path) -> Path:
-    subprocess.run(["git", "clone", "-q", str(remote), str(where)], check=True,
-                   capture_output=True)
-    return where
-
-
 @pytest.fixture
-def remote(repo: Path, tmp_path: Path) -> Path:
+def remote(initialized_no_agents: Path, tmp_path: Path) -> Path:
     """A bare remote holding a squad-initialised main."""
-    squad(repo, "init", "--no-agents")
+    repo = initialized_no_agents
     bare = tmp_path / "remote.git"
     subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(bare)], check=True)
     return bare
@@ -158,6 +152,7 @@ if "refs/heads/main" in updates and not os.path.exists(marker):
     open(marker, "w").close()
     env = {{k: v for k, v in os.environ.items() if not k.startswith("GIT_")}}
     env["GIT_CONFIG_NOSYSTEM"] = "1"
+    env["SQUAD_NOW"] = {now!r}
     with open({log!r}, "w") as log:
         for cwd, args in {steps!r}:
             subprocess.run([sys.executable, "-m", "squad", *args], cwd=cwd, env=env,
@@ -165,11 +160,18 @@ if "refs/heads/main" in updates and not os.path.exists(marker):
 """
 
 
-def test_two_coordinators_race_one_wins_the_other_rebuilds(remote: Path,
-                                                            tmp_path: Path) -> None:
+A_NOW = "2026-03-01T10:00:00Z"
+
+
+@pytest.mark.parametrize("b_now", [A_NOW, "2026-03-01T10:00:01Z"],
+                         ids=["same-second", "a-second-later"])
+def test_two_coordinators_race_one_wins_the_other_rebuilds(remote: Path, tmp_path: Path,
+                                                            b_now: str) -> None:
     """A's trunk push is held in the remote's pre-receive hook while B takes the same drops
     and pushes first (and a writer pushes one more): A's lease fails, A fetches, rebuilds on
-    B's trunk and pushes only what B did not take."""
+    B's trunk and pushes only what B did not take. The clocks are pinned: squad's commits are
+    deterministic, so made in the same second A's two commits are B's very commits and A's
+    first attempt stands; a second later they differ and A rebuilds on B's."""
     writer = clone(remote, tmp_path / "writer")
     a, b = clone(remote, tmp_path / "a"), clone(remote, tmp_path / "b")
     decide(writer, "Early one", "--writer", "w")
@@ -179,19 +181,18 @@ def test_two_coordinators_race_one_wins_the_other_rebuilds(remote: Path,
              (str(writer), ["decide", "--title", "Late", "--decision", "d", "--agent", "t",
                             "--push", "origin", "--writer", "w"])]
     hook.write_text(HOOK.format(python=sys.executable, marker=str(tmp_path / "raced"),
-                                log=str(tmp_path / "hook.log"), steps=steps))
+                                log=str(tmp_path / "hook.log"), steps=steps, now=b_now))
     hook.chmod(hook.stat().st_mode | stat.S_IEXEC)
 
-    result = squad(a, "ingest", "--remote", "origin")
+    result = squad(a, "ingest", "--remote", "origin", env={"SQUAD_NOW": A_NOW})
     assert (tmp_path / "raced").exists(), (tmp_path / "hook.log").read_text()
     assert "origin moved first; fetching and rebuilding" in result.stderr, result.stderr
-    # A then rebuilds its two records on B's trunk and commits only Late, unless it made
-    # them in the same second as B: squad's commits are deterministic, so A's two commits
-    # are then B's very commits, and A's first attempt stands.
-    if "rebuilding 2 record(s)" in result.stderr:
-        assert _committed(result.stdout) == ["0003  Late"]
-    else:
+    if b_now == A_NOW:
+        assert "rebuilding 2 record(s)" not in result.stderr, result.stderr
         assert _committed(result.stdout) == ["0001  Early one", "0002  Early two", "0003  Late"]
+    else:
+        assert "rebuilding 2 record(s)" in result.stderr, result.stderr
+        assert _committed(result.stdout) == ["0003  Late"]
     assert titles(b) == Counter(["Early one", "Early two"])
     git(b, "pull", "-q", "--ff-only")
     for clone_ in (a, b):

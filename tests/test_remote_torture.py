@@ -13,15 +13,11 @@ import os
 import random
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import SQUAD, git, squad
-from tests.test_remote import clone
-from tests.test_torture import Watcher
+from helpers import Watcher, clone, git, squad, torture
 
 WRITERS = 8
 DROPS = 50  # per writer
@@ -62,15 +58,6 @@ else:
 """
 
 
-class RemoteWatcher(Watcher):
-    def start(self) -> None:
-        self.started += 1
-        self.handle = (self.logs / f"watch-{self.started}.log").open("w")
-        self.proc = subprocess.Popen([*SQUAD, "watch", "--remote", "origin", "--interval", "0.2"],
-                                     cwd=self.root, text=True, stdout=self.handle,
-                                     stderr=subprocess.STDOUT)
-
-
 def markers() -> set[str]:
     return {f"w{w}-d{n}" for w in range(WRITERS) for n in range(DROPS)}
 
@@ -93,44 +80,17 @@ def test_killed_remote_watch_loses_and_doubles_nothing(repo: Path, tmp_path: Pat
     logs = tmp_path / "logs"
     logs.mkdir()
 
-    began = time.monotonic()
     writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(clones[n]), str(n), IDS[n],
                                  str(DROPS), str(seed + n)], text=True, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE) for n in range(WRITERS)]
-    watcher = RemoteWatcher(coordinator, logs)
-    try:
-        watcher.start()
-        deadline = began + KILL_PHASE_SECONDS
-        while watcher.kills + len(watcher.died) < MIN_KILLS or \
-                any(w.poll() is None for w in writers):
-            assert time.monotonic() < deadline, f"seed {seed}: writers still running"
-            time.sleep(rng.uniform(0.05, 2.0))
-            watcher.kill_or_reap()
-            watcher.start()
-        for number, writer in enumerate(writers):
-            _, err = writer.communicate(timeout=60)
-            assert writer.returncode == 0 and not err, f"writer {number}: {err}"
-        drained = time.monotonic() + DRAIN_SECONDS
-        while on_trunk(bare) < WRITERS * DROPS:
-            assert watcher.proc is not None and watcher.proc.poll() is None, \
-                watcher.log(watcher.started)
-            assert time.monotonic() < drained, f"seed {seed}: {on_trunk(bare)} on the trunk"
-            time.sleep(0.2)
-        total = time.monotonic() - began
-        code, stopping = watcher.stop()
-    finally:
-        for writer in writers:
-            if writer.poll() is None:
-                writer.kill()
-                writer.communicate()
-        if watcher.proc is not None and watcher.proc.poll() is None:
-            watcher.proc.kill()
-            watcher.proc.wait()
-        if watcher.handle is not None:
-            watcher.handle.close()
-    every_log = "".join(watcher.log(n) for n in range(1, watcher.started + 1))
+    watcher = Watcher(coordinator, logs, ["watch", "--remote", "origin", "--interval", "0.2"])
+    went = torture(watcher, writers, rng, seed, min_kills=MIN_KILLS,
+                   kill_seconds=KILL_PHASE_SECONDS, drain_seconds=DRAIN_SECONDS,
+                   waiting=lambda: WRITERS * DROPS - on_trunk(bare))
+    code, stopping = went.code, went.stopping
+    every_log = watcher.every_log()
     print(f"{watcher.kills} kills, {watcher.started} starts, all on the trunk after "
-          f"{total:.1f}s ({WRITERS * DROPS / total:.1f} drops/s); "
+          f"{went.drained:.1f}s ({WRITERS * DROPS / went.drained:.1f} drops/s); "
           f"{every_log.count('already committed by an interrupted')} drops found committed "
           f"but not yet removed; SIGTERM took {stopping:.2f}s")
 

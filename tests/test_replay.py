@@ -6,29 +6,18 @@ import json
 from pathlib import Path
 
 import pytest
-from scripted_server import ScriptedServer
-from test_run import AGENTS, decide, events
-
-from tests.conftest import git, squad
+from helpers import AGENTS, OFFLINE, agent_of, decide, git, squad
+from scripted_server import Error, ScriptedServer
 
 
 @pytest.fixture
-def recorded(repo: Path) -> tuple[Path, str]:
+def recorded(four_agent_run: tuple[Path, str]) -> tuple[Path, str]:
     """A repository holding one recorded 4-agent, 2-round run; the server is gone."""
-    squad(repo, "init")
-    (repo / "squad.toml").write_text("[llm]\nmodel = 'scripted'\nmax_retries = 0\n")
-    git(repo, "commit", "-qam", "settings")
-    with ScriptedServer() as server:
-        server.responder = decide
-        out = squad(repo, "run", "Add rate limiting", "--json", "--agents", ",".join(AGENTS),
-                    "--rounds", "2", "--concurrency", "4",
-                    env={"OPENAI_BASE_URL": server.base_url}).stdout
-    return repo, events(out)[-1]["run"]
+    return four_agent_run
 
 
 def replay(repo: Path, *args: str) -> dict:
-    result = squad(repo, "replay", "--json", *args, check=False,
-                   env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})  # nothing listens there
+    result = squad(repo, "replay", "--json", *args, check=False, env=OFFLINE)
     assert "Traceback" not in result.stderr
     verdicts = [json.loads(line) for line in result.stdout.splitlines()]
     assert result.returncode == (0 if all(v["ok"] for v in verdicts) else 1)
@@ -38,10 +27,14 @@ def replay(repo: Path, *args: str) -> dict:
 def test_replay_reproduces_the_commits_offline_every_time(recorded: tuple[Path, str]) -> None:
     repo, run_id = recorded
     branches = git(repo, "branch", "--list")
-    for _ in range(20):
-        verdict = replay(repo)
-        assert verdict == {"run": run_id, "ok": True, "commits": 8, "problem": None,
-                           "where": None, "diff": ""}
+    # Separate processes (each with its own hash seed and thread timing), each replaying the
+    # run three times over: twelve replays for four process starts.
+    for _ in range(4):
+        result = squad(repo, "replay", "--json", run_id, run_id, run_id, env=OFFLINE)
+        assert "Traceback" not in result.stderr
+        verdicts = [json.loads(line) for line in result.stdout.splitlines()]
+        assert verdicts == 3 * [{"run": run_id, "ok": True, "commits": 8, "problem": None,
+                                 "where": None, "diff": ""}]
     assert git(repo, "branch", "--list") == branches
     assert git(repo, "worktree", "list").count("\n") == 1
     assert git(repo, "status", "--porcelain") == ""
@@ -162,17 +155,11 @@ def test_since_selects_runs_touched_after_a_ref(recorded: tuple[Path, str]) -> N
     assert none.stdout == "" and "no recorded run" in none.stderr
 
 
-def test_a_run_with_a_failed_agent_replays(repo: Path) -> None:
-    from scripted_server import Error
-    from test_run import agent_of
-
-    squad(repo, "init")
-    (repo / "squad.toml").write_text("[llm]\nmodel = 'scripted'\nmax_retries = 0\n")
-    git(repo, "commit", "-qam", "settings")
+def test_a_run_with_a_failed_agent_replays(team: Path) -> None:
     with ScriptedServer() as server:
         server.responder = lambda r: Error(500, "down") if agent_of(r) == "docs" else decide(r)
-        result = squad(repo, "run", "goal", "--json", "--agents", ",".join(AGENTS), check=False,
+        result = squad(team, "run", "goal", "--json", "--agents", ",".join(AGENTS), check=False,
                        env={"OPENAI_BASE_URL": server.base_url})
     assert result.returncode == 1
-    verdict = replay(repo)
+    verdict = replay(team)
     assert verdict["ok"] and verdict["commits"] == 3

@@ -9,11 +9,9 @@ from pathlib import Path
 
 import pytest
 from browser import chromium, visit
+from helpers import AGENTS, agent_of, decide, events, git, squad
 from playwright.sync_api import Browser
 from scripted_server import Error, RecordedRequest, ScriptedServer, Text, ToolCalls
-from test_run import AGENTS, agent_of, decide, events
-
-from tests.conftest import git, squad
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / "examples" / "shop-run.bundle"
@@ -129,16 +127,6 @@ def test_a_diverging_replay_folds_its_diff_into_the_markdown(example: Path, tmp_
     squad(example, "report", run_id, "-o", str(page))
     seen = visit(browser, page)
     assert "diverged" in seen.facts["replay"] and seen.console == []
-
-
-@pytest.fixture
-def team(repo: Path) -> Path:
-    squad(repo, "init")
-    (repo / "squad.toml").write_text(
-        "[llm]\nmodel = 'scripted'\nmax_retries = 0\ntimeout = 10\n"
-        "[prices.scripted]\nprompt = 1.0\ncompletion = 2.0\n")
-    git(repo, "commit", "-qam", "settings")
-    return repo
 
 
 def test_failures_and_budget_stops_are_highlighted(team: Path, server: ScriptedServer,

@@ -8,48 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
+from helpers import AGENTS, SQUAD, agent_of, decide, events, git, squad
 from scripted_server import Error, RecordedRequest, ScriptedServer, Text, ToolCalls
-
-from tests.conftest import SQUAD, git, squad
-
-AGENTS = ("architect", "security", "tester", "docs")
-
-
-def agent_of(request: RecordedRequest) -> str:
-    task = request.messages[1]["content"]
-    return task.split("# Your charter: ", 1)[1].split(" ", 1)[0]
-
-
-def decide(request: RecordedRequest) -> ToolCalls | Text:
-    """Each agent looks around (all at once, so reads overlap), records one decision per
-    round, then says it is done."""
-    turns = sum(1 for m in request.messages if m["role"] == "assistant")
-    if turns == 0:
-        return ToolCalls([("grep", {"pattern": "squad"}), ("read_file", {"path": "AGENTS.md"}),
-                          ("list_files", {})])
-    if turns > 1:
-        return Text("Done.")
-    agent = agent_of(request)
-    first = "None yet." in request.messages[0]["content"]
-    title = f"{agent} {'first' if first else 'second'} thoughts"
-    return ToolCalls([("record_decision", {
-        "title": title, "context": f"Context from {agent}.", "decision": f"{agent} decides.",
-        "consequences": "Some.", "tags": [agent]})])
-
-
-@pytest.fixture
-def team(repo: Path) -> Path:
-    squad(repo, "init")
-    (repo / "squad.toml").write_text(
-        "[llm]\nmodel = 'scripted'\nmax_retries = 0\ntimeout = 10\n"
-        "[prices.scripted]\nprompt = 1.0\ncompletion = 2.0\n")
-    git(repo, "commit", "-qam", "settings")
-    return repo
-
-
-def events(stdout: str) -> list[dict]:
-    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
 def run(team: Path, server: ScriptedServer, *args: str, check: bool = True,

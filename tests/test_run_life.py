@@ -15,19 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import SQUAD, agent_of, decide, drop_text, events, git, squad
 from scripted_server import RecordedRequest, ScriptedServer, Text, ToolCalls
-
-from tests.conftest import SQUAD, drop_text, git, squad
-from tests.test_run import agent_of, decide, events
-
-
-@pytest.fixture
-def team(repo: Path) -> Path:
-    squad(repo, "init")
-    (repo / "squad.toml").write_text(
-        "[llm]\nmodel = 'scripted'\nmax_retries = 0\ntimeout = 60\n")
-    git(repo, "commit", "-qam", "settings")
-    return repo
 
 
 def start(team: Path, server: ScriptedServer, *args: str,

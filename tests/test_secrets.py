@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import git, squad
 from scripted_server import Error, ScriptedServer, Text, ToolCalls
 
 from squad.charters import Charter
@@ -15,15 +16,14 @@ from squad.llm.cassette import Label, Seam
 from squad.llm.messages import ChatRequest, Message
 from squad.tools import ToolBox
 from squad.workspace import Workspace
-from tests.conftest import git, squad
 
 KEY = "sk-test-KEYSECRET0123456789"
 PASSWORD = "hunter2PASSWORD"
 
 
 @pytest.fixture
-def team(repo: Path) -> Path:
-    squad(repo, "init")
+def team(initialized: Path) -> Path:
+    repo = initialized
     (repo / "squad.toml").write_text("[llm]\nmodel = 'scripted'\nmax_retries = 0\n")
     git(repo, "commit", "-qam", "settings")
     return repo

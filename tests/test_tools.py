@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import git
 
 from squad import tools
 from squad.charters import Charter
@@ -15,7 +16,6 @@ from squad.ledger import Ledger
 from squad.records import parse_draft
 from squad.tools import TOOL_SPECS, ToolBox, ToolResult, specs_for
 from squad.workspace import Workspace
-from tests.conftest import git
 
 ARCHITECT = Charter(name="architect", role="r", reads=("src/**",))
 

@@ -11,8 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import drop_text, git, squad
+from helpers import drop_text, git, squad
 
 
 @pytest.fixture

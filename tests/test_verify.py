@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from helpers import drop_text, git, squad
 
 from squad.coordinator import Coordinator
 from squad.ledger import Ledger, entry_for, render_index
 from squad.records import Record, render
 from squad.workspace import Workspace
-from tests.conftest import drop_text, git, squad
 
 
 @pytest.fixture

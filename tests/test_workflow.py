@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 
 import yaml
-
-from tests.conftest import git, squad
+from helpers import git, squad
 
 BUNDLE = Path(__file__).resolve().parent.parent / "examples" / "shop-run.bundle"
 
