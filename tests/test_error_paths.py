@@ -150,19 +150,16 @@ def test_a_recorded_call_not_made_again_is_unused(recorded: tuple[Path, str]) ->
 
 # ---- budgets, endpoint faults, guided mode ------------------------------------------------
 
-def _looks_around(request: RecordedRequest) -> ToolCalls | Text:
-    """Slow to answer, and never done: only a budget ends this agent."""
-    return ToolCalls([("list_files", {})], delay=0.3)
-
-
-@pytest.mark.parametrize(("flag", "value", "says"), [
-    ("--max-tokens", "1", "token budget reached ("),
-    ("--max-cost", "0.000000001", "cost budget reached ($"),
-    ("--max-seconds", "0.2", "time budget reached (0.2 s)"),  # each reply takes 0.3 s
+@pytest.mark.parametrize(("flag", "value", "says", "delay"), [
+    ("--max-tokens", "1", "token budget reached (", 0.3),
+    ("--max-cost", "0.000000001", "cost budget reached ($", 0.3),
+    # the first call starts well within 1.5 s even on a loaded machine; its reply takes 2 s
+    ("--max-seconds", "1.5", "time budget reached (1.5 s)", 2.0),
 ])
 def test_each_budget_refuses_the_next_call(team: Path, server: ScriptedServer, flag: str,
-                                           value: str, says: str) -> None:
-    server.responder = _looks_around
+                                           value: str, says: str, delay: float) -> None:
+    # slow to answer, and never done: only a budget ends this agent
+    server.responder = lambda request: ToolCalls([("list_files", {})], delay=delay)
     result = squad(team, "run", "Add rate limiting", "--json", "--agents", "tester", flag, value,
                    check=False, env={"OPENAI_BASE_URL": server.base_url})
     assert result.returncode == 1 and "Traceback" not in result.stderr
