@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from squad import __version__
+from squad.layout import folder_of
 from squad.ledger import Entry, Ledger
 from squad.records import RECORD_NAME, SECTIONS_LOWER, Origin, Record, filename
 
@@ -60,7 +61,8 @@ def cache_path(git_dir: Path) -> Path:
 
 def load(repo: Repository, listing: dict[str, str], parse_newest: bool = False,
          where: str = "decisions") -> Ledger:
-    """The ledger of the records in `listing` (file name -> blob id), parsing only misses."""
+    """The ledger of the records in `listing` (path inside decisions/ -> blob id), parsing
+    only misses."""
     path = cache_path(repo.git_dir)
     raw, damaged = _read(path)
     newest = max(listing, key=_number, default=None) if parse_newest else None
@@ -88,7 +90,7 @@ def load(repo: Repository, listing: dict[str, str], parse_newest: bool = False,
 
 
 def _number(name: str) -> int:
-    match = RECORD_NAME.match(name)
+    match = RECORD_NAME.match(name.rpartition("/")[2])
     return int(match.group(1)) if match else -1
 
 
@@ -136,7 +138,8 @@ def _hit(payload: bytes | None, name: str) -> Entry | None:
             fields["was"] = Origin.model_construct(**fields["was"])
         record = Record.model_construct(**fields, context=context, decision=decision,
                                         consequences=consequences)
-        if filename(record) != name:
+        folder, _, file = name.rpartition("/")
+        if filename(record) != file or (folder and folder != folder_of(record.id)):
             return None
     except (ValueError, TypeError, AttributeError, KeyError):
         return None

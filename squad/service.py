@@ -25,14 +25,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from squad import records, templating
+from squad import layout, records, templating
 from squad.charters import Charter
 from squad.clock import format_instant, parse_instant
 from squad.context import select
 from squad.coordinator import Coordinator, PassReport, trailer_name
 from squad.errors import SquadError
 from squad.ledger import Entry, Ledger
-from squad.records import RECORD_NAME, Draft, Record, digest, parse_record
+from squad.records import Draft, Record, digest, parse_record
 from squad.vcs import Stopped
 from squad.workspace import DECISIONS, Workspace
 
@@ -83,11 +83,9 @@ class DecisionService:
         head = self.ws.repo.head()
         if self._snapshot is not None and self._snapshot.head == head:
             return self._snapshot
-        listing = self.ws.repo.list_dir(DECISIONS, head) if head else {}
+        listing = layout.records(layout.listing(self.ws.repo, head)) if head else {}
         entries, parsed, haystacks = [], {}, {}
         for name, sha in listing.items():
-            if not RECORD_NAME.match(name):
-                continue
             known = self._parsed.get(sha)
             if known is None:
                 data = self.ws.repo.blob(sha)
