@@ -88,7 +88,7 @@ def build(repo: Path, n: int, shape: layout.Layout) -> None:
         ledger.append(Entry(record, name, prev))
         batch.append((f"decisions/{name}", data))
         if i % PER_COMMIT == 0 or i == n:
-            files = batch
+            files = list(batch)
             if i == n:
                 files += [(f"decisions/{path}", page)
                           for path, page in layout.pages(ledger, shape).items()]
