@@ -180,7 +180,7 @@ def _row(entry: Entry, status: str | None, later: tuple[int, ...], root: Path | 
     """One rendered index row; cached, since a commit changes at most a few rows."""
     record = entry.record
     shown = status or (f"{record.kind} of {record.target:04d}" if record.target else record.kind)
-    return templating.render("index_row.md.j2", root, row={
+    return templating.render("index_row.md.j2", root, often=True, row={
         "id": f"{record.id:04d}",
         "file": file,
         "title": _cell(record.title),

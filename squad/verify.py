@@ -44,12 +44,13 @@ def verify(ws: Workspace) -> list[Fault]:
     entries: list[Entry] = []
     names = _record_files(ws)
     shape = layout.detect(names)
+    folder = ws.decisions
     for name in names:
         path, file = f"{DECISIONS}/{name}", layout.split(name)[1]
-        if (ws.decisions / name).is_symlink() or not (ws.decisions / name).is_file():
+        if (folder / name).is_symlink() or not (folder / name).is_file():
             faults.append(Fault(path, "named like a record but not a regular file"))
             continue
-        data = (ws.decisions / name).read_bytes()
+        data = (folder / name).read_bytes()
         try:
             record = parse_record(data.decode("utf-8"))
         except UnicodeDecodeError:
