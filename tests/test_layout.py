@@ -156,3 +156,16 @@ def test_the_thousandth_record_opens_the_next_folder() -> None:
     only = layout.pages(ledger, layout.FOLDERS, folders={"001"})
     assert sorted(only) == ["001/README.md", "README.md"]
     assert only["001/README.md"] == pages["001/README.md"]
+
+
+def test_a_symlinked_folder_is_refused_before_anything_is_written(repo: Path,
+                                                                  tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (repo / "decisions").mkdir()
+    (repo / "decisions/000").symlink_to(outside)
+    result = squad(repo, "decide", "--agent", "me", "--title", "t", "--decision", "d",
+                   check=False)
+    assert result.returncode == 3 and "decisions/000: is a symlink" in result.stderr
+    assert list(outside.iterdir()) == []
+    assert git(repo, "rev-list", "--count", "HEAD").strip() == "1"
