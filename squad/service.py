@@ -288,7 +288,7 @@ class DecisionService:
                     if mine.quarantined:
                         raise Refused(mine.quarantined[0][1])
                     if mine.committed:
-                        return _receipt(mine.committed[0], mine.commits[0])
+                        return _receipt(self._writer, mine.committed[0], mine.commits[0])
                     return self._outcome(name)
             if time.monotonic() > deadline:
                 raise Refused(f"drop {name} is kept in {DECISIONS}/inbox/new: the coordinator "
@@ -307,7 +307,7 @@ class DecisionService:
                 number = int(found.trailers["Squad-Decision"][0])
                 entry = self._current().ledger.get(number)
                 if entry is not None:
-                    return _receipt(entry.record, found.sha)
+                    return _receipt(self.ws, entry.record, found.sha)
         reason = self.ws.quarantine / f"{name}.reason"
         if reason.exists():
             raise Refused(reason.read_text(encoding="utf-8").strip().partition(": ")[2])
@@ -318,8 +318,11 @@ _AT_ONCE = threading.Event()
 _AT_ONCE.set()  # a stop that is already set: try the coordinator lock once, never wait
 
 
-def _receipt(record: Record, sha: str) -> dict[str, Any]:
-    return {"id": record.id, "file": f"{DECISIONS}/{records.filename(record)}",
+def _receipt(ws: Workspace, record: Record, sha: str) -> dict[str, Any]:
+    name = records.filename(record)
+    folder = f"{DECISIONS}/{layout.place(name, layout.FOLDERS)}"
+    path = folder if ws.repo.file_sha(folder, sha) else f"{DECISIONS}/{name}"  # flat log
+    return {"id": record.id, "file": path,
             "commit": sha, "agent": record.agent, "kind": record.kind}
 
 
