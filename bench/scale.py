@@ -35,7 +35,12 @@ Files created: the table counts the files under `.git` after fast-import and aft
 the files in the working tree. `.git` sizes leave out squad's parsed-log cache
 (`.git/squad/log-cache`), whose size has its own row.
 
+The logs use folders of 1,000 records (what a new log uses; `--layout flat` for the layout
+of logs made before, see `bench/layout.py` for the two side by side); the index pages are
+rewritten every max(1, N // 100) commits for the folders changed since.
+
 Run: .venv/bin/python bench/scale.py [--sizes 100,1000,10000] [--repeat 3] [--drops 20]
+     [--layout folders|flat]
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from isolation import isolate_env  # bench/isolation.py
 from rich.console import Console
 from rich.table import Table
 
+from squad import layout
 from squad.dropbox import Inbox
 from squad.ledger import Entry, Ledger, render_index
 from squad.records import Record, digest, filename, render
@@ -89,30 +95,37 @@ def make_record(i: int, prev: str | None) -> Record:
                   consequences=f"Revisit after {i} more decisions.")
 
 
-def build_log(repo: Path, n: int) -> None:
+def build_log(repo: Path, n: int, shape: layout.Layout = layout.FOLDERS) -> None:
     """A repository with n honest squad records, made by one `git fast-import` stream."""
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
     (repo / "app.py").write_text("print('hello')\n")
     (repo / "squad.toml").write_text("[coordinator]\nsettle_seconds = 0\n")
+    if shape == layout.FLAT:  # an earlier squad's empty index: the log stays flat
+        (repo / "decisions").mkdir()
+        (repo / "decisions/README.md").write_text(render_index(Ledger()))
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "initial")
     parent = git(repo, "rev-parse", "HEAD").strip()
     step = max(1, n // 100)
-    entries: list[Entry] = []
+    ledger = Ledger()
+    touched: set[str] = set()
     chunks: list[bytes] = []
     prev: str | None = None
     for i in range(1, n + 1):
         record = make_record(i, prev)
         data = render(record).encode()
         prev = digest(data)
-        entries.append(Entry(record, filename(record), prev))
+        ledger.append(Entry(record, layout.place(filename(record), shape), prev))
+        touched |= layout.touched(ledger, ledger.entries[-1])
         stamp = f"{IDENTITY} {int(record.date.timestamp())} +0000"
         message = (f"{record.title}\n\nSquad-Decision: {i:04d}\nSquad-Agent: {record.agent}\n"
                    f"Squad-Drop: bench-{i:06d}.md\nSquad-Drop-Hash: {prev}\n").encode()
-        files = [(f"decisions/{entries[-1].name}", data)]
-        if i % step == 0 or i == n:
-            files.append(("decisions/README.md", render_index(Ledger(list(entries))).encode()))
+        files = [(f"decisions/{ledger.entries[-1].name}", data)]
+        if i % step == 0 or i == n:  # the pages of the folders changed since the last time
+            files += [(f"decisions/{path}", page)
+                      for path, page in layout.pages(ledger, shape, folders=touched).items()]
+            touched = set()
         chunk = [b"commit refs/heads/main\n", f"author {stamp}\ncommitter {stamp}\n".encode(),
                  b"data %d\n" % len(message), message]
         if i == 1:
@@ -192,18 +205,20 @@ def ingest_per_decision(repo: Path, drops: int, repeat: int) -> tuple[Times, Tim
     return per, median, plumbing
 
 
-def measure(root: Path, n: int, repeat: int, drops: int, console: Console) -> dict[str, Any]:
+def measure(root: Path, n: int, repeat: int, drops: int, console: Console,
+            shape: layout.Layout = layout.FOLDERS) -> dict[str, Any]:
     repo = root / f"log-{n}"
     console.print(f"building a log of {n} records ...")
     start = time.perf_counter()
-    build_log(repo, n)
+    build_log(repo, n, shape)
     built = time.perf_counter() - start
     git_files, _ = count_files(repo / ".git")
-    tree_files = sum(1 for _ in (repo / "decisions").iterdir())
+    tree_files = sum(1 for _ in (repo / "decisions").rglob("*"))
     out = subprocess.run([*SQUAD, "verify"], cwd=repo, capture_output=True, text=True)
     if out.returncode != 0 or f"ok: {n} records verified" not in out.stdout:
         sys.exit(f"the built log of {n} does not verify:\n{out.stdout}{out.stderr[-2000:]}")
-    first = sorted(p.name for p in (repo / "decisions").iterdir())[0]
+    first = sorted(p.relative_to(repo / "decisions").as_posix()
+                   for p in (repo / "decisions").rglob("0*.md"))[0]
     console.print(f"timing commands at {n} ...")
     for warm in (["--help"], ["show", "1"], ["log"]):
         subprocess.run([*SQUAD, *warm], cwd=repo, check=True, capture_output=True)
@@ -250,6 +265,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000,10000", help="log sizes, comma-separated")
     parser.add_argument("--repeat", type=int, default=3, help="runs per timing (median)")
     parser.add_argument("--drops", type=int, default=20, help="K drops per ingest timing")
+    parser.add_argument("--layout", choices=[layout.FOLDERS, layout.FLAT], default=layout.FOLDERS,
+                        help="where the records live (folders: what a new log uses)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     console = Console(stderr=True)
@@ -262,7 +279,7 @@ def main() -> None:
         # children write theirs (the first, compiling run is a warm-up, not timed).
         os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
         for n in sizes:
-            rows[n] = measure(root, n, args.repeat, args.drops, console)
+            rows[n] = measure(root, n, args.repeat, args.drops, console, args.layout)
     first = sizes[0]
     table = Table(title="squad at scale: whole processes, medians; wall ms / CPU ms, "
                         f"and CPU as a ratio to {first:,} records")

@@ -870,11 +870,27 @@ def report(ctx: click.Context, run_ids: tuple[str, ...], since: str | None, fmt:
 
 
 @main.command()
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Move a flat decision log into folders of 1,000 records, in one commit."""
+    from squad.migrate import migrate as run_migrate
+
+    report = run_migrate(_workspace(ctx))
+    if report.outcome == "already":
+        click.echo("the decision log is in folders already; nothing to do")
+    elif report.outcome == "finished":
+        click.echo(f"finished carrying the working tree to {report.commit or ''}"[:60])
+    else:
+        click.echo(f"moved {report.moved} records into folders of 1,000 (commit "
+                   f"{(report.commit or '')[:12]}); `squad verify` checks the move")
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="A JSON object on stdout.")
 @click.pass_context
 def verify(ctx: click.Context, as_json: bool) -> None:
     """Check schema, hash chain, numbering, supersession and the index; exit 1 on any fault."""
-    from squad.records import RECORD_NAME
+    from squad.verify import count
     from squad.verify import verify as run_verify
 
     ws = _workspace(ctx)
@@ -886,10 +902,8 @@ def verify(ctx: click.Context, as_json: bool) -> None:
     else:
         for fault in faults:
             click.echo(str(fault), err=True)
-        names = [p.name for p in ws.decisions.iterdir()] if ws.decisions.is_dir() else []
-        count = sum(1 for name in names if RECORD_NAME.match(name)) if not faults else None
-        if count is not None:
-            click.echo(f"ok: {count} records verified")
+        if not faults:
+            click.echo(f"ok: {count(ws)} records verified")
     if faults:
         sys.exit(1)
 

@@ -28,12 +28,12 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from squad import safety
+from squad import layout, safety
 from squad.errors import RecordError, SquadError
-from squad.ledger import Ledger, entry_for, render_index
-from squad.records import RECORD_NAME, Draft, Record, digest, parse_draft, parse_record, render
+from squad.ledger import Ledger, entry_for
+from squad.records import Draft, Record, digest, parse_draft, parse_record, render
 from squad.vcs import Stopped, blob_sha, write_atomic
-from squad.workspace import DECISIONS, INDEX, Workspace
+from squad.workspace import DECISIONS, Workspace
 
 Log = Callable[[str], None]
 # Only a run's own coordinator commits the drops the run made (named `<run>.r<round>...`,
@@ -65,6 +65,7 @@ class Coordinator:
         self.author, self.run = author, run
         self._head: str | None = "unknown"
         self._ledger = Ledger()
+        self._layout: layout.Layout = layout.FOLDERS
         self._done: set[tuple[str, str]] = set()
         self.writers: dict[tuple[str, str], str] = {}  # drop key -> remote writer, for trailers
         self._settled: tuple[int, int, int] | None = None  # the index as our last settle left it
@@ -78,7 +79,7 @@ class Coordinator:
         head = repo.head()
         if head == self._head:
             return
-        self._ledger = self.ws.ledger(head, checked=True)
+        self._ledger, self._layout, files = self.ws.log(head, checked=True)
         self._done = set()
         for commit in repo.squad_commits("Squad-Drop"):
             names = commit.trailers.get("Squad-Drop", [])
@@ -86,7 +87,7 @@ class Coordinator:
             self._done.update(zip(names, hashes, strict=False))
         self._head = self._settled_head = head
         self._sweep_temporaries()
-        self._recover(repo.list_dir(DECISIONS, head))
+        self._recover(files)
 
     def _sweep_temporaries(self) -> None:
         """Remove the temporary files of writes that a kill cut short (`vcs.write_atomic`
@@ -101,23 +102,25 @@ class Coordinator:
 
         Only squad's own leftovers are redone: a path whose working file or index entry holds
         something squad never wrote there (a person's edit, staged or not) is theirs to keep
-        and `verify`'s to report.
+        and `verify`'s to report. `listing` is every record and page (path in decisions/).
         """
         repo = self.ws.repo
         if not listing:
             return
         staged = repo.index_entries(DECISIONS + "/")
+        parent = repo.parent_of(self._head)
         stale = []
         for name, sha in listing.items():
             path = f"{DECISIONS}/{name}"
-            if RECORD_NAME.match(name):
-                if staged.get(path, sha) == sha and _holds(self.ws.root / path, {sha}) \
-                        and (path not in staged or not (self.ws.root / path).exists()):
+            target = self.ws.root / path
+            if layout.is_record(name):
+                # cheap tests first: reading every file of a long log would cost seconds
+                if (path not in staged or not target.exists()) \
+                        and staged.get(path, sha) == sha and _holds(target, {sha}):
                     stale.append(path)
-            elif name == "README.md":
-                before = repo.file_sha(INDEX, repo.parent_of(self._head))
-                if staged.get(INDEX) != sha and staged.get(INDEX) in (before, None) and \
-                        _holds(self.ws.root / INDEX, {sha, before}):
+            elif staged.get(path) != sha:
+                before = repo.file_sha(path, parent)
+                if staged.get(path) in (before, None) and _holds(target, {sha, before}):
                     stale.append(path)
         if stale:
             repo.settle(stale)
@@ -197,9 +200,10 @@ class Coordinator:
             if group:
                 self._publish(base, group, report)
 
-    def _prepare(self, name: str, report: PassReport) -> tuple[str, Record, str, str] | None:
+    def _prepare(self, name: str, report: PassReport,
+                 ) -> tuple[str, Record, list[str], str] | None:
         """Validate one drop and write its commit on top of the group so far; returns
-        (drop name, record, its path, commit) to be published, None when it was handled."""
+        (drop name, record, the paths it writes, commit) to publish, None when handled."""
         path = self.ws.inbox.new / name
         try:
             info = os.lstat(path)
@@ -238,11 +242,11 @@ class Coordinator:
         if problem:
             self._quarantine(name, problem, report)
             return None
-        record, where = self._commit(draft, key, report)
+        record, paths = self._commit(draft, key, report)
         self._done.add(key)  # the same bytes under the same name again are a duplicate
-        return name, record, where, self._head or ""
+        return name, record, paths, self._head or ""
 
-    def _publish(self, base: str | None, group: list[tuple[str, Record, str, str]],
+    def _publish(self, base: str | None, group: list[tuple[str, Record, list[str], str]],
                  report: PassReport) -> None:
         """The commit point of a group: move the branch from `base` to the group's last
         commit (objects made durable first); then write the working tree and the index, then
@@ -254,7 +258,7 @@ class Coordinator:
         except SquadError:
             self._head = "unknown"  # reload the log from git on the next pass
             raise
-        repo.settle([*(where for _, _, where, _ in group), INDEX], last)
+        repo.settle(sorted({path for _, _, paths, _ in group for path in paths}), last)
         self._settled, self._settled_head = self._index_stamp(), last
         for name, record, _, sha in group:
             os.unlink(self.ws.inbox.new / name)
@@ -264,9 +268,9 @@ class Coordinator:
             self.log(f"committed {record.id:04d} {record.title} ({name})")
 
     def _commit(self, draft: Draft, key: tuple[str, str],
-                report: PassReport | None = None) -> tuple[Record, str]:
+                report: PassReport | None = None) -> tuple[Record, list[str]]:
         """Number, date and chain the draft and write its commit on top of `_head`; the
-        branch does not move (see `_publish`). Returns the record and its path."""
+        branch does not move (see `_publish`). Returns the record and the paths written."""
         ledger, repo = self._ledger, self.ws.repo
         now = self.ws.clock()
         if ledger.last_date and now < ledger.last_date:
@@ -278,25 +282,29 @@ class Coordinator:
             raise SquadError(
                 "templates/record.md.j2 renders records that do not parse back; fix the override")
         data = text.encode("utf-8")
-        entry = entry_for(record, data)
+        folder = layout.folder_of(record.id) if self._layout == layout.FOLDERS else ""
+        entry = entry_for(record, data, folder)
         ledger.append(entry)
-        index = render_index(ledger, self.ws.templates).encode("utf-8")
-        path = f"{DECISIONS}/{entry.name}"
+        pages = layout.pages(ledger, self._layout, self.ws.templates,
+                             folders=layout.touched(ledger, entry))
+        files = {f"{DECISIONS}/{entry.name}": data}
+        files.update({f"{DECISIONS}/{name}": page for name, page in pages.items()})
+        safety.check_layout(self.ws.root, {p.rpartition("/")[0] for p in files})
         trailers = [("Squad-Decision", f"{record.id:04d}"), ("Squad-Agent", record.agent),
                     ("Squad-Drop", key[0]), ("Squad-Drop-Hash", key[1])]
         if record.run:
             trailers.append(("Squad-Run", record.run))
         if key in self.writers:
             trailers.append(("Squad-Writer", self.writers[key]))
-        self._keep_users_versions([path, INDEX], report or PassReport())
+        self._keep_users_versions(list(files), report or PassReport())
         message = record.title + "\n\n" + "".join(f"{k}: {v}\n" for k, v in trailers)
         try:
-            self._head = repo.make_commit_on(self._head, {path: data, INDEX: index}, message,
-                                             now, author=self.author)
+            self._head = repo.make_commit_on(self._head, dict(files), message, now,
+                                             author=self.author)
         except SquadError:
             self._head = "unknown"
             raise
-        return record, path
+        return record, list(files)
 
     def _index_stamp(self) -> tuple[int, int, int] | None:
         try:

@@ -6,6 +6,8 @@ them in id order, so the current status of any decision is a pure function of th
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -19,8 +21,13 @@ from squad.records import RECORD_NAME, Draft, Record, digest, filename, parse_re
 @dataclass(frozen=True)
 class Entry:
     record: Record
-    name: str  # file name inside decisions/
+    name: str  # path inside decisions/: `0001-x.md` (flat log) or `000/0001-x.md` (folders)
     digest: str  # chain hash of the file bytes
+
+    @property
+    def file(self) -> str:
+        """The record's file name, whichever folder it is in."""
+        return self.name.rpartition("/")[2]
 
 
 @dataclass
@@ -30,13 +37,21 @@ class Ledger:
     def __post_init__(self) -> None:
         self._by_id = {entry.record.id: entry for entry in self.entries}
         self._latest = max((entry.record.date for entry in self.entries), default=None)
+        # The fold, kept up to date by `append`, so a commit costs the same at any length:
+        # the status a decision or an accept/reject gives (before supersession), and who
+        # supersedes whom.
+        self._base: dict[int, str] = {}
+        self._later: dict[int, list[int]] = {}
+        for entry in self.entries:
+            self._fold(entry.record)
+        self._counts = Counter(self.statuses().values())
 
     @classmethod
     def from_blobs(cls, blobs: dict[str, bytes], where: str = "decisions") -> Ledger:
         """Parse records given as file name -> bytes; names that are not records are skipped."""
         entries = []
         for name, data in blobs.items():
-            if not RECORD_NAME.match(name):
+            if not RECORD_NAME.match(name.rpartition("/")[2]):
                 continue
             try:
                 record = parse_record(data.decode("utf-8"))
@@ -47,11 +62,36 @@ class Ledger:
         entries.sort(key=lambda entry: (entry.record.id, entry.name))
         return cls(entries)
 
+    def _fold(self, record: Record) -> None:
+        if record.kind == "decision":
+            self._base[record.id] = record.status
+            for old in record.supersedes:
+                self._later.setdefault(old, []).append(record.id)
+        elif record.target is not None:
+            self._base[record.target] = "accepted" if record.kind == "accept" else "rejected"
+
+    def affected(self, record: Record) -> set[int]:
+        """Ids whose current status or superseded-by list `record` may change: itself, its
+        target, what it supersedes, and what its target supersedes (rejecting a decision
+        gives back the status of those it superseded)."""
+        ids = {record.id, *record.supersedes}
+        if record.target is not None:
+            ids.add(record.target)
+            target = self.get(record.target)
+            if target is not None:
+                ids.update(target.record.supersedes)
+        return ids
+
     def append(self, entry: Entry) -> None:
+        touched = self.affected(entry.record)
+        before = [self.status_of(i) for i in touched]
         self.entries.append(entry)
         self._by_id[entry.record.id] = entry
         if self._latest is None or entry.record.date > self._latest:
             self._latest = entry.record.date
+        self._fold(entry.record)
+        self._counts.subtract(s for s in before if s is not None)
+        self._counts.update(s for s in map(self.status_of, touched) if s is not None)
 
     def get(self, record_id: int) -> Entry | None:
         return self._by_id.get(record_id)
@@ -95,44 +135,53 @@ class Ledger:
 
     def statuses(self) -> dict[int, str]:
         """Current status of every decision: proposed, accepted, rejected or superseded."""
-        status: dict[int, str] = {}
-        for record in self.records:
-            if record.kind == "decision":
-                status[record.id] = record.status
-            elif record.target is not None:
-                status[record.target] = "accepted" if record.kind == "accept" else "rejected"
-        for old, news in self.superseded_by().items():
-            if old in status and any(status.get(new) != "rejected" for new in news):
+        status = dict(self._base)
+        for old, news in self._later.items():
+            if old in status and any(self._base.get(new) != "rejected" for new in news):
                 status[old] = "superseded"
         return status
 
+    def status_of(self, record_id: int) -> str | None:
+        """One decision's current status (what `statuses()` holds for it), in O(1)."""
+        status = self._base.get(record_id)
+        if status is not None and any(self._base.get(new) != "rejected"
+                                      for new in self._later.get(record_id, ())):
+            return "superseded"
+        return status
+
     def superseded_by(self) -> dict[int, list[int]]:
-        """old id -> ids of the decisions that name it in `supersedes`, oldest first."""
-        result: dict[int, list[int]] = {}
-        for record in self.records:
-            if record.kind == "decision":
-                for old in record.supersedes:
-                    result.setdefault(old, []).append(record.id)
-        return result
+        """old id -> ids of the decisions that name it in `supersedes`, oldest first
+        (the ledger's own map: read it, do not change it)."""
+        return self._later
+
+    def counts(self) -> dict[str, int]:
+        """How many decisions have each current status."""
+        return {status: n for status, n in sorted(self._counts.items()) if n > 0}
 
 
 def render_index(ledger: Ledger, root: templating.Templates = None) -> str:
-    status = ledger.statuses()
+    """The index of a flat log: one row per record (see `squad.layout` for folders)."""
+    return templating.render("index.md.j2", root, rows=rows_of(ledger, ledger.entries, root))
+
+
+def rows_of(ledger: Ledger, entries: list[Entry], root: templating.Templates,
+            link: Callable[[Entry], str] = lambda entry: entry.name) -> list[str]:
+    """The index rows of `entries` with their current statuses; `link` gives the path a row
+    links to, relative to the page it is on."""
     later = ledger.superseded_by()
-    rows = [_row(entry, status.get(entry.record.id), tuple(later.get(entry.record.id, ())), root)
-            for entry in ledger.entries]
-    return templating.render("index.md.j2", root, rows=rows)
+    return [_row(entry, ledger.status_of(entry.record.id),
+                 tuple(later.get(entry.record.id, ())), root, link(entry)) for entry in entries]
 
 
 @lru_cache(maxsize=200_000)
-def _row(entry: Entry, status: str | None, later: tuple[int, ...],
-         root: templating.Templates) -> str:
+def _row(entry: Entry, status: str | None, later: tuple[int, ...], root: templating.Templates,
+         file: str) -> str:
     """One rendered index row; cached, since a commit changes at most a few rows."""
     record = entry.record
     shown = status or (f"{record.kind} of {record.target:04d}" if record.target else record.kind)
-    return templating.render("index_row.md.j2", root, row={
+    return templating.render("index_row.md.j2", root, often=True, row={
         "id": f"{record.id:04d}",
-        "file": entry.name,
+        "file": file,
         "title": _cell(record.title),
         "agent": _cell(record.agent),
         "date": format_instant(record.date),
@@ -145,12 +194,15 @@ def _row(entry: Entry, status: str | None, later: tuple[int, ...],
 def index_row(entry: Entry, status: str | None, later: tuple[int, ...],
               root: templating.Templates = None) -> str:
     """One row of the index, as `render_index` writes it (for appending rows)."""
-    return _row(entry, status, later, root)
+    return _row(entry, status, later, root, entry.name)
 
 
 def _cell(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|")
 
 
-def entry_for(record: Record, data: bytes) -> Entry:
-    return Entry(record, filename(record), digest(data))
+def entry_for(record: Record, data: bytes, folder: str = "") -> Entry:
+    """The entry of a record about to be committed; `folder` is its folder inside
+    decisions/ ("" in a flat log)."""
+    return Entry(record, f"{folder}/{filename(record)}" if folder else filename(record),
+                 digest(data))

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from squad import __version__
+from squad.layout import folder_of
 from squad.ledger import Entry, Ledger
 from squad.records import RECORD_NAME, SECTIONS_LOWER, Origin, Record, filename
 
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 HEADER = f"squad-log-cache 1 {__version__}\n".encode()
 _FIELDS = frozenset(Record.model_fields) - set(SECTIONS_LOWER)
 _TUPLES = ("supersedes", "tags", "inputs")
+_ORDER = tuple(Record.model_fields)
 
 
 def cache_path(git_dir: Path) -> Path:
@@ -60,7 +62,8 @@ def cache_path(git_dir: Path) -> Path:
 
 def load(repo: Repository, listing: dict[str, str], parse_newest: bool = False,
          where: str = "decisions") -> Ledger:
-    """The ledger of the records in `listing` (file name -> blob id), parsing only misses."""
+    """The ledger of the records in `listing` (path inside decisions/ -> blob id), parsing
+    only misses."""
     path = cache_path(repo.git_dir)
     raw, damaged = _read(path)
     newest = max(listing, key=_number, default=None) if parse_newest else None
@@ -88,7 +91,7 @@ def load(repo: Repository, listing: dict[str, str], parse_newest: bool = False,
 
 
 def _number(name: str) -> int:
-    match = RECORD_NAME.match(name)
+    match = RECORD_NAME.match(name.rpartition("/")[2])
     return int(match.group(1)) if match else -1
 
 
@@ -134,13 +137,26 @@ def _hit(payload: bytes | None, name: str) -> Entry | None:
             fields[key] = tuple(fields[key])
         if fields.get("was") is not None:  # a nested value is a model, as a parse gives
             fields["was"] = Origin.model_construct(**fields["was"])
-        record = Record.model_construct(**fields, context=context, decision=decision,
-                                        consequences=consequences)
-        if filename(record) != name:
+        fields.update(context=context, decision=decision, consequences=consequences)
+        record = _construct(fields)
+        folder, _, file = name.rpartition("/")
+        if filename(record) != file or (folder and folder != folder_of(record.id)):
             return None
     except (ValueError, TypeError, AttributeError, KeyError):
         return None
     return Entry(record, name, digest)
+
+
+def _construct(fields: dict[str, object]) -> Record:
+    """`Record.model_construct` for a complete set of fields (checked by the caller): the
+    same object, without pydantic's per-field alias and default handling, which was most of
+    the cost of reading a long log back from the cache."""
+    record = Record.__new__(Record)
+    object.__setattr__(record, "__dict__", {name: fields[name] for name in _ORDER})
+    object.__setattr__(record, "__pydantic_fields_set__", set(_ORDER))
+    object.__setattr__(record, "__pydantic_extra__", None)
+    object.__setattr__(record, "__pydantic_private__", None)
+    return record
 
 
 # ---- writing ----------------------------------------------------------------------------

@@ -26,18 +26,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from squad import layout
 from squad.errors import SquadError, UnsafeRepoError, UsageError
 from squad.ledger import Entry, Ledger, index_row, render_index
-from squad.records import RECORD_NAME, Origin, Record, digest, filename, parse_record, render
+from squad.records import Origin, Record, digest, filename, parse_record, render
 from squad.renumber import Origins, id_of, record_names
-from squad.workspace import DECISIONS, INDEX, Workspace
+from squad.workspace import DECISIONS, Workspace
 
-INDEX_NAME = INDEX.rsplit("/", 1)[1]
+INDEX_NAME = layout.PAGE
+PREFIX = DECISIONS + "/"
 
 
-def owned(name: str) -> bool:
-    """The files directly in decisions/ that squad writes (records and the index)."""
-    return bool(RECORD_NAME.match(name)) or name == INDEX_NAME
+def owned(path: str) -> bool:
+    """Whether a path of the repository is one squad writes in decisions/ (records and
+    index pages, in either layout)."""
+    return path.startswith(PREFIX) and layout.owned(path[len(PREFIX):])
 
 
 @dataclass
@@ -63,10 +66,17 @@ class MergeReport:
 def join(ws: Workspace, keep: str, move: str, base: str | None) -> Joined:
     """Join `move`'s log onto `keep`'s (see the module docstring)."""
     repo, origins = ws.repo, Origins(ws.repo)
-    keep_all = repo.list_dir(DECISIONS, keep)
-    kept = record_names(keep_all)
-    moving = record_names(repo.list_dir(DECISIONS, move))
-    based = record_names(repo.list_dir(DECISIONS, base)) if base else {}
+    keep_all = layout.listing(repo, keep)
+    shape = layout.detect(keep_all)
+    kept = layout.by_name(keep_all)
+    move_all = layout.listing(repo, move)
+    if shape == layout.FLAT and layout.detect(move_all) == layout.FOLDERS \
+            and layout.records(move_all):
+        raise UsageError(f"{DECISIONS}/ of {keep[:12]} is flat and the other side's is in "
+                         "folders: run `squad migrate` on the flat side first; nothing was "
+                         "changed")
+    moving = layout.by_name(move_all)
+    based = record_names(repo, base) if base else {}
     # Which decisions the kept side already holds under another id: only its records that
     # are new since the base can be renumbered copies, so only those are read.
     held: dict[tuple[int, str], int] = {}
@@ -90,32 +100,35 @@ def join(ws: Workspace, keep: str, move: str, base: str | None) -> Joined:
     last = max(kept, key=id_of) if kept else None
     prev = digest(origins.data(kept[last])) if last else None
     next_id = id_of(last) + 1 if last else 1
-    joined = Joined(final=dict(kept))
+    joined = Joined(final=dict(keep_all))
     entries: list[Entry] = []
     for record, blob in todo:
         ids[record.id] = next_id
         moved = _moved(record, next_id, prev, ids, move)
         if moved == record:
             data = origins.data(blob)
-            joined.final[filename(record)] = blob
+            joined.final[layout.place(filename(record), shape)] = blob
         else:
             text = render(moved, ws.root)
             if parse_record(text) != moved:
                 raise SquadError("templates/record.md.j2 renders records that do not parse "
                                  "back; fix the override")
             data = text.encode("utf-8")
-            joined.final[filename(moved)] = repo.store_blob(data)
-            joined.written[filename(moved)] = data
+            path = layout.place(filename(moved), shape)
+            joined.final[path] = repo.store_blob(data)
+            joined.written[path] = data
             joined.renumbered.append((record.id, next_id, record.title))
-        entries.append(Entry(moved, filename(moved), digest(data)))
+        entries.append(Entry(moved, layout.place(filename(moved), shape), digest(data)))
         prev, next_id = entries[-1].digest, next_id + 1
     joined.appended = len(entries)
-    index = _index(ws, origins, keep_all, kept, last, entries)
-    if index is not None:
-        joined.final[INDEX_NAME] = repo.store_blob(index)
-        joined.written[INDEX_NAME] = index
-    elif INDEX_NAME in keep_all:
-        joined.final[INDEX_NAME] = keep_all[INDEX_NAME]
+    if shape == layout.FOLDERS:
+        pages = _pages(ws, keep, entries)
+    else:
+        index = _index(ws, origins, keep_all, kept, last, entries)
+        pages = {INDEX_NAME: index} if index is not None else {}
+    for path, page in pages.items():
+        joined.final[path] = repo.store_blob(page)
+        joined.written[path] = page
     joined.blobs_read = origins.blobs_read
     return joined
 
@@ -169,6 +182,19 @@ def _index(ws: Workspace, origins: Origins, keep_all: dict[str, str], kept: dict
     return render_index(ledger, ws.root).encode("utf-8")
 
 
+def _pages(ws: Workspace, keep: str, entries: list[Entry]) -> dict[str, bytes]:
+    """The pages of a log in folders that the appended `entries` change, and the summary.
+    The kept log is read through the parsed-log cache, vouched for by its committed pages."""
+    if not entries:
+        return {}
+    ledger = ws.ledger(keep, checked=True)
+    folders: set[str] = set()
+    for entry in entries:
+        ledger.append(entry)
+        folders |= layout.touched(ledger, entry)
+    return layout.pages(ledger, layout.FOLDERS, ws.root, folders=folders)
+
+
 def trunk(ws: Workspace) -> str | None:
     return ws.config.repo.trunk or ws.repo.default_branch()
 
@@ -195,8 +221,7 @@ def _resolve(ws: Workspace, ref: str) -> str:
 
 def _refuse_edited_log(ws: Workspace) -> None:
     for path, status in sorted(ws.repo.uncommitted(DECISIONS + "/").items()):
-        folder, _, name = path.rpartition("/")
-        if folder == DECISIONS and owned(name):
+        if owned(path):
             raise UnsafeRepoError(f"{path}: has changes that are not committed (git status "
                                   f"{status.strip()}); commit or stash them, then merge again; "
                                   "nothing was changed")
@@ -226,11 +251,10 @@ def merge(ws: Workspace, ref: str) -> MergeReport:
         keep, move = (theirs, ours) if _theirs_is_trunk(ws, theirs) else (ours, theirs)
         joined = join(ws, keep, move, base)
         tree, conflicts = repo.merge_trees(ours, theirs)
-        outside = [p for p in conflicts
-                   if not (p.rpartition("/")[0] == DECISIONS and owned(p.rpartition("/")[2]))]
+        outside = [p for p in conflicts if not owned(p)]
         if outside:
             return _leave_conflicted(ws, ref, theirs, joined, outside)
-        tree = repo.replace_in_folder(tree, DECISIONS, joined.final, owned)
+        tree = repo.replace_in_folder(tree, DECISIONS, joined.final, layout.owned)
         refusal = repo.check_out_change(ours, tree, dry_run=True)
         if refusal:
             raise UnsafeRepoError(f"merge {ref}: {refusal} (commit or stash your changes "
@@ -260,8 +284,7 @@ def _leave_conflicted(ws: Workspace, ref: str, theirs: str, joined: Joined,
     repo.start_merge(theirs)
     staged = repo.index_entries(DECISIONS + "/")
     remove = [path for path in staged
-              if path.rpartition("/")[0] == DECISIONS and owned(path.rpartition("/")[2])
-              and path.rpartition("/")[2] not in joined.final]
+              if owned(path) and path[len(PREFIX):] not in joined.final]
     write = {f"{DECISIONS}/{name}": joined.written.get(name) or repo.blob(sha)
              for name, sha in joined.final.items()
              if staged.get(f"{DECISIONS}/{name}") != sha or name == INDEX_NAME}
@@ -273,6 +296,6 @@ def extends(ws: Workspace, ref: str) -> bool:
     """Whether HEAD's log holds every record of `ref`'s log unchanged (a pull request that
     can be merged without renumbering anything on the base)."""
     theirs = _resolve(ws, ref)
-    base = record_names(ws.repo.list_dir(DECISIONS, theirs))
-    here = record_names(ws.repo.list_dir(DECISIONS))
+    base = record_names(ws.repo, theirs)
+    here = record_names(ws.repo)
     return all(here.get(name) == blob for name, blob in base.items())

@@ -9,19 +9,20 @@ know what a side already has) and `squad verify` (to check a renumbering) rely o
 
 from __future__ import annotations
 
+from squad import layout
 from squad.errors import RecordError, SquadError
-from squad.records import RECORD_NAME, Record, parse_record, slug
+from squad.records import Record, parse_record, slug
 from squad.vcs import Repository
-from squad.workspace import DECISIONS
 
 Origin = tuple[int, str]
 # Fields a renumbering may change; every other field must stay as it was.
 MOVABLE = ("id", "prev", "was", "supersedes", "target", "inputs")
 
 
-def record_names(listing: dict[str, str]) -> dict[str, str]:
-    """Only the record files of a decisions/ listing (name -> blob sha)."""
-    return {name: sha for name, sha in listing.items() if RECORD_NAME.match(name)}
+def record_names(repo: Repository, commit: str | None = None) -> dict[str, str]:
+    """file name -> blob sha of the records at `commit` (default HEAD), in either layout:
+    a record is known by its file name, whichever folder it sits in."""
+    return layout.by_name(layout.listing(repo, commit))
 
 
 def id_of(name: str) -> int:
@@ -42,7 +43,7 @@ class Origins:
         """Record files at `commit`, or None if the commit is not in this repository."""
         if commit not in self._listings:
             try:
-                self._listings[commit] = record_names(self.repo.list_dir(DECISIONS, commit))
+                self._listings[commit] = record_names(self.repo, commit)
             except (SquadError, ValueError, KeyError, OSError):
                 self._listings[commit] = None
         return self._listings[commit]

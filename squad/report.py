@@ -19,10 +19,10 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from squad import __version__, graph, timeline, verdicts
+from squad import __version__, graph, layout, timeline, verdicts
 from squad.errors import UsageError
 from squad.ledger import Ledger
-from squad.records import RECORD_NAME
+from squad.renumber import record_names
 from squad.runfacts import RUNS, RunFacts, fold, read_events
 from squad.templating import packaged_templates_dir
 from squad.vcs import write_atomic
@@ -162,10 +162,14 @@ class Reporter:
         return view
 
     def added_since(self, ref: str) -> list[DecisionView]:
-        names = {p.rsplit("/", 1)[-1] for p in self.ws.repo.changed_since(ref, DECISIONS)
-                 if p.count("/") == 1}
+        prefix = DECISIONS + "/"
+        names = {layout.split(p[len(prefix):])[1]
+                 for p in self.ws.repo.changed_since(ref, DECISIONS)
+                 if p.startswith(prefix) and layout.is_record(p[len(prefix):])}
+        # a record moved into its folder by `squad migrate` was there already
+        before = record_names(self.ws.repo, self.ws.repo.resolve(ref))
         ids = sorted(e.record.id for e in self.ledger.entries
-                     if e.name in names and RECORD_NAME.match(e.name))
+                     if e.file in names and e.file not in before)
         return [d for d in (self.decision(i) for i in ids) if d is not None]
 
 

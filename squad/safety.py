@@ -85,7 +85,7 @@ BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
 
 
 def has_surrogate(text: str) -> bool:
-    return any("\ud800" <= ch <= "\udfff" for ch in text)
+    return not text.isascii() and any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
 def scrub(text: str) -> str:
@@ -103,6 +103,8 @@ def text_problem(text: str, one_line: bool) -> str | None:
     hold them (emoji sequences need U+200D) except the bidirectional controls, which can make
     a reviewer read something else than what is there.
     """
+    if text.isascii():  # most text, checked at C speed: no surrogate, control or Cf is ASCII
+        return None
     if has_surrogate(text):
         return "contains a lone UTF-16 surrogate (not valid Unicode)"
     for ch in text:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from squad import __version__, templating
-from squad.ledger import Ledger, render_index
 from squad.templating import packaged_templates_dir
-from squad.workspace import DECISIONS, INDEX, Workspace
+from squad.workspace import DECISIONS, Workspace
 
 
 def packaged_agents_dir() -> Path | None:
@@ -39,7 +38,8 @@ def scaffold_files(ws: Workspace, with_agents: bool, ci: str | None = None,
         f"{DECISIONS}/.gitignore": b"# drops wait in inbox/ until squad commits them\ninbox/\n"
                                    b"# refused drops, each with a .reason: fix and re-drop, "
                                    b"or delete\nquarantine/\n",
-        INDEX: render_index(Ledger(), ws.root).encode(),
+        # no index yet: an empty log without one uses folders (squad.layout); the first
+        # record's commit writes the index pages
     }
     agents = packaged_agents_dir()
     if with_agents and agents is not None:

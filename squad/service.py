@@ -25,14 +25,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from squad import records, templating
+from squad import layout, records, templating
 from squad.charters import Charter
 from squad.clock import format_instant, parse_instant
 from squad.context import select
 from squad.coordinator import Coordinator, PassReport, trailer_name
 from squad.errors import SquadError
 from squad.ledger import Entry, Ledger
-from squad.records import RECORD_NAME, Draft, Record, digest, parse_record
+from squad.records import Draft, Record, digest, parse_record
 from squad.vcs import Stopped
 from squad.workspace import DECISIONS, Workspace
 
@@ -83,11 +83,9 @@ class DecisionService:
         head = self.ws.repo.head()
         if self._snapshot is not None and self._snapshot.head == head:
             return self._snapshot
-        listing = self.ws.repo.list_dir(DECISIONS, head) if head else {}
+        listing = layout.records(layout.listing(self.ws.repo, head)) if head else {}
         entries, parsed, haystacks = [], {}, {}
         for name, sha in listing.items():
-            if not RECORD_NAME.match(name):
-                continue
             known = self._parsed.get(sha)
             if known is None:
                 data = self.ws.repo.blob(sha)
@@ -289,7 +287,7 @@ class DecisionService:
                     if mine.quarantined:
                         raise Refused(mine.quarantined[0][1])
                     if mine.committed:
-                        return _receipt(mine.committed[0], mine.commits[0])
+                        return _receipt(self._writer, mine.committed[0], mine.commits[0])
                     return self._outcome(name)
             if time.monotonic() > deadline:
                 raise Refused(f"drop {name} is kept in {DECISIONS}/inbox/new: the coordinator "
@@ -308,7 +306,7 @@ class DecisionService:
                 number = int(found.trailers["Squad-Decision"][0])
                 entry = self._current().ledger.get(number)
                 if entry is not None:
-                    return _receipt(entry.record, found.sha)
+                    return _receipt(self.ws, entry.record, found.sha)
         reason = self.ws.quarantine / f"{name}.reason"
         if reason.exists():
             raise Refused(reason.read_text(encoding="utf-8").strip().partition(": ")[2])
@@ -319,8 +317,11 @@ _AT_ONCE = threading.Event()
 _AT_ONCE.set()  # a stop that is already set: try the coordinator lock once, never wait
 
 
-def _receipt(record: Record, sha: str) -> dict[str, Any]:
-    return {"id": record.id, "file": f"{DECISIONS}/{records.filename(record)}",
+def _receipt(ws: Workspace, record: Record, sha: str) -> dict[str, Any]:
+    name = records.filename(record)
+    folder = f"{DECISIONS}/{layout.place(name, layout.FOLDERS)}"
+    path = folder if ws.repo.file_sha(folder, sha) else f"{DECISIONS}/{name}"  # flat log
+    return {"id": record.id, "file": path,
             "commit": sha, "agent": record.agent, "kind": record.kind}
 
 

@@ -85,9 +85,18 @@ def _overridden(root: Templates, name: str) -> bool:
     return root is not None and (root / "templates" / name).exists()
 
 
-def render(name: str, root: Templates = None, **context: object) -> str:
+@lru_cache(maxsize=16)
+def _template(name: str, root: Templates) -> jinja2.Template:
+    return environment(root).get_template(name)
+
+
+def render(name: str, root: Templates = None, *, often: bool = False,
+           **context: object) -> str:
+    """`often`: a template rendered thousands of times in one command (an index row) is
+    looked up once per process, not checked against its file at every call."""
     try:
-        return environment(root).get_template(name).render(**context)
+        template = _template(name, root) if often else environment(root).get_template(name)
+        return template.render(**context)
     except (jinja2.TemplateError, OSError, ValueError, TypeError, ArithmeticError,
             RecursionError, MemoryError) as exc:
         where = f"templates/{name}" if _overridden(root, name) else f"squad's template {name}"

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +36,9 @@ OBJECT_FORMAT = "sha1"  # objects are hashed here by hand; other formats are ref
 _TREE_MODE = 0o040000
 _FILE_MODE = 0o100644
 _ZERO = "0" * 40
+_EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+# What a commit sets at a path: new bytes, the sha of a blob already stored, or None (remove).
+Content = bytes | str | None
 T = TypeVar("T")
 
 
@@ -43,6 +46,21 @@ T = TypeVar("T")
 class Commit:
     sha: str
     trailers: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One path changed by one commit: `letter` is git's A, M, D...; a missing side's blob
+    is all zeros; `decisions` and `layout` are the commit's Squad-Decision and
+    Squad-Layout trailers."""
+
+    commit: str
+    letter: str
+    path: str
+    old: str
+    new: str
+    decisions: list[str]
+    layout: str
 
 
 def open_repo(start: Path) -> Repository:
@@ -301,18 +319,27 @@ class Repository:
             self._written[sha] = (kind, data)
         return sha
 
-    def _write_tree(self, base: str | None, files: dict[tuple[str, ...], bytes]) -> str:
+    def _write_tree(self, base: str | None, files: dict[tuple[str, ...], Content]) -> str:
+        """`base` with `files` set: bytes to store, an existing blob's sha (str), or None to
+        remove the path (a folder left empty is removed too)."""
         entries = {n: (s, m) for s, m, n in (self._tree(base) if base else [])}
-        nested: dict[str, dict[tuple[str, ...], bytes]] = {}
+        nested: dict[str, dict[tuple[str, ...], Content]] = {}
         for parts, data in files.items():
-            if len(parts) == 1:
-                entries[parts[0]] = (bytes.fromhex(self._store("blob", data)), _FILE_MODE)
-            else:
+            if len(parts) > 1:
                 nested.setdefault(parts[0], {})[parts[1:]] = data
+            elif data is None:
+                entries.pop(parts[0], None)
+            else:
+                sha = data if isinstance(data, str) else self._store("blob", data)
+                entries[parts[0]] = (bytes.fromhex(sha), _FILE_MODE)
         for name, sub in nested.items():
             old = entries.get(name)
             old_sha = old[0].hex() if old and old[1] == _TREE_MODE else None
-            entries[name] = (bytes.fromhex(self._write_tree(old_sha, sub)), _TREE_MODE)
+            inner = self._write_tree(old_sha, sub)
+            if inner == _EMPTY_TREE:
+                entries.pop(name, None)
+            else:
+                entries[name] = (bytes.fromhex(inner), _TREE_MODE)
         # git orders tree entries by name, a folder's name as if it ended in '/'
         rows = sorted(((sha, mode, name) for name, (sha, mode) in entries.items()),
                       key=lambda row: row[2] + "/" if row[1] == _TREE_MODE else row[2])
@@ -324,7 +351,7 @@ class Repository:
         self._trees[sha] = rows
         return sha
 
-    def commit(self, files: dict[str, bytes], message: str, when: datetime,
+    def commit(self, files: Mapping[str, Content], message: str, when: datetime,
                parent: str | None, *, author: str | None = None) -> str:
         """Commit `files` on top of `parent` and move the branch, which must still be at
         `parent`. Returns the new commit's sha. Working tree and index follow via `settle`.
@@ -335,7 +362,7 @@ class Repository:
         self.move_branch(sha, parent, message.splitlines()[0])
         return sha
 
-    def make_commit_on(self, parent: str | None, files: dict[str, bytes], message: str,
+    def make_commit_on(self, parent: str | None, files: Mapping[str, Content], message: str,
                        when: datetime, *, author: str | None = None) -> str:
         """Write a commit of `parent`'s tree with `files` changed; no ref moves, nothing is
         durable yet (see `move_branch`). A chain of these, then one move, is a group commit."""
@@ -396,24 +423,29 @@ class Repository:
             entries[path] = meta.split()[1]
         return entries
 
-    def changes_to(self, prefix: str) -> Iterator[tuple[str, str, str, list[str]]]:
-        """(commit, status letter, path, Squad-Decision values) for every change under prefix."""
+    def changes_to(self, prefix: str) -> Iterator[Change]:
+        """Every change under `prefix` in the history of HEAD (merges aside), newest first,
+        with the blobs before and after and the commit's squad trailers."""
         if self.head() is None:
             return
         out = self._repo.git.log(
-            "HEAD", "--no-renames", "--name-status",
-            "--format=%x1e%H%x00%(trailers:key=Squad-Decision,valueonly,separator=%x1f)",
+            "HEAD", "--no-renames", "--raw", "--no-abbrev",
+            "--format=%x1e%H%x00%(trailers:key=Squad-Decision,valueonly,separator=%x1f)"
+            "%x00%(trailers:key=Squad-Layout,valueonly,separator=%x1f)",
             "--", prefix)
         for chunk in out.split("\x1e"):
             head, _, body = chunk.partition("\n")
-            sha, _, values = head.partition("\x00")
+            sha, _, rest = head.partition("\x00")
             if not sha:
                 continue
+            values, _, shape = rest.partition("\x00")
             ids = [v for v in values.split("\x1f") if v]
             for line in body.splitlines():
-                letter, _, path = line.partition("\t")
-                if path:
-                    yield sha, letter[:1], path, ids
+                meta, _, path = line.partition("\t")
+                fields = meta.split()
+                if path and len(fields) == 5:
+                    yield Change(sha, fields[4][:1], path, fields[2], fields[3], ids,
+                                 shape.strip())
 
     def uncommitted(self, prefix: str) -> dict[str, str]:
         """path -> porcelain status for files under prefix that differ from HEAD."""
@@ -542,16 +574,27 @@ class Repository:
 
     def replace_in_folder(self, tree: str, folder: str, files: dict[str, str],
                           owns: Callable[[str], bool]) -> str:
-        """`tree` where the files directly in `folder` that `owns` claims are exactly
-        `files` (name -> blob sha); everything else in the tree stays as it is."""
+        """`tree` where the files under `folder` that `owns` claims (by their path inside
+        `folder`) are exactly `files` (path inside `folder` -> blob sha); everything else in
+        the tree stays as it is."""
         rows = {n: (s, m) for s, m, n in self._tree(tree)}
         old = rows.get(folder)
-        inner = {n: (s, m) for s, m, n in self._tree(old[0].hex())
-                 if m == _TREE_MODE or not owns(n)} if old and old[1] == _TREE_MODE else {}
-        for name, sha in files.items():
-            inner[name] = (bytes.fromhex(sha), _FILE_MODE)
-        rows[folder] = (bytes.fromhex(self._rows_tree(inner)), _TREE_MODE)
+        base = self._unowned(old[0].hex(), "", owns) if old and old[1] == _TREE_MODE else None
+        inner = self._write_tree(base, {tuple(p.split("/")): sha for p, sha in files.items()})
+        rows[folder] = (bytes.fromhex(inner), _TREE_MODE)
         return self._rows_tree(rows)
+
+    def _unowned(self, tree: str, prefix: str, owns: Callable[[str], bool]) -> str | None:
+        """`tree` without the files `owns` claims, at any depth (None if nothing is left)."""
+        rows: dict[str, tuple[bytes, int]] = {}
+        for sha, mode, name in self._tree(tree):
+            if mode == _TREE_MODE:
+                inner = self._unowned(sha.hex(), f"{prefix}{name}/", owns)
+                if inner is not None:
+                    rows[name] = (bytes.fromhex(inner), mode)
+            elif not owns(f"{prefix}{name}"):
+                rows[name] = (sha, mode)
+        return self._rows_tree(rows) if rows else None
 
     def _rows_tree(self, entries: dict[str, tuple[bytes, int]]) -> str:
         rows = sorted(((sha, mode, name) for name, (sha, mode) in entries.items()),
@@ -577,6 +620,12 @@ class Repository:
             raise UnsafeRepoError(f"{self.root}: the branch moved while squad was merging: "
                                   f"{_stderr(exc)}; nothing was changed") from None
         return sha
+
+    def refresh_index(self) -> None:
+        """`git update-index --refresh`: squad's own index entries carry no file times, and
+        git would take them for changed files when it next carries the working tree."""
+        with contextlib.suppress(git.GitCommandError):
+            self._repo.git.update_index("-q", "--refresh")
 
     def check_out_change(self, old: str, new: str, dry_run: bool = False) -> str | None:
         """Carry the working tree and index from `old` to `new` as `git checkout` would,

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from squad import layout
 from squad.clock import format_instant
 from squad.errors import RecordError
-from squad.ledger import Entry, Ledger, render_index
-from squad.records import RECORD_NAME, digest, filename, parse_record
+from squad.ledger import Entry, Ledger
+from squad.records import digest, filename, parse_record
 from squad.renumber import Origins, id_of, record_names, renumbering_problem
-from squad.workspace import DECISIONS, INDEX, Workspace
+from squad.vcs import Change
+from squad.workspace import DECISIONS, Workspace
 
 RUNS = ".squad/runs"  # as in squad.run, which verify does not import (it pulls in the models)
 MERGE_HINT = ("two logs were joined by a plain git merge or pull: undo it (`git merge "
@@ -40,11 +42,11 @@ class Fault:
 def verify(ws: Workspace) -> list[Fault]:
     faults: list[Fault] = []
     entries: list[Entry] = []
+    names = _record_files(ws)
+    shape = layout.detect(names)
     folder = ws.decisions
-    names = sorted(p.name for p in folder.iterdir() if RECORD_NAME.match(p.name)) \
-        if folder.is_dir() else []
     for name in names:
-        path = f"{DECISIONS}/{name}"
+        path, file = f"{DECISIONS}/{name}", layout.split(name)[1]
         if (folder / name).is_symlink() or not (folder / name).is_file():
             faults.append(Fault(path, "named like a record but not a regular file"))
             continue
@@ -57,8 +59,11 @@ def verify(ws: Workspace) -> list[Fault]:
         except RecordError as exc:
             faults.append(Fault(path, f"invalid record: {exc.message}"))
             continue
-        if filename(record) != name:
+        if filename(record) != file:
             faults.append(Fault(path, f"record {record.id} should be named {filename(record)}"))
+        elif layout.place(file, shape) != name:
+            faults.append(Fault(path, _MISPLACED[shape].format(
+                place=f"{DECISIONS}/{layout.place(file, shape)}")))
         entries.append(Entry(record, name, digest(data)))
     entries.sort(key=lambda e: (e.record.id, e.name))
     faults += _numbering_and_chain(entries)
@@ -70,10 +75,37 @@ def verify(ws: Workspace) -> list[Fault]:
     faults += _runs(ws, entries)
     ledger = Ledger(entries)
     faults += _references(ledger)
-    faults += _index(ws, ledger)
+    faults += _index(ws, ledger, shape)
     faults += _history(ws, names)
     faults += _merges(ws, origins)
     return faults
+
+
+_MISPLACED = {
+    layout.FOLDERS: "misplaced: a record lives in the folder of its thousand, {place}",
+    layout.FLAT: "in a folder, but this log is flat (records directly in decisions/): "
+                 "`squad migrate` moves every record into folders at once ({place} now)",
+}
+
+
+def _record_files(ws: Workspace) -> list[str]:
+    """Paths inside decisions/ of the working tree's record files, in either layout."""
+    folder = ws.decisions
+    if not folder.is_dir():
+        return []
+    names = []
+    for item in folder.iterdir():
+        if layout.is_record(item.name):
+            names.append(item.name)
+        elif layout.FOLDER.match(item.name) and item.is_dir() and not item.is_symlink():
+            names += [f"{item.name}/{inner.name}" for inner in item.iterdir()
+                      if layout.is_record(f"{item.name}/{inner.name}")]
+    return sorted(names)
+
+
+def count(ws: Workspace) -> int:
+    """How many record files the working tree holds (what `verify` just checked)."""
+    return len(_record_files(ws))
 
 
 def _dates(entries: list[Entry]) -> list[Fault]:
@@ -97,10 +129,10 @@ def _renumbered(ws: Workspace, origins: Origins, entries: list[Entry]) -> list[F
     moved = [entry for entry in entries if entry.record.was is not None]
     if not moved:
         return []
-    listing = record_names(ws.repo.list_dir(DECISIONS))
+    listing = record_names(ws.repo)
     faults = []
     for entry in moved:
-        problem = renumbering_problem(origins, entry.record, listing.get(entry.name, ""),
+        problem = renumbering_problem(origins, entry.record, listing.get(entry.file, ""),
                                       listing)
         if problem:
             faults.append(Fault(f"{DECISIONS}/{entry.name}", problem))
@@ -124,8 +156,13 @@ def _merges(ws: Workspace, origins: Origins) -> list[Fault]:
     faults: list[Fault] = []
     repo = ws.repo
     for sha, parents in repo.merges_touching(DECISIONS + "/"):
-        mine = record_names(repo.list_dir(DECISIONS, sha))
-        sides = [record_names(repo.list_dir(DECISIONS, parent)) for parent in parents]
+        files = layout.listing(repo, sha)
+        mine, shape = layout.by_name(files), layout.detect(files)
+
+        def at(name: str, shape: layout.Layout = shape) -> str:
+            return f"{DECISIONS}/{layout.place(name, shape)}"
+
+        sides = [record_names(repo, parent) for parent in parents]
         where = f"merge commit {sha[:12]}"
         for name, blob in sorted(mine.items()):
             if any(side.get(name) == blob for side in sides):
@@ -133,16 +170,16 @@ def _merges(ws: Workspace, origins: Origins) -> list[Fault]:
             try:
                 record = origins.record(blob)
             except (RecordError, UnicodeDecodeError):
-                faults.append(Fault(f"{DECISIONS}/{name}", f"invalid record added by {where}"))
+                faults.append(Fault(at(name), f"invalid record added by {where}"))
                 continue
             if record.was is None:
-                faults.append(Fault(f"{DECISIONS}/{name}",
+                faults.append(Fault(at(name),
                                     f"added or changed by {where}, neither taken from a "
                                     "parent nor renumbered by `squad merge`"))
                 continue
             problem = renumbering_problem(origins, record, blob, mine)
             if problem:
-                faults.append(Fault(f"{DECISIONS}/{name}", f"{problem} ({where})"))
+                faults.append(Fault(at(name), f"{problem} ({where})"))
         for side in sides:
             gone = [(n, b) for n, b in side.items() if mine.get(n) != b]
             if not gone:
@@ -152,7 +189,7 @@ def _merges(ws: Workspace, origins: Origins) -> list[Fault]:
                         for n, b in mine.items() if side.get(n) != b}
                 for name, blob in sorted(gone, key=lambda item: id_of(item[0])):
                     if origins.key(origins.record(blob), blob) not in kept:
-                        faults.append(Fault(f"{DECISIONS}/{name}", f"dropped by {where}"))
+                        faults.append(Fault(at(name), f"dropped by {where}"))
             except (RecordError, UnicodeDecodeError):
                 faults.append(Fault(DECISIONS, f"{where} holds a record that does not parse"))
     return faults
@@ -225,32 +262,47 @@ def _cycles(graph: dict[int, tuple[int, ...]]) -> list[list[int]]:
     return found
 
 
-def _index(ws: Workspace, ledger: Ledger) -> list[Fault]:
+def _index(ws: Workspace, ledger: Ledger, shape: layout.Layout) -> list[Fault]:
+    """Every index page is what the fold of the log renders, and no page is left over."""
     if not ledger.entries:
         return []
-    path = ws.root / INDEX
-    if not path.exists():
-        return [Fault(INDEX, "missing; run `squad ingest` to regenerate it")]
-    if path.is_symlink() or not path.is_file():
-        return [Fault(INDEX, "not a regular file")]
-    if path.read_bytes() != render_index(ledger, ws.root).encode("utf-8"):
-        return [Fault(INDEX, "out of sync with the records (stale or edited index)")]
-    return []
+    faults = []
+    expected = layout.pages(ledger, shape, ws.root)
+    present = {layout.PAGE} | {
+        f"{item.name}/{layout.PAGE}" for item in ws.decisions.iterdir()
+        if layout.FOLDER.match(item.name) and (item / layout.PAGE).exists()}
+    for name in sorted(set(expected) | present):
+        path = ws.decisions / name
+        where = f"{DECISIONS}/{name}"
+        if name not in expected:
+            faults.append(Fault(where, "an index page for a folder that holds no records "
+                                       "(stale, or a flat log's folder)"))
+        elif not path.exists():
+            faults.append(Fault(where, "missing; run `squad ingest` to regenerate it"))
+        elif path.is_symlink() or not path.is_file():
+            faults.append(Fault(where, "not a regular file"))
+        elif path.read_bytes() != expected[name]:
+            faults.append(Fault(where, "out of sync with the records (stale or edited index)"))
+    return faults
 
 
 def _history(ws: Workspace, names: list[str]) -> list[Fault]:
     faults = []
     repo = ws.repo
-    for path, status in sorted(repo.uncommitted(DECISIONS + "/").items()):
-        name = path.rsplit("/", 1)[-1]
-        if path.count("/") == 1 and (RECORD_NAME.match(name) or path == INDEX):
+    prefix = DECISIONS + "/"
+    for path, status in sorted(repo.uncommitted(prefix).items()):
+        if layout.owned(path.removeprefix(prefix)):
             what = {"??": "not committed", " D": "deleted", "D ": "deleted"}.get(
                 status, "changed since its commit")
             faults.append(Fault(path, f"{what} (git status {status.strip()})"))
     added: dict[str, tuple[list[str], list[str]]] = {}
-    for sha, letter, path, ids in repo.changes_to(DECISIONS + "/"):
-        name = path.rsplit("/", 1)[-1]
-        if path.count("/") != 1 or not RECORD_NAME.match(name):
+    moves: dict[str, list[Change]] = {}
+    for change in repo.changes_to(prefix):
+        sha, letter, path, ids = change.commit, change.letter, change.path, change.decisions
+        if not layout.is_record(path.removeprefix(prefix)):
+            continue
+        if change.layout == layout.TRAILER[1]:
+            moves.setdefault(sha, []).append(change)
             continue
         if letter == "A" and ids:
             added.setdefault(sha, (ids, []))[1].append(path)
@@ -266,8 +318,39 @@ def _history(ws: Workspace, names: list[str]) -> list[Fault]:
             faults.append(Fault(paths[0], f"added by commit {sha[:12]}, whose Squad-Decision "
                                           f"trailer names {', '.join(ids)}, not the record(s) "
                                           "it adds"))
-    committed = {n for n in repo.list_dir(DECISIONS) if RECORD_NAME.match(n)}
-    for name in sorted(committed - set(names)):
+    for sha, changes in moves.items():
+        faults += _migration(sha, changes)
+    committed = layout.records(layout.listing(repo))
+    for name in sorted(set(committed) - set(names)):
         if not any(f.path == f"{DECISIONS}/{name}" for f in faults):
             faults.append(Fault(f"{DECISIONS}/{name}", "committed but missing from the folder"))
+    return faults
+
+
+def _migration(sha: str, changes: list[Change]) -> list[Fault]:
+    """A commit that moves a flat log into folders (`squad migrate`) may only move each
+    record, the same blob, from decisions/ to the folder of its thousand."""
+    where = f"the layout commit {sha[:12]}"
+    gone: dict[str, Change] = {}
+    came: dict[str, Change] = {}
+    faults = []
+    for change in changes:
+        name = change.path.removeprefix(DECISIONS + "/")
+        if change.letter == "D" and "/" not in name:
+            gone[name] = change
+        elif change.letter == "A" and name == layout.place(layout.split(name)[1],
+                                                           layout.FOLDERS):
+            came[layout.split(name)[1]] = change
+        else:
+            faults.append(Fault(change.path, f"changed ({change.letter}) by {where}, which "
+                                             "may only move records into their folders"))
+    for name in sorted(set(gone) | set(came)):
+        old, new = gone.get(name), came.get(name)
+        if old is None or new is None:
+            path = (new or old).path  # type: ignore[union-attr]
+            faults.append(Fault(path, f"{'added' if old is None else 'removed'} by {where}, "
+                                      "which may only move records into their folders"))
+        elif old.old != new.new:
+            faults.append(Fault(new.path, f"changed while {where} moved it (a move keeps the "
+                                          "bytes)"))
     return faults

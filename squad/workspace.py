@@ -10,16 +10,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from squad import logcache
+from squad import layout, logcache
 from squad.clock import Clock, default_clock
 from squad.config import Config, load_config
 from squad.dropbox import Inbox
-from squad.ledger import Ledger, render_index
-from squad.records import RECORD_NAME
+from squad.layout import Layout
+from squad.ledger import Ledger
 from squad.safety import check_layout
 from squad.snapshot import AGENTS_MD, Snapshot
 from squad.templating import Templates
-from squad.vcs import Repository, open_repo
+from squad.vcs import Repository, blob_sha, open_repo
 
 DECISIONS = "decisions"
 INDEX = f"{DECISIONS}/README.md"
@@ -82,28 +82,37 @@ class Workspace:
         return Inbox(self.decisions / "inbox")
 
     def ledger(self, commit: str | None = None, checked: bool = False) -> Ledger:
-        """The committed log at `commit` (default HEAD), read through the parsed-log cache.
+        """The committed log at `commit` (default HEAD), in either layout, read through the
+        parsed-log cache.
 
-        `checked` is for what gets committed on top of it (the coordinator): the cached parses
-        must then reproduce the index committed with them, or every record is parsed from git,
-        so no damaged or forged cache entry can reach a commit.
+        `checked` is for what gets committed on top of it (the coordinator, `squad merge`,
+        `squad migrate`): the cached parses must then reproduce every index page committed
+        with them, or every record is parsed from git, so no damaged or forged cache entry
+        can reach a commit.
         """
-        listing = self.repo.list_dir(DECISIONS, commit)
-        records = {name: sha for name, sha in listing.items() if RECORD_NAME.match(name)}
-        ledger = logcache.load(self.repo, records, parse_newest=checked)
-        if checked and records and not self._vouches(listing.get("README.md"), ledger):
-            ledger = Ledger.from_blobs({name: self.repo.blob(sha) for name, sha in records.items()})
-        return ledger
+        return self.log(commit, checked)[0]
 
-    def _vouches(self, index: str | None, ledger: Ledger) -> bool:
-        """Whether the committed index (blob id) is what `ledger` renders."""
-        if index is None:
-            return False
+    def log(self, commit: str | None = None, checked: bool = False) -> tuple[Ledger, Layout,
+                                                                              dict[str, str]]:
+        """The ledger, the layout and the listing (path in decisions/ -> blob) at `commit`."""
+        files = layout.listing(self.repo, commit)
+        shape = layout.detect(files)
+        records = layout.records(files)
+        ledger = logcache.load(self.repo, records, parse_newest=checked)
+        if checked and records and not self._vouches(files, ledger, shape):
+            ledger = Ledger.from_blobs({path: self.repo.blob(sha) for path, sha in records.items()})
+        return ledger, shape, files
+
+    def _vouches(self, files: dict[str, str], ledger: Ledger, shape: Layout) -> bool:
+        """Whether every committed index page is what `ledger` renders."""
         try:
-            rendered = render_index(ledger, self.templates).encode()
+            rendered = layout.pages(ledger, shape, self.templates)
         except Exception:  # a broken template override: the commit itself will report it
             return False
-        return self.repo.blob(index) == rendered
+        pages = {path: sha for path, sha in files.items() if layout.is_page(path)}
+        if set(pages) != set(rendered):
+            return False
+        return all(blob_sha(data) == pages[path] for path, data in rendered.items())
 
     @property
     def quarantine(self) -> Path:

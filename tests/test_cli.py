@@ -32,7 +32,7 @@ def test_decide_accept_reject_supersede_and_the_folded_status(initialized_no_age
     shown = squad(repo, "show", "1").stdout
     assert "status: superseded, superseded by 0003" in shown
     assert "## Context\n\nWe need storage." in shown
-    index = (repo / "decisions/README.md").read_text()
+    index = (repo / "decisions/000/README.md").read_text()
     assert "| [0001](0001-use-sqlite.md) | Use SQLite | Test User |" in index
     assert "| superseded |  | 0003 |" in index
     assert squad(repo, "verify").returncode == 0
@@ -130,7 +130,7 @@ def test_watch_waits_out_a_held_index_lock(repo: Path) -> None:
 
 
 def _count(repo: Path) -> int:
-    return len(list((repo / "decisions").glob("[0-9]*.md")))
+    return len(list((repo / "decisions").glob("*/[0-9]*.md")))
 
 
 def _wait_for(condition, timeout: float = 20.0) -> None:

@@ -16,7 +16,7 @@ from squad.workspace import Workspace
 
 
 def records(repo: Path) -> list[str]:
-    return sorted(p.name for p in (repo / "decisions").glob("[0-9][0-9][0-9][0-9]-*.md"))
+    return sorted(p.name for p in (repo / "decisions").glob("*/[0-9][0-9][0-9][0-9]-*.md"))
 
 
 def test_drops_become_numbered_chained_commits_in_name_order(ws: Workspace) -> None:
@@ -25,13 +25,14 @@ def test_drops_become_numbered_chained_commits_in_name_order(ws: Workspace) -> N
     report = Coordinator(ws).ingest()
     assert [r.title for r in report.committed] == ["Decision 1", "Decision 2", "Decision 3"]
     assert records(ws.root) == ["0001-decision-1.md", "0002-decision-2.md", "0003-decision-3.md"]
-    first, second = (ws.root / "decisions" / name for name in records(ws.root)[:2])
+    first, second = (ws.root / "decisions" / "000" / name for name in records(ws.root)[:2])
     assert parse_record(second.read_text()).prev == digest(first.read_bytes())
     assert ws.inbox.ready() == []
     log = git(ws.root, "log", "--format=%s|%(trailers:key=Squad-Drop,valueonly)", "-3")
     assert log.split("\n")[0] == "Decision 3|drop-3.md"
     changed = git(ws.root, "show", "--name-only", "--format=", "HEAD").split()
-    assert changed == ["decisions/0003-decision-3.md", "decisions/README.md"]
+    assert changed == ["decisions/000/0003-decision-3.md", "decisions/000/README.md",
+                       "decisions/README.md"]
     assert git(ws.root, "status", "--porcelain") == ""
     assert verify(ws) == []
 
@@ -64,7 +65,8 @@ def test_staged_and_unstaged_user_changes_survive_untouched(repo: Path, ws: Work
     assert (repo / "app.py").read_text() == "print('unstaged on top')\n"
     assert (repo / "scratch.txt").read_bytes() == b"untracked \x00 bytes"
     squad_files = git(repo, "log", "--format=", "--name-only", "--grep=^Squad-Decision")
-    assert set(squad_files.split()) == {"decisions/0001-safe.md", "decisions/README.md"}
+    assert set(squad_files.split()) == {"decisions/000/0001-safe.md", "decisions/000/README.md",
+                                          "decisions/README.md"}
 
 
 @pytest.mark.parametrize(("setup", "reason"), [
@@ -159,16 +161,16 @@ def test_killed_after_the_commit_before_files_and_drop_were_handled(ws: Workspac
     assert crashed._head and git(ws.root, "rev-parse", "HEAD").strip() == base
     crashed.ws.repo.move_branch(crashed._head, base, "Second")  # the commit point, then kill
     git(ws.root, "read-tree", "HEAD~1")
-    git(ws.root, "checkout", "HEAD~1", "--", "decisions/README.md")
+    git(ws.root, "checkout", "HEAD~1", "--", "decisions/README.md", "decisions/000/README.md")
     git(ws.root, "read-tree", "HEAD~1")
-    assert not (ws.root / "decisions/0002-second.md").exists()
+    assert not (ws.root / "decisions/000/0002-second.md").exists()
     head = git(ws.root, "rev-parse", "HEAD")
     assert git(ws.root, "status", "--porcelain") != ""
 
     report = Coordinator(ws).ingest()
     assert report.committed == [] and report.recovered == 1
     assert git(ws.root, "rev-parse", "HEAD") == head
-    assert (ws.root / "decisions/0002-second.md").exists()
+    assert (ws.root / "decisions/000/0002-second.md").exists()
     assert git(ws.root, "status", "--porcelain") == ""
     assert ws.inbox.ready() == []
     assert verify(ws) == []

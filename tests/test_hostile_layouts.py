@@ -58,13 +58,14 @@ def test_folders_named_like_a_record_or_a_setting_are_one_line_errors(
         initialized_no_agents: Path) -> None:
     repo = initialized_no_agents
     squad(repo, "decide", "--title", "First", "--decision", "d", "--agent", "me")
-    (repo / "decisions/0002-notes.md").mkdir()
-    (repo / "decisions/0002-notes.md/x.txt").write_text("x")
+    (repo / "decisions/000/0002-notes.md").mkdir()
+    (repo / "decisions/000/0002-notes.md/x.txt").write_text("x")
     result = squad(repo, "verify", check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "decisions/0002-notes.md: named like a record but not a regular file" in result.stderr
-    (repo / "decisions/0002-notes.md/x.txt").unlink()
-    (repo / "decisions/0002-notes.md").rmdir()
+    assert "decisions/000/0002-notes.md: named like a record but not a regular file" \
+        in result.stderr
+    (repo / "decisions/000/0002-notes.md/x.txt").unlink()
+    (repo / "decisions/000/0002-notes.md").rmdir()
 
     os.remove(repo / "squad.toml")
     (repo / "squad.toml").mkdir()
@@ -109,7 +110,8 @@ def test_a_repositorys_templates_render_in_the_sandbox(initialized_no_agents: Pa
     repo = initialized_no_agents
     squad(repo, "decide", "--title", "First", "--decision", "d", "--agent", "me")
     (repo / "templates").mkdir()
-    (repo / "templates/index.md.j2").write_text(template)
+    for page in ("index.md.j2", "index_page.md.j2", "index_summary.md.j2"):
+        (repo / "templates" / page).write_text(template)
     (repo / "templates/record.md.j2").write_text(template)
     git(repo, "add", "templates")
     git(repo, "commit", "-qm", "hostile templates")

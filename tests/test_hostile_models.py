@@ -104,7 +104,7 @@ def test_lone_surrogates_never_kill_an_agent_a_run_or_its_replay(team: Path,
     assert "Traceback" not in result.stderr, result.stderr
     summary = json.loads(result.stdout.splitlines()[-1])
     assert summary["ok"] and len(summary["decisions"]) == 1, summary
-    record = next((team / "decisions").glob("0001-*.md")).read_text(encoding="utf-8")
+    record = next((team / "decisions").glob("*/0001-*.md")).read_text(encoding="utf-8")
     assert "Lone \ufffd surrogate" in record
     replayed = squad(team, "replay", check=False, env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr

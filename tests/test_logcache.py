@@ -8,10 +8,11 @@ from pathlib import Path
 
 from helpers import drop_text, git, squad
 
+from squad import layout
 from squad.dropbox import Inbox
 from squad.ledger import Ledger
 from squad.logcache import HEADER, cache_path
-from squad.workspace import DECISIONS, Workspace
+from squad.workspace import Workspace
 
 
 def _log(repo: Path, titles: list[str]) -> Path:
@@ -26,7 +27,7 @@ def _log(repo: Path, titles: list[str]) -> Path:
 def _parsed(repo: Path) -> Ledger:
     """The log parsed straight from git, no cache involved."""
     ws = Workspace.open(repo)
-    listing = ws.repo.list_dir(DECISIONS)
+    listing = layout.records(layout.listing(ws.repo))
     ledger = Ledger.from_blobs({name: ws.repo.blob(sha) for name, sha in listing.items()})
     ws.repo.close()
     return ledger
@@ -134,6 +135,7 @@ def test_a_broken_index_template_only_costs_the_cache_its_vouching(repo: Path) -
     _log(repo, ["Use SQLite"])
     squad(repo, "log")
     (repo / "templates").mkdir()
-    (repo / "templates" / "index.md.j2").write_text("{% for row in rows %}\n")
+    for page in ("index.md.j2", "index_page.md.j2", "index_summary.md.j2"):
+        (repo / "templates" / page).write_text("{% for row in rows %}\n")
     result = squad(repo, "ingest", check=False)
     assert (result.returncode, result.stderr) == (0, "")

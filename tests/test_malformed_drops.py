@@ -692,8 +692,8 @@ class Fuzzed:
     def audit_log(self, listing: str) -> None:
         good = [item for item in self.delivered if item.kind == "valid"]
         folder = self.ws.decisions
-        records = [parse_record((folder / n).read_text()) for n in sorted(os.listdir(folder))
-                   if RECORD_NAME.match(n)]
+        records = [parse_record(path.read_text()) for path in sorted(folder.glob("[0-9]*/*.md"))
+                   if RECORD_NAME.match(path.name)]
         assert sorted(r.id for r in records) == list(range(1, len(records) + 1))
         titles = Counter(r.title for r in records)
         by_title = {r.title: r for r in records}

@@ -169,7 +169,7 @@ def test_status_tools_only_with_the_flag_and_a_configured_author(logged: Path) -
 def test_reads_see_committed_records_only(logged: Path) -> None:
     squad(logged, "decide", "--title", "Waiting in the inbox", "--decision", "d",
           "--no-ingest")
-    record = next((logged / "decisions").glob("0002-*.md"))
+    record = next((logged / "decisions").glob("*/0002-*.md"))
     record.write_text(record.read_text().replace("A token bucket", "Nothing"))
 
     async def work(client: Client) -> dict[str, Any]:

@@ -343,9 +343,9 @@ def test_a_plain_git_merge_is_never_silently_broken(origin: Path) -> None:
                             text=True)
     assert merged.returncode != 0 and "decisions/README.md" in merged.stdout
     # someone "resolves" it by hand and commits: verify names the repair
-    (main / "decisions/README.md").write_text(
-        git(main, "show", "origin/feature:decisions/README.md"))
-    git(main, "add", "decisions/README.md")
+    for page in ("decisions/README.md", "decisions/000/README.md"):
+        (main / page).write_text(git(main, "show", f"origin/feature:{page}"))
+        git(main, "add", page)
     git(main, "commit", "-qm", "merge")
     found = faults(main)
     assert any("duplicate id 2" in f for f in found)
@@ -390,7 +390,8 @@ def test_a_conflict_outside_decisions_stops_and_loses_nothing(origin: Path) -> N
     status = git(main, "status", "--porcelain").splitlines()
     assert "UU app.py" in status
     assert sorted(line for line in status if "decisions/" in line) == [
-        "A  decisions/0003-use-jwt.md", "M  decisions/README.md"]
+        "A  decisions/000/0003-use-jwt.md", "M  decisions/000/README.md",
+        "M  decisions/README.md"]
     assert "print('main')" in (main / "app.py").read_text()
     assert "print('feature')" in (main / "app.py").read_text()
     assert (main / "scratch.txt").read_text() == "mine\n"
@@ -476,7 +477,7 @@ def test_a_record_rewritten_inside_a_merge_commit_fails(origin: Path) -> None:
     # rewrite main's own record 2 inside the merge commit and fix up the chain after it
     from squad.records import digest
 
-    folder = main / "decisions"
+    folder = main / "decisions" / "000"
     path = folder / "0002-use-redis.md"
     path.write_text(path.read_text().replace("Use Redis.", "Use Memcached."))
     names = ["0002-use-redis.md", "0003-use-redis-clusters.md", "0004-use-jwt.md"]
@@ -488,12 +489,12 @@ def test_a_record_rewritten_inside_a_merge_commit_fails(origin: Path) -> None:
     git(main, "add", "decisions")
     git(main, "commit", "-q", "--amend", "--no-edit")
     found = faults(main)
-    assert any(f.startswith("decisions/0002-use-redis.md: added or changed by merge commit")
+    assert any(f.startswith("decisions/000/0002-use-redis.md: added or changed by merge commit")
                for f in found)
     # a renumbered record edited inside the merge: its renumbering no longer holds
     git(main, "reset", "-q", "--hard", merged)
     verify_ok(main)
-    _amend_merge(main, "decisions/0004-use-jwt.md",
+    _amend_merge(main, "decisions/000/0004-use-jwt.md",
                  lambda t: t.replace("Use JWT.", "Use JWT, signed by us."))
     found = faults(main)
     assert any("0004-use-jwt.md: renumbered from 0002" in f and "decision differs" in f
@@ -503,23 +504,23 @@ def test_a_record_rewritten_inside_a_merge_commit_fails(origin: Path) -> None:
 def test_forged_trailers_and_dates_going_backwards_fail(origin: Path) -> None:
     main = clone(origin, "main")
     decide(main, "Second")
-    text = (main / "decisions/0002-second.md").read_text()
+    text = (main / "decisions/000/0002-second.md").read_text()
     from squad.records import digest
 
     def forge(name: str, title: str, date: str, trailer: str) -> None:
-        last = sorted((main / "decisions").glob("000*.md"))[-1]
+        last = sorted((main / "decisions").glob("*/000*.md"))[-1]
         body = text.replace("id: 2", f"id: {int(name[:4])}").replace("Second", title)
         body = body.replace(next(x for x in body.splitlines() if x.startswith("date: ")),
                             f"date: '{date}'")
         body = body.replace(next(x for x in body.splitlines() if x.startswith("prev: ")),
                             f"prev: {digest(last.read_bytes())}")
-        (main / "decisions" / name).write_text(body)
-        git(main, "add", f"decisions/{name}")
+        (main / "decisions" / "000" / name).write_text(body)
+        git(main, "add", f"decisions/000/{name}")
         git(main, "commit", "-qm", f"{title}\n\nSquad-Decision: {trailer}\nSquad-Agent: x\n")
 
     forge("0003-third.md", "Third", "2000-01-01T00:00:00Z", "0003")
     found = faults(main)
-    assert any(f.startswith("decisions/0003-third.md: dated 2000-01-01T00:00:00Z, before")
+    assert any(f.startswith("decisions/000/0003-third.md: dated 2000-01-01T00:00:00Z, before")
                for f in found)
     git(main, "reset", "-q", "--hard", "HEAD^")
     forge("0003-third.md", "Third", "2100-01-01T00:00:00Z", "0002")
@@ -602,7 +603,7 @@ def test_the_trunk_can_be_named_in_squad_toml(origin: Path) -> None:
     out = squad(repo, "merge", "develop").stdout
     assert "renumbered 0002 -> 0003  On topic" in out
     assert ids_by_title(repo) == {"Base decision": 1, "On develop": 2, "On topic": 3}
-    path = repo / "decisions/0003-on-topic.md"
+    path = repo / "decisions/000/0003-on-topic.md"
     text = path.read_text()
     sha = text.split("commit: ", 1)[1][:40]
     path.write_text(text.replace(sha, "ab" * 20))

@@ -141,7 +141,7 @@ def test_an_edited_request_is_caught_by_its_key(recorded: tuple[Path, str]) -> N
 
 def test_an_edited_record_fails_verify(recorded: tuple[Path, str]) -> None:
     repo, _ = recorded
-    record = next((repo / "decisions").glob("0003-*.md"))
+    record = next((repo / "decisions").glob("*/0003-*.md"))
     record.write_text(record.read_text().replace("decides.", "decided."))
     git(repo, "commit", "-qam", "edit")
     result = squad(repo, "verify", check=False)

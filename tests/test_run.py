@@ -123,7 +123,7 @@ def test_sigint_keeps_every_drop(team: Path, server: ScriptedServer) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**__import__("os").environ, "OPENAI_BASE_URL": server.base_url})
     deadline = time.monotonic() + 20
-    while not list((team / "decisions").glob("0002-*.md")) and time.monotonic() < deadline:
+    while not list((team / "decisions").glob("*/0002-*.md")) and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)

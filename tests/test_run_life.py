@@ -77,7 +77,7 @@ def test_ctrl_c_mid_call_stops_soon_and_leaves_a_replayable_run(
     server.responder = responder
     before = git(team, "rev-parse", "HEAD").strip()
     proc = start(team, server, "--agents", "architect,tester", group=group)
-    wait_for(lambda: list((team / "decisions").glob("0001-*.md"))
+    wait_for(lambda: list((team / "decisions").glob("*/0001-*.md"))
              and any(agent_of(r) == "tester" for r in server.requests))
     if group:
         os.killpg(proc.pid, signal.SIGINT)

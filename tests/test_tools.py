@@ -293,7 +293,8 @@ DECISION = {"title": "Use SQLite", "context": "We need storage.", "decision": "U
 
 
 def ledger_of(repo: Path) -> Ledger:
-    return Ledger.from_blobs({p.name: p.read_bytes() for p in (repo / "decisions").glob("*.md")})
+    return Ledger.from_blobs({p.name: p.read_bytes()
+                              for p in (repo / "decisions").glob("[0-9]*/*.md")})
 
 
 def test_record_decision_drops_a_valid_draft_that_the_coordinator_commits(

@@ -94,8 +94,8 @@ def test_killed_watch_loses_and_doubles_nothing(repo: Path, tmp_path: Path) -> N
 
     # Every marker committed exactly once, ids 1..N, nothing quarantined.
     folder = repo / "decisions"
-    records = [parse_record((folder / name).read_text()) for name in os.listdir(folder)
-               if RECORD_NAME.match(name)]
+    records = [parse_record(path.read_text()) for path in folder.glob("[0-9]*/*.md")
+               if RECORD_NAME.match(path.name)]
     titles = Counter(record.title for record in records)
     doubled = sorted(title for title, n in titles.items() if n > 1)
     assert not doubled, f"{context}: committed twice: {doubled[:20]}"

@@ -51,7 +51,7 @@ def test_the_next_commit_keeps_staged_and_unstaged_index_edits_aside(logged: Pat
 
 
 def test_whatever_sits_at_the_next_record_paths_is_kept(logged: Path, tmp_path: Path) -> None:
-    folder = logged / "decisions"
+    folder = logged / "decisions" / "000"
     (folder / "0002-second.md").write_bytes(b"my draft \x00 bytes")
     (folder / "0003-third.md").mkdir()
     (folder / "0003-third.md/inside.txt").write_text("a folder of mine")
@@ -69,7 +69,7 @@ def test_whatever_sits_at_the_next_record_paths_is_kept(logged: Path, tmp_path: 
 
 
 def test_a_staged_edit_of_a_committed_record_is_never_reset(logged: Path) -> None:
-    record = logged / "decisions/0001-first.md"
+    record = logged / "decisions/000/0001-first.md"
     record.write_text(record.read_text() + "\nmy edit\n")
     git(logged, "add", str(record))
     staged = git(logged, "diff", "--cached")

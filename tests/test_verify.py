@@ -36,35 +36,36 @@ def test_a_sound_log_verifies(logged: Path) -> None:
 
 
 def test_an_edit_in_the_working_tree(logged: Path) -> None:
-    path = logged / "decisions/0002-decision-2.md"
+    path = logged / "decisions/000/0002-decision-2.md"
     path.write_text(path.read_text().replace("\nd\n", "\nsomething else\n"))
     out = faults(logged)
-    assert "decisions/0002-decision-2.md: changed since its commit" in out
-    assert "decisions/0003-decision-3.md: hash chain broken" in out
+    assert "decisions/000/0002-decision-2.md: changed since its commit" in out
+    assert "decisions/000/0003-decision-3.md: hash chain broken" in out
 
 
 def test_a_committed_edit_of_the_last_record(logged: Path) -> None:
-    path = logged / "decisions/0004-decision-4.md"
+    path = logged / "decisions/000/0004-decision-4.md"
     path.write_text(path.read_text().replace("\nd\n", "\nrewritten\n"))
     git(logged, "commit", "-qam", "sneaky edit")
-    assert "decisions/0004-decision-4.md: edited after it was committed" in faults(logged)
+    assert "decisions/000/0004-decision-4.md: edited after it was committed" in faults(logged)
 
 
 def test_a_deleted_record(logged: Path) -> None:
-    git(logged, "rm", "-q", "decisions/0002-decision-2.md")
+    git(logged, "rm", "-q", "decisions/000/0002-decision-2.md")
     git(logged, "commit", "-qm", "remove one")
     out = faults(logged)
-    assert "decisions/0003-decision-3.md: numbering gap: id 3 where 2 was due" in out
-    assert "decisions/0002-decision-2.md: deleted after it was committed" in out
+    assert "decisions/000/0003-decision-3.md: numbering gap: id 3 where 2 was due" in out
+    assert "decisions/000/0002-decision-2.md: deleted after it was committed" in out
 
 
 def test_a_forged_chain(logged: Path) -> None:
-    path = logged / "decisions/0003-decision-3.md"
+    path = logged / "decisions/000/0003-decision-3.md"
     text = path.read_text()
     forged = "sha256:" + "0" * 64
     path.write_text(text.replace(text.split("prev: ")[1].split("\n")[0], forged))
     git(logged, "commit", "-qam", "forge")
-    assert f"decisions/0003-decision-3.md: hash chain broken: prev is {forged}" in faults(logged)
+    assert f"decisions/000/0003-decision-3.md: hash chain broken: prev is {forged}" \
+        in faults(logged)
 
 
 def test_a_stale_index(logged: Path) -> None:
