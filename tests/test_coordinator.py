@@ -230,18 +230,22 @@ def test_a_backlog_is_one_group_commit_a_commit_per_decision_one_branch_move(
     own README of an earlier commit in the group is never mistaken for the user's."""
     for n in range(1, 6):
         ws.inbox.drop(drop_text(f"Decision {n}"), name=f"drop-{n}.md")
-    (ws.root / "decisions" / "0004-decision-4.md").write_text("my notes\n")  # the user's
+    mine = ws.root / "decisions" / "000" / "0004-decision-4.md"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("my notes\n")  # the user's, where squad is about to write
     moves_before = len(git(ws.root, "reflog", "show", "main").splitlines())
     report = Coordinator(ws).ingest()
     assert [r.id for r in report.committed] == [1, 2, 3, 4, 5]
     assert report.drops == [f"drop-{n}.md" for n in range(1, 6)]
-    assert report.kept == [("decisions/0004-decision-4.md", "decisions/0004-decision-4.md.mine")]
+    assert report.kept == [("decisions/000/0004-decision-4.md",
+                            "decisions/000/0004-decision-4.md.mine")]
     assert len(git(ws.root, "reflog", "show", "main").splitlines()) == moves_before + 1
     shas = git(ws.root, "rev-list", "-5", "HEAD").split()
     assert shas[::-1] == report.commits
     for sha, n in zip(shas[::-1], range(1, 6), strict=True):
         changed = git(ws.root, "show", "--name-only", "--format=", sha).split()
-        assert changed == [f"decisions/000{n}-decision-{n}.md", "decisions/README.md"]
-    assert git(ws.root, "status", "--porcelain") == "?? decisions/0004-decision-4.md.mine\n"
+        assert changed == [f"decisions/000/000{n}-decision-{n}.md", "decisions/000/README.md",
+                           "decisions/README.md"]
+    assert git(ws.root, "status", "--porcelain") == "?? decisions/000/0004-decision-4.md.mine\n"
     assert ws.inbox.ready() == []
     assert verify(ws) == []
