@@ -903,7 +903,8 @@ def verify(ctx: click.Context, as_json: bool) -> None:
         for fault in faults:
             click.echo(str(fault), err=True)
         if not faults:
-            click.echo(f"ok: {count(ws)} records verified")
+            n = count(ws)
+            click.echo(f"ok: {n} record{'' if n == 1 else 's'} verified")
     if faults:
         sys.exit(1)
 

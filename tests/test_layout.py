@@ -114,7 +114,7 @@ def test_an_interrupted_migration_is_finished_by_running_it_again(repo: Path) ->
     assert git(repo, "status", "--porcelain") != ""
     assert squad(repo, "migrate").stdout.startswith("finished")
     assert git(repo, "status", "--porcelain") == ""
-    assert squad(repo, "verify").stdout == "ok: 1 records verified\n"
+    assert squad(repo, "verify").stdout == "ok: 1 record verified\n"
 
 
 def test_a_flat_branch_merges_a_migrated_trunk(repo: Path) -> None:

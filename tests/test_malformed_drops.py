@@ -729,7 +729,7 @@ class Fuzzed:
         result = squad(self.root, "verify", check=False)
         count = sum(item.kind == "valid" for item in self.delivered)
         assert (result.returncode, result.stdout.strip()) == \
-            (0, f"ok: {count} records verified"), result.stderr
+            (0, f"ok: {count} record{'' if count == 1 else 's'} verified"), result.stderr
         assert "Traceback" not in result.stderr
 
 
