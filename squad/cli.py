@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -686,11 +687,14 @@ def serve(port: int) -> None:
 @click.option("--live", is_flag=True,
               help="Do not record the model calls (the run cannot be replayed).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
+@click.option("--plan-only", is_flag=True,
+              help="Only route GOAL and commit the plan; run its agents anywhere with "
+                   "`squad agent TASK-ID --push REMOTE`.")
 @click.pass_context
 def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
          concurrency: int | None, max_agents: int | None, max_calls: int | None,
          max_tokens: int | None, max_cost: float | None, max_seconds: float | None,
-         branch: bool, live: bool, as_json: bool) -> None:
+         branch: bool, live: bool, as_json: bool, plan_only: bool) -> None:
     """Route GOAL to specialists, run them in parallel, commit their decisions as they land."""
     from rich.console import Console
 
@@ -710,6 +714,12 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
         rounds=rounds or defaults.rounds, concurrency=concurrency or defaults.concurrency,
         max_agents=max_agents or defaults.max_agents,
         limits=limits.model_copy(update=overrides), branch=branch)
+    if plan_only:
+        if live:
+            raise UsageError("--live does not go with --plan-only: the lead's calls are "
+                             "recorded so that the run can be replayed")
+        settings = dataclasses.replace(settings, rounds=rounds or 1)
+        return _plan_only(ws, settings, as_json)
     check(ws, settings)  # every input, before a model server starts or a file is written
     terminal = not as_json and sys.stdout.isatty()
     if not as_json and not terminal:
@@ -739,6 +749,91 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
         sys.exit(130)
     if not outcome.ok:
         sys.exit(1)
+
+
+def _plan_only(ws: Workspace, settings: Any, as_json: bool) -> None:
+    from squad.connection import connect
+    from squad.run import check
+    from squad.spread import plan_only
+
+    check(ws, settings)
+    connection = connect(ws.config) if not settings.agents else None
+    try:
+        if connection is not None:
+            err.print(f"using the {connection.label}")
+        plan = plan_only(ws, settings, connection.backend if connection else None,
+                         connection.profile if connection else _default_profile(),
+                         connection.model if connection else None, on_busy=_busy)
+    finally:
+        if connection is not None:
+            connection.close()
+    if as_json:
+        click.echo(json.dumps({"run": plan.run, "snapshot": plan.snapshot,
+                               "tasks": [{"id": t.id, "agent": t.agent, "task": t.task}
+                                         for t in plan.tasks]}))
+        return
+    click.echo(f"planned run {plan.run} on {plan.snapshot[:12]}: {len(plan.tasks)} task(s)")
+    for task in plan.tasks:
+        click.echo(f"  {task.id}  {task.task[:100]}")
+    click.echo("next: push this commit (git push), then on any machine with it:")
+    for task in plan.tasks:
+        click.echo(f"  squad agent {task.id} --run {plan.run} --push origin")
+    click.echo("and where the records are collected: squad ingest --remote origin")
+
+
+def _default_profile() -> Any:
+    from squad.llm.profiles import PROFILES
+
+    return PROFILES["openai"]
+
+
+@main.command(name="agent")
+@click.argument("task_id", metavar="TASK-ID")
+@click.option("--run", "run_id", metavar="RUN",
+              help="The planned run (default: the only one at HEAD with TASK-ID).")
+@click.option("--push", "remote", metavar="REMOTE", required=True,
+              help="Deliver the drops and the agent's log through REMOTE.")
+@click.option("--writer", envvar="SQUAD_WRITER", metavar="ID",
+              help="Writer id (default: this clone's; env SQUAD_WRITER).")
+@click.pass_context
+def agent_(ctx: click.Context, task_id: str, run_id: str | None, remote: str,
+           writer: str | None) -> None:
+    """Run one task of a planned run (squad run --plan-only) and push what it decided."""
+    from squad.connection import connect
+    from squad.errors import RemoteError
+    from squad.remote import DROPS, check_writer, default_writer
+    from squad.spread import deliver, delivered_here, find_plan, run_task
+
+    ws = _workspace(ctx, env=True)
+    writer = check_writer(writer) if writer else default_writer()
+    plan = find_plan(ws, task_id, run_id)
+    if delivered_here(ws, writer, plan.run, task_id):
+        raise UsageError(f"{task_id} of run {plan.run} was already run here (on {DROPS}"
+                         f"{writer}); a task counts once, so it is not run again "
+                         f"(`squad push {remote}` delivers it if it still waits)")
+
+    def opened(there: Workspace) -> Any:
+        connection = connect(there.config)
+        err.print(f"using the {connection.label}")
+        return connection
+
+    def show(kind: str, data: dict[str, Any]) -> None:
+        if kind == "tool":
+            mark = "ok" if data["ok"] else "refused"
+            err.print(f"  {data['tool']}({str(data['arguments'])[:120]}) -> {mark}"
+                      + (f", dropped {data['drop']}" if data.get("drop") else ""))
+
+    done = run_task(ws, plan, task_id, writer, opened, on_event=show)
+    err.print(f"{task_id}: {len(done.drops)} decision(s), committed on {DROPS}{writer} "
+              "with the agent's log")
+    try:
+        report = deliver(ws, remote, writer, log=lambda message: err.print(message))
+    except RemoteError as exc:
+        raise RemoteError(f"{task_id} ran, but {exc.message}") from None
+    click.echo(f"delivered {task_id} of run {plan.run}: pushed {report.pushed} commit(s) to "
+               f"{remote} ({DROPS}{writer})")
+    if done.result is not None and done.result.error:
+        _fail(f"agent {done.agent} failed: {done.result.error} (delivered as failed)", 1)
 
 
 DEMO_NOTE = ("note: these decisions come from the embedded demo model (SmolLM2-135M), which "
@@ -804,7 +899,7 @@ def replay(ctx: click.Context, run_ids: tuple[str, ...], since: str | None,
         from squad.run import RUNS
 
         folder = ws.root / RUNS
-        committed = set(recorded_runs(ws))
+        committed = set(ws.repo.list_dirs(RUNS))
         for stray in sorted(p.name for p in folder.iterdir() if p.is_dir()) \
                 if folder.is_dir() else []:
             if stray not in committed:

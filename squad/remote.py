@@ -33,7 +33,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from squad.collect import Collector, read_delivery
 from squad.coordinator import Coordinator, PassReport, trailer_name
 from squad.dropbox import unique_name
 from squad.errors import RemoteError, UnsafeRepoError, UsageError
@@ -103,16 +105,23 @@ def record_drop(ws: Workspace, writer: str, text: str, name: str | None = None) 
 
     The commit is the durable point: from here the drop waits in the ref until a push takes it.
     """
-    repo = ws.repo
     name = name or drop_name()
     data = text.encode("utf-8")
     message = (f"squad drop {name}\n\nSquad-Drop: {trailer_name(name)}\n"
                f"Squad-Drop-Hash: {digest(data)}\nSquad-Writer: {writer}\n")
+    commit_on_writer_ref(ws, writer, {INBOX_PREFIX + name: data}, message)
+    return name
+
+
+def commit_on_writer_ref(ws: Workspace, writer: str, files: dict[str, bytes],
+                         message: str) -> str:
+    """Commit `files` (the whole tree) on top of this clone's `refs/squad/drops/<writer>`."""
+    repo = ws.repo
     with repo.lock(WRITER_LOCK):
         parent = repo.ref(DROPS + writer)
-        sha = repo.make_commit({INBOX_PREFIX + name: data}, message, ws.clock(), parent)
+        sha = repo.make_commit(files, message, ws.clock(), parent)
         repo.set_ref(DROPS + writer, sha, parent)
-    return name
+    return sha
 
 
 def push_drops(ws: Workspace, remote: str, writer: str, attempts: int = ATTEMPTS,
@@ -190,6 +199,8 @@ class Drop:
     blob: str | None = None
     problem: str | None = None
     key: tuple[str, str] | None = None
+    delivery: tuple[str, str] | None = None  # (run, task): an agent's log (squad.collect)
+    manifest: dict[str, Any] | None = None  # a delivery's agent.json, once read
 
 
 @dataclass
@@ -208,6 +219,7 @@ class RemoteCoordinator:
         self.ws = coordinator.ws
         self.remote = remote
         self.log = coordinator.log
+        self.collector = Collector(self)
 
     def run_pass(self, stop: threading.Event | None = None,
                  attempts: int = ATTEMPTS) -> RemoteReport:
@@ -222,14 +234,19 @@ class RemoteCoordinator:
             trunk = self.ws.repo.ref(FETCHED_TRUNK)
             drops = self._untaken()
             report.fetched = len(drops)
+            collector = self.collector
+            collector.sort(drops)
             try:
                 self._sync(trunk, drops, report, stop)
                 with self.coordinator.session(stop):
-                    self._materialize(drops)
+                    self._materialize([d for d in drops if not collector.holds(d)])
                     for name in self.ws.inbox.ready():
                         if stop is not None and stop.is_set():
                             break
-                        self.coordinator.take(name, report)
+                        if not collector.holds_name(name):
+                            self.coordinator.take(name, report)
+                    if stop is None or not stop.is_set():
+                        collector.collect(report)
             except Stopped:
                 return report
             head = self.ws.repo.head()
@@ -278,13 +295,16 @@ class RemoteCoordinator:
                 stops.append(taken[TAKEN + writer])
         stops += [sha for sha in (repo.ref(FETCHED_TRUNK), repo.head()) if sha]  # never drops
         drops = []
-        for sha, source, _ in repo.walk(tips, stops):
-            drops.append(self._read_drop(sha, source[len(FETCHED_DROPS):]))
+        for sha, source, trailers in repo.walk(tips, stops):
+            drops.append(self._read_drop(sha, source[len(FETCHED_DROPS):], trailers))
         return drops
 
-    def _read_drop(self, sha: str, writer: str) -> Drop:
+    def _read_drop(self, sha: str, writer: str,
+                   trailers: dict[str, list[str]] | None = None) -> Drop:
         repo, drop = self.ws.repo, Drop(sha, writer)
         files = repo.commit_files(sha)
+        if trailers and "Squad-Task" in trailers:
+            return read_delivery(drop, files, trailers)
         if len(files) != 1:
             drop.problem = f"holds {len(files)} files, a drop commit holds one"
             return drop
@@ -327,7 +347,7 @@ class RemoteCoordinator:
                 repo.reset_keep(trunk, head)  # fast-forward
                 return
             local = repo.only_squad_commits(trunk, head)
-            if repo.is_ancestor(trunk, head):
+            if repo.is_ancestor(trunk, head) and not self.collector.half_collected(local):
                 return  # ahead: pushed below
             there = repo.drop_keys(trunk, head) | {d.key for d in drops if d.key}
             for commit in local:
@@ -373,6 +393,9 @@ class RemoteCoordinator:
             return False
 
     def _handled(self, drop: Drop, report: PassReport) -> bool:
+        spread = self.collector.handled(drop)
+        if spread is not None:
+            return spread
         if drop.key is None:
             self._quarantine_malformed(drop)
             return True

@@ -747,7 +747,8 @@ class Repository:
                 continue
             who, _, text = rest.partition("\x00")
             trailers = _trailers(text)
-            if who != IDENTITY or "Squad-Drop" not in trailers:
+            # squad's records, and the logs of runs that squad assembled from them
+            if who != IDENTITY or not ("Squad-Drop" in trailers or "Squad-Run-Start" in trailers):
                 raise UnsafeRepoError(
                     f"{self.root}: {self.branch()} has commit {sha[:12]}, not made by squad and "
                     "not on the remote; push or move it yourself first")

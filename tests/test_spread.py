@@ -1,0 +1,144 @@
+"""A run spread over machines: planned in one clone, each agent run in another clone with
+`squad agent … --push`, collected by `squad ingest --remote`, replayed offline in a fresh
+clone. A bare repository is the remote; the model is the real scripted HTTP server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from scripted_server import RecordedRequest, ScriptedServer, Text, ToolCalls
+from test_remote import clone, titles
+from test_run import AGENTS, decide
+
+from tests.conftest import SQUAD, git, squad
+
+GOAL = "Add rate limiting"
+
+
+def route_then_decide(request: RecordedRequest) -> ToolCalls | Text:
+    if request.body.get("response_format"):  # the lead's plan
+        return Text(json.dumps({"tasks": [{"agent": a, "task": f"{a}: {GOAL}"}
+                                          for a in AGENTS]}))
+    return decide(request)
+
+
+@pytest.fixture
+def bare(repo: Path, tmp_path: Path) -> Path:
+    squad(repo, "init")
+    (repo / "squad.toml").write_text("[llm]\nmodel = 'scripted'\nmax_retries = 0\ntimeout = 10\n")
+    git(repo, "commit", "-qam", "settings")
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(remote)], check=True)
+    return remote
+
+
+def plan(where: Path, server: ScriptedServer) -> dict:
+    out = squad(where, "run", GOAL, "--plan-only", "--json",
+                env={"OPENAI_BASE_URL": server.base_url}).stdout
+    git(where, "push", "-q", "origin", "main")
+    return json.loads(out)
+
+
+def agent(where: Path, server: ScriptedServer, task: str, *extra: str,
+          check: bool = True) -> subprocess.CompletedProcess[str]:
+    return squad(where, "agent", task, "--push", "origin", *extra, check=check,
+                 env={"OPENAI_BASE_URL": server.base_url})
+
+
+def test_four_agents_on_four_clones_collected_then_replayed_offline(
+        bare: Path, tmp_path: Path, server: ScriptedServer) -> None:
+    server.responder = route_then_decide
+    planner = clone(bare, tmp_path / "planner")
+    planned = plan(planner, server)
+    run_id = planned["run"]
+    assert [t["id"] for t in planned["tasks"]] == [f"r1.{a}" for a in AGENTS]
+    trunk = git(bare, "rev-parse", "main").strip()
+
+    machines = [clone(bare, tmp_path / f"m{n}") for n in range(4)]
+    running = [subprocess.Popen([*SQUAD, "agent", f"r1.{a}", "--run", run_id, "--push",
+                                 "origin", "--writer", f"m{n}"], cwd=m, text=True,
+                                env={**_env(), "OPENAI_BASE_URL": server.base_url},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+               for n, (a, m) in enumerate(zip(AGENTS[:3], machines, strict=False))]
+    for process in running:
+        out, errs = process.communicate(timeout=120)
+        assert process.returncode == 0, errs
+        assert "delivered r1." in out
+    # the fourth machine is offline: its drops and log wait in its clone
+    git(machines[3], "remote", "set-url", "origin", str(tmp_path / "gone.git"))
+    offline = agent(machines[3], server, f"r1.{AGENTS[3]}", "--writer", "m3", check=False)
+    assert offline.returncode == 4, offline.stderr
+    assert "kept in refs/squad/drops/m3" in offline.stderr
+    assert git(bare, "rev-parse", "main").strip() == trunk  # agents never push the trunk
+
+    coordinator = clone(bare, tmp_path / "coordinator")
+    waiting = squad(coordinator, "ingest", "--remote", "origin")
+    assert waiting.stdout == "" and f"waiting for r1.{AGENTS[3]} (3 of 4" in waiting.stderr
+    assert git(bare, "rev-parse", "main").strip() == trunk
+
+    git(machines[3], "remote", "set-url", "origin", str(bare))
+    again = agent(machines[3], server, f"r1.{AGENTS[3]}", "--writer", "m3", check=False)
+    assert again.returncode == 2 and "already run here" in again.stderr  # refused, not rerun
+    assert "pushed 2 drop(s)" in squad(machines[3], "push", "origin", "--writer", "m3").stdout
+
+    collected = squad(coordinator, "ingest", "--remote", "origin")
+    assert f"collected run {run_id}: 4 record(s) from 4 agent(s)" in collected.stderr
+    assert squad(coordinator, "ingest", "--remote", "origin").stdout == ""  # nothing twice
+    log = git(bare, "log", "--format=%s", f"{trunk}..main").splitlines()
+    assert log[0] == f"squad run {run_id}"
+    assert sorted(log[1:]) == sorted(f"{a} first thoughts" for a in AGENTS)
+    writers = git(bare, "log", f"{trunk}..main",
+                  "--format=%(trailers:key=Squad-Writer,valueonly)").split()
+    assert sorted(writers) == ["m0", "m1", "m2", "m3"]
+
+    fresh = clone(bare, tmp_path / "fresh")
+    verdict = squad(fresh, "replay", "--json", env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
+    assert json.loads(verdict.stdout) == {"run": run_id, "ok": True, "commits": 4,
+                                          "problem": None, "where": None, "diff": ""}
+    assert squad(fresh, "verify").stdout.strip() == "ok: 4 records verified"
+    assert squad(fresh, "report", "--format", "markdown").returncode == 0
+
+    # the replay checks the commits: an edited date in the log is caught
+    events = fresh / f".squad/runs/{run_id}/events.jsonl"
+    events.write_text(events.read_text().replace('"date": "', '"date": "1999', 1)
+                      .replace('"date": "1999', '"date": "', 1)
+                      .replace('"writer": "m0"', '"writer": "m9"'))
+    git(fresh, "commit", "-qam", "edit the log")
+    bad = squad(fresh, "replay", run_id, check=False)
+    assert bad.returncode == 1 and "commit" in bad.stdout and "differs" in bad.stdout
+
+
+def test_a_task_twice_counts_once_and_an_unknown_task_is_one_line(
+        bare: Path, tmp_path: Path, server: ScriptedServer) -> None:
+    server.responder = route_then_decide
+    planner = clone(bare, tmp_path / "planner")
+    run_id = plan(planner, server)["run"]
+    unknown = agent(planner, server, "r1.nobody", check=False)
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().splitlines() == [
+        f"squad: no task 'r1.nobody' in run {run_id} (tasks: "
+        + ", ".join(f"r1.{a}" for a in AGENTS) + ")"]
+    one, two = clone(bare, tmp_path / "one"), clone(bare, tmp_path / "two")
+    for task in (f"r1.{a}" for a in AGENTS):
+        agent(one, server, task, "--writer", "one")
+    agent(two, server, f"r1.{AGENTS[0]}", "--writer", "two")  # the same task, elsewhere
+    coordinator = clone(bare, tmp_path / "coordinator")
+    result = squad(coordinator, "ingest", "--remote", "origin")
+    assert "the first delivery counts" in result.stderr
+    assert titles(coordinator) == Counter(f"{a} first thoughts" for a in AGENTS)
+    late = agent(two, server, f"r1.{AGENTS[1]}", "--writer", "two")  # after collection
+    assert "delivered" in late.stdout
+    assert squad(coordinator, "ingest", "--remote", "origin").stdout == ""
+    assert git(bare, "rev-parse", "refs/squad/taken/two") == \
+        git(bare, "rev-parse", "refs/squad/drops/two")  # passed over, so gc can prune it
+    assert "ok: run" in squad(coordinator, "replay", run_id).stdout
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
