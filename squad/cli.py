@@ -190,21 +190,26 @@ def _person(ws: Workspace) -> str | None:
               help="Also write a CI workflow that runs `squad verify` and `squad replay`.")
 @click.option("--install", metavar="LINE",
               help="The workflow's install command (default: pip install of this version).")
+@click.option("--matrix", is_flag=True,
+              help="With --ci github: also write a workflow that runs a goal's agents as a "
+                   "job matrix (squad run --plan-only, squad agent, squad ingest --remote).")
 @click.option("--mcp", "mcp_client", type=click.Choice(["claude", "vscode", "cursor"]),
               help="Also add `squad mcp` to that client's project MCP config (merged, never "
                    "overwritten; not committed).")
 @click.pass_context
 def init(ctx: click.Context, no_agents: bool, ci: str | None, install: str | None,
-         mcp_client: str | None) -> None:
+         matrix: bool, mcp_client: str | None) -> None:
     """Scaffold squad.toml, AGENTS.md, agents/ and decisions/ (never overwrites a file)."""
     from squad.scaffold import init as scaffold
     from squad.workspace import DECISIONS
 
     if install is not None and (ci is None or not install.strip()):
         raise UsageError("--install gives the CI workflow's install line: use it with --ci")
+    if matrix and ci is None:
+        raise UsageError("--matrix adds a CI workflow: use it with --ci github")
     ws = _workspace(ctx)
     created, sha = scaffold(ws, with_agents=not no_agents, ci=ci, install=install,
-                            author=_person(ws))
+                            author=_person(ws), matrix=matrix)
     for path in created:
         click.echo(f"created {path}")
     if sha:

@@ -226,10 +226,7 @@ class Collector:
                            "writer": delivery.writer, "commit": delivery.sha,
                            "profile": manifest.get("profile"), "model": manifest.get("model"),
                            "t": now})
-            for line in repo.blob(files[DELIVERY + EVENTS]).decode("utf-8", "replace") \
-                    .splitlines():
-                if line.strip():
-                    events.append(json.loads(line))
+            events += manifest.get("events", [])
             part = repo.blob(files[DELIVERY + CASSETTE])
             cassette += part if not part or part.endswith(b"\n") else part + b"\n"
         events += [{**e, "t": now} for e in commits]
@@ -248,14 +245,25 @@ class Collector:
 
 
 def _manifest(repo: Any, drop: Drop) -> dict[str, Any] | None:
+    """The delivery's agent.json, its events parsed into it; None if any part is unusable
+    (a pushed delivery is untrusted input: it must not stop the coordinator)."""
     try:
         manifest = json.loads(repo.blob(drop.blob))
         drops = manifest["drops"]
         if not isinstance(manifest, dict) or not isinstance(drops, list) or not all(
                 isinstance(d["name"], str) and isinstance(d["hash"], str) for d in drops):
             return None
-    except (ValueError, KeyError, TypeError):
+        files = repo.commit_files(drop.sha)
+        events = [json.loads(line) for line in repo.blob(files[DELIVERY + EVENTS])
+                  .decode("utf-8").splitlines() if line.strip()]
+        if not all(isinstance(e, dict) and isinstance(e.get("event"), str) for e in events):
+            return None
+        for line in repo.blob(files[DELIVERY + CASSETTE]).decode("utf-8").splitlines():
+            if line.strip() and not isinstance(json.loads(line), dict):
+                return None
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None
+    manifest["events"] = events
     return manifest
 
 

@@ -5,7 +5,10 @@ clone. A bare repository is the remote; the model is the real scripted HTTP serv
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -138,7 +141,74 @@ def test_a_task_twice_counts_once_and_an_unknown_task_is_one_line(
     assert "ok: run" in squad(coordinator, "replay", run_id).stdout
 
 
-def _env() -> dict[str, str]:
-    import os
+def test_the_matrix_workflow_plans_fans_out_collects_and_replays(
+        bare: Path, tmp_path: Path, server: ScriptedServer) -> None:
+    """`squad init --ci github --matrix`, its `run:` steps executed job by job, each job in
+    a clone of its own, as GitHub would (checkout, setup and install steps are GitHub's)."""
+    import yaml
 
+    server.responder = route_then_decide
+    setup = clone(bare, tmp_path / "setup")
+    squad(setup, "init", "--ci", "github", "--matrix")
+    git(setup, "push", "-q", "origin", "main")
+    path = setup / ".github/workflows/squad-run.yml"
+    tool = Path(sys.executable).parent / "check-jsonschema"
+    checked = subprocess.run([str(tool), "--builtin-schema", "vendor.github-workflows",
+                              str(path)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    jobs = yaml.safe_load(path.read_text())["jobs"]
+    assert jobs["agent"]["needs"] == "plan" and jobs["collect"]["needs"] == ["plan", "agent"]
+    values = {"inputs.goal": GOAL, "secrets.OPENAI_BASE_URL": server.base_url,
+              "secrets.OPENAI_API_KEY": "", "github.ref_name": "main", "github.run_id": "7",
+              "github.ref": "refs/heads/main"}
+
+    def job(name: str, where: Path) -> dict[str, str]:
+        outputs: dict[str, str] = {}
+        bin_dir = Path(sys.executable).parent
+        for step in jobs[name]["steps"]:
+            if "uses" in step:
+                with_ = step.get("with", {})
+                if "ref" in with_:  # the checkout of a given commit or branch
+                    git(where, "checkout", "-q", _expand(with_["ref"], values))
+                continue
+            if "pip install" in step["run"]:
+                continue
+            out_file = tmp_path / f"{name}-output"
+            out_file.write_text("")
+            env = {**os.environ, "GITHUB_OUTPUT": str(out_file), "RUNNER_TEMP": str(tmp_path),
+                   "GITHUB_REF_NAME": "main", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                   **{k: _expand(v, values) for k, v in step.get("env", {}).items()}}
+            result = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=where, env=env,
+                                    capture_output=True, text=True)
+            assert result.returncode == 0, f"{name}: {step['name']}: {result.stderr}"
+            for line in out_file.read_text().splitlines():
+                key, _, value = line.partition("=")
+                outputs[f"steps.{step.get('id')}.outputs.{key}"] = value
+        return outputs
+
+    steps = job("plan", clone(bare, tmp_path / "plan"))
+    for key, expression in jobs["plan"]["outputs"].items():
+        values[f"needs.plan.outputs.{key}"] = _expand(expression, steps)
+    tasks = json.loads(values["needs.plan.outputs.tasks"])
+    assert tasks == [f"r1.{a}" for a in AGENTS]
+    for task in tasks:
+        values["matrix.task"] = task
+        job("agent", clone(bare, tmp_path / f"agent-{task}"))
+    collector = clone(bare, tmp_path / "collect")
+    job("collect", collector)
+    assert titles(collector) == Counter(f"{a} first thoughts" for a in AGENTS)
+    writers = git(bare, "log", "main", "--format=%(trailers:key=Squad-Writer,valueonly)")
+    assert sorted(writers.split()) == [f"ci-7-r1.{a}" for a in sorted(AGENTS)]
+
+
+def _expand(text: str, values: dict[str, str]) -> str:
+    def value(match: re.Match[str]) -> str:
+        expression = match.group(1).strip()
+        assert expression in values, f"unhandled expression {expression!r}"
+        return values[expression]
+
+    return re.sub(r"\$\{\{(.*?)\}\}", value, text)
+
+
+def _env() -> dict[str, str]:
     return dict(os.environ)
