@@ -378,19 +378,21 @@ def _edit(fields: dict[str, Any]) -> dict[str, Any]:
 
 def _push_options(fn: Any) -> Any:
     fn = click.option("--writer", envvar="SQUAD_WRITER", metavar="ID",
-                      help="Writer id for --push (default: user@host; env SQUAD_WRITER).")(fn)
+                      help="Writer id for --push (default: this clone's, user@host+<6 hex>; env "
+                           "SQUAD_WRITER).")(fn)
     return click.option("--push", metavar="REMOTE",
                         help="Deliver the drop through REMOTE instead of the local inbox.")(fn)
 
 
-def _push_target(push: str | None, writer: str | None) -> tuple[str, str] | None:
+def _push_target(ws: Workspace, push: str | None,
+                 writer: str | None) -> tuple[str, str] | None:
     from squad.remote import check_writer, default_writer
 
     if not push:
         if writer:
             raise UsageError("--writer only makes sense with --push REMOTE")
         return None
-    return push, check_writer(writer) if writer else default_writer()
+    return push, check_writer(writer) if writer else default_writer(ws)
 
 
 def _push_drop(ws: Workspace, text: str, remote: str, writer: str) -> None:
@@ -422,7 +424,7 @@ def decide(ctx: click.Context, supersedes: tuple[int, ...], accepted: bool, no_i
         _target(ws, old, "supersede", force)
     fields["context"] = fields.pop("context_")
     fields.update(supersedes=supersedes, status="accepted" if accepted else "proposed")
-    _submit(ws, fields, no_ingest, _push_target(push, writer))
+    _submit(ws, fields, no_ingest, _push_target(ws, push, writer))
 
 
 # What each action refuses to do to a decision in a given status, unless --force.
@@ -810,7 +812,7 @@ def agent_(ctx: click.Context, task_id: str, run_id: str | None, remote: str,
     from squad.spread import deliver, delivered_here, find_plan, run_task
 
     ws = _workspace(ctx, env=True)
-    writer = check_writer(writer) if writer else default_writer()
+    writer = check_writer(writer) if writer else default_writer(ws)
     plan = find_plan(ws, task_id, run_id)
     if delivered_here(ws, writer, plan.run, task_id):
         raise UsageError(f"{task_id} of run {plan.run} was already run here (on {DROPS}"
@@ -1015,14 +1017,14 @@ def _watch_remote(coordinator: Coordinator, remote: str, interval: float | None)
 @main.command(name="push")
 @click.argument("remote")
 @click.option("--writer", envvar="SQUAD_WRITER", metavar="ID",
-              help="Writer id (default: user@host; env SQUAD_WRITER).")
+              help="Writer id (default: this clone's, user@host+<6 hex>; env SQUAD_WRITER).")
 @click.pass_context
 def push_(ctx: click.Context, remote: str, writer: str | None) -> None:
     """Push this clone's drops that are still waiting (after `decide --push` could not)."""
     from squad.remote import DROPS, check_writer, default_writer, push_drops
 
     ws = _workspace(ctx)
-    writer = check_writer(writer) if writer else default_writer()
+    writer = check_writer(writer) if writer else default_writer(ws)
     report = push_drops(ws, remote, writer, log=lambda message: err.print(message))
     click.echo(f"pushed {report.pushed} drop(s) to {remote} ({DROPS}{writer})")
 

@@ -24,10 +24,12 @@ never committed twice. The taken refs only save fetching and reading what is don
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import random
 import re
+import secrets
 import socket
 import threading
 import time
@@ -71,18 +73,38 @@ def check_writer(writer: str) -> str:
     return writer
 
 
-def default_writer() -> str:
-    """user@host: the same on every run from one account on one machine, unique across them."""
+def default_writer(ws: Workspace | None = None) -> str:
+    """user@host+<6 hex>, made once per clone and kept in `.git/squad/writer`: the same on
+    every command in one clone, different between two clones of one account (which would
+    otherwise race for one ref). Without a workspace, plain user@host."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "user"
     raw = f"{user}@{socket.gethostname() or 'host'}"
     safe = re.sub(r"[^A-Za-z0-9._@+-]", "-", raw).strip(".-_@+")
-    safe = re.sub(r"\.{2,}", ".", safe)[:100].rstrip(".")
+    safe = re.sub(r"\.{2,}", ".", safe)[:92].rstrip(".")
     if safe.endswith(".lock"):
         safe = safe[:-5]
-    return check_writer(safe or "writer")
+    safe = check_writer(safe or "writer")
+    if ws is None:
+        return safe
+    path = ws.repo.common_dir / "squad" / "writer"
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        kept = path.read_text(encoding="utf-8").strip()
+        if _valid_writer(kept):
+            return kept
+    path.parent.mkdir(parents=True, exist_ok=True)
+    made = f"{safe}+{secrets.token_hex(3)}"
+    try:  # the first command in the clone names it; a second at the same moment reads it
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        time.sleep(0.05)
+        kept = path.read_text(encoding="utf-8").strip()
+        return check_writer(kept)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(made + "\n")
+    return made
 
 
 # ---- writer -----------------------------------------------------------------------------
