@@ -33,17 +33,19 @@ import secrets
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from squad import plan as plans
 from squad.collect import Collector, read_delivery
 from squad.coordinator import Coordinator, PassReport, trailer_name
 from squad.dropbox import unique_name
 from squad.errors import RemoteError, UnsafeRepoError, UsageError
-from squad.records import digest
+from squad.records import Draft, digest, render
 from squad.signals import stop_on_signals
-from squad.vcs import Stopped, write_atomic
+from squad.vcs import Commit, Stopped, write_atomic
 from squad.workspace import Workspace
 
 DROPS = "refs/squad/drops/"
@@ -372,19 +374,48 @@ class RemoteCoordinator:
             if repo.is_ancestor(trunk, head) and not self.collector.half_collected(local):
                 return  # ahead: pushed below
             there = repo.drop_keys(trunk, head) | {d.key for d in drops if d.key}
-            for commit in local:
-                keys = set(zip(commit.trailers.get("Squad-Drop", []),
-                               commit.trailers.get("Squad-Drop-Hash", []), strict=False))
-                if not keys <= there:
-                    raise UnsafeRepoError(
-                        f"{repo.branch()} has record commit {commit.sha[:12]} that {self.remote} "
-                        "lacks and no writer ref holds, and the remote trunk moved; "
-                        "push it from a clone that has it, or move it yourself")
+            alone = [commit for commit in local if not set(zip(
+                commit.trailers.get("Squad-Drop", []),
+                commit.trailers.get("Squad-Drop-Hash", []), strict=False)) <= there]
+            redrops = self._redrops(alone, local, head) if alone else []
+            for name, data in redrops:  # before the reset: a kill may repeat, never lose one
+                self.ws.inbox.create()
+                write_atomic(self.ws.inbox.tmp / name, data)
+                os.replace(self.ws.inbox.tmp / name, self.ws.inbox.new / name)
             repo.reset_keep(trunk, head)
             report.committed.clear()
             report.commits.clear()
             self.log(f"rebuilding {len(local)} record(s) on {self.remote}'s trunk "
                      f"{trunk[:12]}")
+
+    def _redrops(self, alone: list[Commit], local: list[Commit],
+                 head: str) -> list[tuple[str, bytes]]:
+        """Records taken from this clone's own inbox (no writer ref holds their drops), as
+        drops again, so the rebuild commits them on the moved trunk: the same name, the
+        record's fields re-rendered (so a new hash: the old commit is dropped, not kept)."""
+        repo = self.ws.repo
+        ledger = self.ws.ledger(head)
+        local_ids = {int(i) for c in local for i in c.trailers.get("Squad-Decision", [])}
+        found = []
+        for commit in alone:
+            ids = commit.trailers.get("Squad-Decision", [])
+            names = commit.trailers.get("Squad-Drop", [])
+            entry = ledger.get(int(ids[0])) if len(ids) == 1 and len(names) == 1 else None
+            record = entry.record if entry is not None else None
+            refers = set(record.supersedes) | set(record.inputs) | {record.target or 0} \
+                if record is not None else set()
+            name = urllib.parse.unquote(names[0]) if names else ""
+            if record is None or record.run or refers & local_ids \
+                    or not _DROP_NAME.match(name) or plans.run_of_drop(name):
+                raise UnsafeRepoError(
+                    f"{repo.branch()} has record commit {commit.sha[:12]} that {self.remote} "
+                    "lacks and no writer ref holds, and the remote trunk moved; "
+                    "push it from a clone that has it, or move it yourself")
+            fields = record.model_dump()
+            draft = Draft.model_validate({k: v for k, v in fields.items()
+                                          if k in Draft.model_fields}, strict=False)
+            found.append((name, render(draft, self.ws.root).encode("utf-8")))
+        return found
 
     def _materialize(self, drops: list[Drop]) -> None:
         """Copy each not-yet-handled drop into inbox/new/ under its own name."""

@@ -315,3 +315,20 @@ def wait_for(condition: Callable[[], bool], proc: subprocess.Popen[bytes], log: 
         assert proc.poll() is None, log.read_text()
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.1)
+
+
+def test_unpushed_records_of_the_local_inbox_are_rebuilt_on_a_moved_trunk(
+        remote: Path, tmp_path: Path) -> None:
+    writer = clone(remote, tmp_path / "writer")
+    a, b = clone(remote, tmp_path / "a"), clone(remote, tmp_path / "b")
+    squad(a, "decide", "--title", "Local one", "--decision", "d", "--no-ingest")
+    squad(a, "ingest")  # committed here (squad's identity), never pushed
+    decide(writer, "Remote", "--writer", "w")
+    squad(b, "ingest", "--remote", "origin")  # the trunk moves under a
+    result = squad(a, "ingest", "--remote", "origin")
+    assert "rebuilding 1 record(s)" in result.stderr, result.stderr
+    assert _committed(result.stdout) == ["0002  Local one"]
+    assert titles(a) == Counter(["Remote", "Local one"])
+    assert git(remote, "rev-parse", "main") == git(a, "rev-parse", "main")
+    assert squad(a, "verify").stdout.strip() == "ok: 2 records verified"
+    assert git(a, "status", "--porcelain") == ""
