@@ -113,11 +113,12 @@ def plan_only(ws: Workspace, settings: RunSettings, backend: Any, profile: Profi
         snapshot = repo.head()
         assert snapshot is not None  # check() refuses a repository without a commit
         run_id = new_run_id(ws.clock(), settings.goal, snapshot)
-        seam = Seam("record", backend)
-        seam.record_to(Path(tmp) / CASSETTE)
         log = RunLog(Path(tmp) / EVENTS, system_clock, None)
-        lead = None if settings.agents else Calls(
-            seam, "lead", 0, Budget(settings.limits, ws.config.prices), log)
+        lead = None
+        if not settings.agents:  # the lead routes: its calls are recorded
+            seam = Seam("record", backend)
+            seam.record_to(Path(tmp) / CASSETTE)
+            lead = Calls(seam, "lead", 0, Budget(settings.limits, ws.config.prices), log)
         tasks = _tasks(ws, settings, lead, profile, model)
         log("plan", {"tasks": [t.model_dump() for t in tasks]})
         events = [json.loads(line) for line in

@@ -39,8 +39,8 @@ def bare(repo: Path, tmp_path: Path) -> Path:
     return remote
 
 
-def plan(where: Path, server: ScriptedServer) -> dict:
-    out = squad(where, "run", GOAL, "--plan-only", "--json",
+def plan(where: Path, server: ScriptedServer, *extra: str) -> dict:
+    out = squad(where, "run", GOAL, "--plan-only", "--json", *extra,
                 env={"OPENAI_BASE_URL": server.base_url}).stdout
     git(where, "push", "-q", "origin", "main")
     return json.loads(out)
@@ -119,7 +119,7 @@ def test_a_task_twice_counts_once_and_an_unknown_task_is_one_line(
         bare: Path, tmp_path: Path, server: ScriptedServer) -> None:
     server.responder = route_then_decide
     planner = clone(bare, tmp_path / "planner")
-    run_id = plan(planner, server)["run"]
+    run_id = plan(planner, server, "--agents", ",".join(AGENTS))["run"]  # no lead
     unknown = agent(planner, server, "r1.nobody", check=False)
     assert unknown.returncode == 2
     assert unknown.stderr.strip().splitlines() == [
