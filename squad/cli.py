@@ -814,6 +814,7 @@ def agent_(ctx: click.Context, task_id: str, run_id: str | None, remote: str,
     ws = _workspace(ctx, env=True)
     writer = check_writer(writer) if writer else default_writer(ws)
     plan = find_plan(ws, task_id, run_id)
+    task_id = plan.task(task_id).id
     if delivered_here(ws, writer, plan.run, task_id):
         raise UsageError(f"{task_id} of run {plan.run} was already run here (on {DROPS}"
                          f"{writer}); a task counts once, so it is not run again "

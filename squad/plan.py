@@ -52,7 +52,7 @@ class RunPlan:
 
     def task(self, wanted: str) -> PlannedTask:
         for task in self.tasks:
-            if task.id == wanted:
+            if wanted in (task.id, task.agent):  # `architect` for `r1.architect`
                 return task
         raise UsageError(f"no task {wanted!r} in run {self.run} (tasks: "
                          f"{', '.join(t.id for t in self.tasks)})")

@@ -159,7 +159,7 @@ def find_plan(ws: Workspace, task: str, run: str | None) -> plans.RunPlan:
         found.task(task)
         return found
     planned = [p for p in (plans.load(repo, r) for r in plans.open_runs(repo)) if p]
-    candidates = [p for p in planned if any(t.id == task for t in p.tasks)]
+    candidates = [p for p in planned if any(task in (t.id, t.agent) for t in p.tasks)]
     if not candidates and len(planned) == 1:
         planned[0].task(task)  # says which tasks there are
     if not candidates:
