@@ -106,7 +106,8 @@ class Collector:
     def half_collected(self, local: list[Commit]) -> bool:
         """Whether local commits hold records of a run whose log is not committed (a pass
         killed mid-collection): they are dropped and the run is collected again."""
-        runs = {run for commit in local for run in commit.trailers.get("Squad-Run", [])}
+        runs = {run for commit in local if "Squad-Drop" in commit.trailers
+                for run in commit.trailers.get("Squad-Run", [])}
         return any(self._open(run) for run in runs if plans.valid_run(run))
 
     # ---- collection ---------------------------------------------------------------------

@@ -373,6 +373,12 @@ class RemoteCoordinator:
             local = repo.only_squad_commits(trunk, head)
             if repo.is_ancestor(trunk, head) and not self.collector.half_collected(local):
                 return  # ahead: pushed below
+            plan = next((c for c in local if "Squad-Plan" in c.trailers), None)
+            if plan is not None:  # dropping it would lose the plan its agents work on
+                raise UnsafeRepoError(
+                    f"{repo.branch()} has the plan commit {plan.sha[:12]} that {self.remote} "
+                    "lacks, and the remote trunk moved; `git pull --rebase` and `git push` it "
+                    "first")
             there = repo.drop_keys(trunk, head) | {d.key for d in drops if d.key}
             alone = [commit for commit in local if not set(zip(
                 commit.trailers.get("Squad-Drop", []),

@@ -181,8 +181,6 @@ class Delivered:
     agent: str
     drops: list[str] = field(default_factory=list)
     result: AgentResult | None = None
-    push: PushReport | None = None
-    push_error: str | None = None
 
 
 def run_task(ws: Workspace, plan: plans.RunPlan, task_id: str, writer: str,

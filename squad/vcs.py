@@ -748,8 +748,9 @@ class Repository:
                 continue
             who, _, text = rest.partition("\x00")
             trailers = _trailers(text)
-            # squad's records, and the logs of runs that squad assembled from them
-            if who != IDENTITY or not ("Squad-Drop" in trailers or "Squad-Run-Start" in trailers):
+            # squad's records, the logs of runs assembled from them, and run plans
+            if who != IDENTITY or not {"Squad-Drop", "Squad-Run-Start", "Squad-Plan"} & set(
+                    trailers):
                 raise UnsafeRepoError(
                     f"{self.root}: {self.branch()} has commit {sha[:12]}, not made by squad and "
                     "not on the remote; push or move it yourself first")

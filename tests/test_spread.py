@@ -118,9 +118,12 @@ def test_four_agents_on_four_clones_collected_then_replayed_offline(
 def test_a_task_twice_counts_once_and_an_unknown_task_is_one_line(
         bare: Path, tmp_path: Path, server: ScriptedServer) -> None:
     server.responder = route_then_decide
-    planner = clone(bare, tmp_path / "planner")
-    run_id = plan(planner, server, "--agents", ",".join(AGENTS))["run"]  # no lead
-    unknown = agent(planner, server, "r1.nobody", check=False)
+    coordinator = clone(bare, tmp_path / "coordinator")
+    run_id = json.loads(squad(coordinator, "run", GOAL, "--plan-only", "--json", "--agents",
+                              ",".join(AGENTS)).stdout)["run"]  # no lead, no model call
+    squad(coordinator, "ingest", "--remote", "origin")  # the plan goes out with the trunk
+    assert git(bare, "rev-parse", "main") == git(coordinator, "rev-parse", "main")
+    unknown = agent(coordinator, server, "r1.nobody", check=False)
     assert unknown.returncode == 2
     assert unknown.stderr.strip().splitlines() == [
         f"squad: no task 'r1.nobody' in run {run_id} (tasks: "
@@ -128,8 +131,7 @@ def test_a_task_twice_counts_once_and_an_unknown_task_is_one_line(
     one, two = clone(bare, tmp_path / "one"), clone(bare, tmp_path / "two")
     for task in (f"r1.{a}" for a in AGENTS):
         agent(one, server, task, "--writer", "one")
-    agent(two, server, f"r1.{AGENTS[0]}", "--writer", "two")  # the same task, elsewhere
-    coordinator = clone(bare, tmp_path / "coordinator")
+    agent(two, server, AGENTS[0], "--writer", "two")  # the same task, elsewhere, by name
     result = squad(coordinator, "ingest", "--remote", "origin")
     assert "the first delivery counts" in result.stderr
     assert titles(coordinator) == Counter(f"{a} first thoughts" for a in AGENTS)
