@@ -19,7 +19,9 @@ from squad.errors import SquadError, UsageError
 if TYPE_CHECKING:  # the rest is imported by the commands that need it: `--help` stays quick
     from rich.console import Console
 
+    from squad.connection import Connection
     from squad.coordinator import Coordinator, PassReport
+    from squad.events import Event
     from squad.records import Record
     from squad.workspace import Workspace
 
@@ -758,21 +760,22 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
 
 
 def _plan_only(ws: Workspace, settings: Any, as_json: bool) -> None:
-    from squad.connection import connect
+    from squad.connection import connect, offline
+    from squad.llm.profiles import PROFILES
     from squad.run import check
     from squad.spread import plan_only
 
     check(ws, settings)
-    connection = connect(ws.config) if not settings.agents else None
+    # With --agents nobody routes: no model is reached, and the plan names the default
+    # profile (each agent's machine records its own).
+    connection = offline(PROFILES["openai"], None, "no model (--agents)") if settings.agents \
+        else connect(ws.config)
     try:
-        if connection is not None:
+        if not settings.agents:
             err.print(f"using the {connection.label}")
-        plan = plan_only(ws, settings, connection.backend if connection else None,
-                         connection.profile if connection else _default_profile(),
-                         connection.model if connection else None, on_busy=_busy)
+        plan = plan_only(ws, settings, connection, on_busy=_busy)
     finally:
-        if connection is not None:
-            connection.close()
+        connection.close()
     if as_json:
         click.echo(json.dumps({"run": plan.run, "snapshot": plan.snapshot,
                                "tasks": [{"id": t.id, "agent": t.agent, "task": t.task}
@@ -785,12 +788,6 @@ def _plan_only(ws: Workspace, settings: Any, as_json: bool) -> None:
     for task in plan.tasks:
         click.echo(f"  squad agent {task.id} --run {plan.run} --push origin")
     click.echo("and where the records are collected: squad ingest --remote origin")
-
-
-def _default_profile() -> Any:
-    from squad.llm.profiles import PROFILES
-
-    return PROFILES["openai"]
 
 
 @main.command(name="agent")
@@ -807,6 +804,7 @@ def agent_(ctx: click.Context, task_id: str, run_id: str | None, remote: str,
     """Run one task of a planned run (squad run --plan-only) and push what it decided."""
     from squad.connection import connect
     from squad.errors import RemoteError
+    from squad.events import ToolUsed
     from squad.remote import DROPS, check_writer, default_writer
     from squad.spread import deliver, delivered_here, find_plan, run_task
 
@@ -819,16 +817,16 @@ def agent_(ctx: click.Context, task_id: str, run_id: str | None, remote: str,
                          f"{writer}); a task counts once, so it is not run again "
                          f"(`squad push {remote}` delivers it if it still waits)")
 
-    def opened(there: Workspace) -> Any:
+    def opened(there: Workspace) -> Connection:
         connection = connect(there.config)
         err.print(f"using the {connection.label}")
         return connection
 
-    def show(kind: str, data: dict[str, Any]) -> None:
-        if kind == "tool":
-            mark = "ok" if data["ok"] else "refused"
-            err.print(f"  {data['tool']}({str(data['arguments'])[:120]}) -> {mark}"
-                      + (f", dropped {data['drop']}" if data.get("drop") else ""))
+    def show(event: Event) -> None:
+        if isinstance(event, ToolUsed):
+            mark = "ok" if event.ok else "refused"
+            err.print(f"  {event.tool}({event.arguments[:120]}) -> {mark}"
+                      + (f", dropped {event.drop}" if event.drop else ""))
 
     done = run_task(ws, plan, task_id, writer, opened, on_event=show)
     err.print(f"{task_id}: {len(done.drops)} decision(s), committed on {DROPS}{writer} "

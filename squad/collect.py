@@ -20,13 +20,29 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from squad import events as ev
 from squad import plan as plans
-from squad import secrets
 from squad.agent import AgentResult
 from squad.clock import format_instant, system_clock
 from squad.coordinator import PassReport, trailer_name
+from squad.errors import SquadError
+from squad.events import (
+    Committed,
+    Delivered,
+    Done,
+    Event,
+    Failed,
+    ModelCalled,
+    Quarantined,
+    RoundStarted,
+    RunStarted,
+    Spawned,
+    Stopped,
+    ToolUsed,
+)
 from squad.llm.messages import Usage
-from squad.run import Outcome, summary_json
+from squad.outcome import Outcome
+from squad.runlog import summarize
 from squad.vcs import Commit, write_atomic
 
 if TYPE_CHECKING:
@@ -167,7 +183,7 @@ class Collector:
         ws, run = self.remote.ws, plan.run
         start = repo.head()
         held = self.runs[run].drops
-        log: list[dict[str, Any]] = []
+        log: list[Event] = []
         outcome = Outcome(run_id=run, start=start or "", end=start or "")
         inbox = ws.inbox
         inbox.create()
@@ -191,14 +207,12 @@ class Collector:
                     _merge(report, step)
                     for record, commit in zip(step.committed, step.commits, strict=True):
                         outcome.committed.append((name, record.id, commit, record.agent))
-                        log.append({"event": "commit", "drop": name, "id": record.id,
-                                    "sha": commit, "agent": record.agent,
-                                    "title": record.title, "hash": sha,
-                                    "writer": delivery.writer,
-                                    "date": format_instant(record.date)})
+                        log.append(Committed(drop=name, id=record.id, sha=commit,
+                                             agent=record.agent, title=record.title,
+                                             date=format_instant(record.date)))
                     for dropped, reason in step.quarantined:
                         outcome.quarantined.append((dropped, reason))
-                        log.append({"event": "quarantine", "drop": dropped, "reason": reason})
+                        log.append(Quarantined(drop=dropped, reason=reason))
         finally:
             coordinator.run = saved
         outcome.end = repo.head() or outcome.start
@@ -208,34 +222,35 @@ class Collector:
                         f"{len(chosen)} agent(s)")
 
     def _commit_log(self, plan: plans.RunPlan, chosen: dict[str, Drop], outcome: Outcome,
-                    commits: list[dict[str, Any]]) -> None:
+                    commits: list[Event]) -> None:
+        """The run's log, as `squad replay` and `squad report` read it: the run event, the
+        lead's events from the plan, the round, each agent's delivery and its events, the
+        commits and the summary."""
         repo, ws = self._repo, self.remote.ws
         now = format_instant(system_clock())
-        events: list[dict[str, Any]] = [{
-            "event": "run", "run": plan.run, "goal": plan.goal, "start": outcome.start,
-            "squad": plan.squad, "settings": plan.settings, "profile": plan.profile,
-            "model": plan.model, "spread": True, "snapshot": plan.snapshot, "t": now}]
-        events += [dict(e) for e in plan.lead]
-        events.append({"event": "round", "round": plans.ROUND, "snapshot": plan.snapshot,
-                       "agents": [t.agent for t in plan.tasks], "t": now})
+        log: list[Event] = [RunStarted(
+            version=ev.VERSION, run=plan.run, goal=plan.goal, start=outcome.start,
+            squad=plan.squad, settings=plan.settings, profile=plan.profile, model=plan.model,
+            t=now)]
+        log += plan.lead
+        log.append(RoundStarted(round=plans.ROUND, snapshot=plan.snapshot,
+                                agents=[t.agent for t in plan.tasks], t=now))
         cassette = repo.file_at(plans.path(plan.run, plans.CASSETTE)) or b""
         for task in plan.tasks:
             delivery = chosen[task.id]
             manifest = delivery.manifest or {}
             files = repo.commit_files(delivery.sha)
-            events.append({"event": "delivery", "task": task.id, "agent": task.agent,
-                           "writer": delivery.writer, "commit": delivery.sha,
-                           "profile": manifest.get("profile"), "model": manifest.get("model"),
-                           "t": now})
-            events += manifest.get("events", [])
+            log.append(Delivered(task=task.id, agent=task.agent, writer=delivery.writer,
+                                 commit=delivery.sha, profile=manifest["profile"],
+                                 model=manifest["model"],
+                                 drops=[name for name, _ in _drops(delivery)], t=now))
+            log += manifest["events"]
             part = repo.blob(files[DELIVERY + CASSETTE])
             cassette += part if not part or part.endswith(b"\n") else part + b"\n"
-        events += [{**e, "t": now} for e in commits]
-        events.append({"event": "summary", **summary_json(outcome, ws), "t": now})
-        lines = []
-        for seq, event in enumerate(events, start=1):
-            event["seq"] = seq
-            lines.append(secrets.redact(json.dumps(event, sort_keys=True, ensure_ascii=False)))
+        log += [e.model_copy(update={"t": now}) for e in commits]
+        log.append(summarize(outcome, ws).model_copy(update={"t": now}))
+        lines = [ev.to_line(e.model_copy(update={"seq": seq}))
+                 for seq, e in enumerate(log, start=1)]
         files = {plans.path(plan.run, plans.EVENTS): ("\n".join(lines) + "\n").encode("utf-8"),
                  plans.path(plan.run, plans.CASSETTE): cassette}
         head = repo.head()
@@ -245,8 +260,13 @@ class Collector:
         repo.settle(sorted(files))
 
 
+# What a delivery's log may hold: one agent's own events, never a commit or a run event (a
+# pushed delivery is untrusted, and a replay takes its commits and stops from the log).
+_AGENT_EVENTS = (Spawned, ModelCalled, ToolUsed, Done, Failed, Stopped)
+
+
 def _manifest(repo: Any, drop: Drop) -> dict[str, Any] | None:
-    """The delivery's agent.json, its events parsed into it; None if any part is unusable
+    """The delivery's agent.json, its typed events in it; None if any part is unusable
     (a pushed delivery is untrusted input: it must not stop the coordinator)."""
     try:
         manifest = json.loads(repo.blob(drop.blob))
@@ -254,15 +274,21 @@ def _manifest(repo: Any, drop: Drop) -> dict[str, Any] | None:
         if not isinstance(manifest, dict) or not isinstance(drops, list) or not all(
                 isinstance(d["name"], str) and isinstance(d["hash"], str) for d in drops):
             return None
+        agent, profile, model = manifest["agent"], manifest["profile"], manifest["model"]
+        if not isinstance(profile, str) or not (model is None or isinstance(model, str)):
+            return None
         files = repo.commit_files(drop.sha)
-        events = [json.loads(line) for line in repo.blob(files[DELIVERY + EVENTS])
-                  .decode("utf-8").splitlines() if line.strip()]
-        if not all(isinstance(e, dict) and isinstance(e.get("event"), str) for e in events):
+        data = repo.blob(files[DELIVERY + EVENTS])
+        lines = [json.loads(line) for line in data.decode("utf-8").splitlines()
+                 if line.strip()]
+        events = [ev.parse(line, DELIVERY + EVENTS) for line in lines]
+        if not all(isinstance(e, _AGENT_EVENTS) and e.agent == agent
+                   and e.round == plans.ROUND for e in events):
             return None
         for line in repo.blob(files[DELIVERY + CASSETTE]).decode("utf-8").splitlines():
             if line.strip() and not isinstance(json.loads(line), dict):
                 return None
-    except (ValueError, KeyError, TypeError, RecursionError):
+    except (ValueError, KeyError, TypeError, RecursionError, SquadError):
         return None
     manifest["events"] = events
     return manifest
@@ -290,3 +316,4 @@ def _merge(report: PassReport, step: PassReport) -> None:
     report.quarantined += step.quarantined
     report.recovered += step.recovered
     report.kept += step.kept
+    report.drops += step.drops

@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
 
-from squad.errors import SquadError, UsageError
-from squad.run import RUNS
+from pydantic import ValidationError
+
+from squad import events
+from squad.errors import SquadError, UsageError, describe
+from squad.events import Event, LoggedSettings
+from squad.modes import RUNS
 from squad.vcs import Repository
 
 PLAN = "plan.json"
@@ -43,11 +46,11 @@ class RunPlan:
     run: str
     goal: str
     snapshot: str  # the commit every agent of the run reads
-    settings: dict[str, Any]
+    settings: LoggedSettings
     profile: str
     model: str | None
     tasks: tuple[PlannedTask, ...]
-    lead: tuple[dict[str, Any], ...]  # the lead's events (its calls and the plan)
+    lead: tuple[Event, ...]  # the lead's events (its calls and the plan)
     squad: str
 
     def task(self, wanted: str) -> PlannedTask:
@@ -60,10 +63,11 @@ class RunPlan:
     def to_json(self) -> bytes:
         return (json.dumps({
             "run": self.run, "goal": self.goal, "snapshot": self.snapshot,
-            "settings": self.settings, "profile": self.profile, "model": self.model,
-            "squad": self.squad,
+            "settings": self.settings.model_dump(mode="json"), "profile": self.profile,
+            "model": self.model, "squad": self.squad,
             "tasks": [{"id": t.id, "agent": t.agent, "task": t.task} for t in self.tasks],
-            "lead": list(self.lead)}, indent=2, sort_keys=True, ensure_ascii=False)
+            "lead": [events.to_json(e) for e in self.lead]},
+            indent=2, sort_keys=True, ensure_ascii=False)
             + "\n").encode("utf-8")
 
 
@@ -77,10 +81,18 @@ def parse_plan(data: bytes, where: str) -> RunPlan:
         raw = json.loads(data.decode("utf-8"))
         tasks = tuple(PlannedTask(str(t["id"]), str(t["agent"]), str(t["task"]))
                       for t in raw["tasks"])
+        model = raw.get("model")
         plan = RunPlan(run=str(raw["run"]), goal=str(raw["goal"]),
-                       snapshot=str(raw["snapshot"]), settings=dict(raw["settings"]),
-                       profile=str(raw["profile"]), model=raw.get("model"), tasks=tasks,
-                       lead=tuple(raw.get("lead") or ()), squad=str(raw.get("squad", "")))
+                       snapshot=str(raw["snapshot"]),
+                       settings=LoggedSettings.model_validate(raw["settings"]),
+                       profile=str(raw["profile"]), model=None if model is None else str(model),
+                       tasks=tasks,
+                       lead=tuple(events.parse(e, f"{where} (lead)")
+                                  for e in raw.get("lead") or ()),
+                       squad=str(raw.get("squad", "")))
+    except ValidationError as exc:
+        raise SquadError(f"{where}: not a usable run plan (settings: {describe(exc)})"
+                         ) from None
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SquadError(f"{where}: not a usable run plan ({' '.join(str(exc).split())[:120]})"
                          ) from None

@@ -17,6 +17,7 @@ event in that agent's log, refused again on replay.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -27,67 +28,62 @@ from pathlib import Path
 from typing import Any
 
 from squad import __version__
+from squad import events as ev
 from squad import plan as plans
-from squad.agent import AgentResult, Event, run_agent
-from squad.budget import Budget, BudgetLimits, Stop
-from squad.charters import load_team
-from squad.clock import parse_instant, system_clock
+from squad.agent import AgentResult, run_agent
+from squad.budget import Budget
+from squad.clock import system_clock
 from squad.collect import CASSETTE, DELIVERY, EVENTS, MANIFEST
+from squad.connection import Connection, Offline, offline
 from squad.coordinator import Coordinator, PassReport, trailer_name
 from squad.errors import SquadError, UsageError
-from squad.llm.cassette import Label, LabelledBackend, Seam, read_cassette
+from squad.events import AgentEvent, Committed, Delivered, Listener, ModelCalled, Planned
+from squad.llm.cassette import Divergence, LabelledBackend, Seam, read_cassette
 from squad.llm.messages import ChatReply, ChatRequest
 from squad.llm.profiles import PROFILES, Profile
+from squad.modes import Mode, Record, Replay, Script, iter_clock, load_script, new_run_id
+from squad.outcome import RunSettings
 from squad.records import digest
 from squad.remote import DROPS, PushReport, commit_on_writer_ref, push_drops, record_drop
 from squad.routing import Task, route
-from squad.run import RunLog, RunSettings, _settings_json, check, iter_clock, new_run_id
+from squad.run import check
+from squad.runlog import RunLog, logged_settings
 from squad.workspace import Workspace
-
-Log = Callable[[str, dict[str, Any]], None]
 
 
 class Calls(LabelledBackend):
-    """One agent's (or the lead's) calls: budget-checked and logged; on replay, the
-    recorded stops are refused again instead."""
+    """One agent's (or the lead's) calls, as `squad run` guards them: each allowed by the
+    mode first (the budget when recording, the recorded stops on replay), then logged."""
 
-    def __init__(self, seam: Seam, agent: str, round_: int, budget: Budget | None,
-                 log: Log, stops: dict[Label, str] | None = None) -> None:
+    def __init__(self, seam: Seam, agent: str, round_: int, mode: Mode, budget: Budget,
+                 log: RunLog) -> None:
         super().__init__(seam, agent, round_)
-        self._budget, self._log, self._stops = budget, log, stops
+        self._mode, self._budget, self._log = mode, budget, log
 
     def complete(self, request: ChatRequest) -> ChatReply:
         label = self.next_label()
-        if self._stops is not None:
-            if label in self._stops:
-                raise Stop(self._stops[label])
-        elif self._budget is not None:
-            try:
-                self._budget.check()
-            except Stop as stop:
-                self._log("stop", {"agent": label.agent, "round": label.round,
-                                   "call": label.call, "reason": stop.message})
-                raise
+        self._mode.allow(label, self._budget, self._log)
         self.calls += 1
         reply = self._seam.complete(request, label)
-        if self._budget is not None:
-            self._budget.spend(request.model, reply.usage)
-        self._log("llm", {"agent": label.agent, "round": label.round, "call": label.call,
-                          "key": request.key(), "usage": reply.usage.model_dump(),
-                          "tool_calls": [c.name for c in reply.tool_calls]})
+        self._budget.spend(request.model, reply.usage)
+        self._log(ModelCalled(agent=label.agent, round=label.round, call=label.call,
+                              key=request.key(), usage=reply.usage,
+                              tool_calls=[c.name for c in reply.tool_calls]))
         return reply
 
 
-def _tasks(ws: Workspace, settings: RunSettings, backend: LabelledBackend | None,
-           profile: Profile, model: str | None) -> tuple[Task, ...]:
-    """The run's tasks, as `squad run` chooses them (`--agents`, or the lead's plan)."""
+def _tasks(ws: Workspace, settings: RunSettings, connection: Connection | None,
+           ) -> tuple[Task, ...]:
+    """The run's tasks, as `squad run` chooses them (`--agents`, or the lead's plan);
+    `ws` reads its inputs at the snapshot (`Workspace.at`)."""
     if settings.agents:
         return tuple(Task(agent=a, task=settings.goal) for a in settings.agents)
-    team = load_team(ws.root)
+    assert ws.snapshot is not None and connection is not None
+    team = ws.snapshot.team()
     lead = team["lead"]
-    assert backend is not None
-    plan = route(ws.root, settings.goal, lead, team, backend,
-                 model or lead.model or ws.config.llm.model, settings.max_agents, profile)
+    plan = route(ws.inputs, settings.goal, lead, team, connection.backend,
+                 connection.model or lead.model or ws.config.llm.model, settings.max_agents,
+                 connection.profile)
     # As in `squad run`: a weak lead writes tasks like "1.2.3.4"; a task with no words is
     # the goal.
     return tuple(t if re.search(r"[^\W\d_]", t.task) else Task(agent=t.agent, task=settings.goal)
@@ -97,9 +93,10 @@ def _tasks(ws: Workspace, settings: RunSettings, backend: LabelledBackend | None
 # ---- plan -------------------------------------------------------------------------------
 
 
-def plan_only(ws: Workspace, settings: RunSettings, backend: Any, profile: Profile,
-              model: str | None, on_busy: Callable[[], None] | None = None) -> plans.RunPlan:
-    """Route the goal and commit the plan on the current branch; returns the plan."""
+def plan_only(ws: Workspace, settings: RunSettings, connection: Connection,
+              on_busy: Callable[[], None] | None = None) -> plans.RunPlan:
+    """Route the goal and commit the plan on the current branch; returns the plan. With
+    `--agents` nobody routes, and `connection` only names the profile (it may be offline)."""
     if settings.rounds != 1:
         raise UsageError("a run spread over machines has one round; leave out --rounds "
                          "(or set [run] rounds = 1)")
@@ -113,22 +110,23 @@ def plan_only(ws: Workspace, settings: RunSettings, backend: Any, profile: Profi
         snapshot = repo.head()
         assert snapshot is not None  # check() refuses a repository without a commit
         run_id = new_run_id(ws.clock(), settings.goal, snapshot)
-        log = RunLog(Path(tmp) / EVENTS, system_clock, None)
+        lead_events: list[ev.Event] = []
+        log = RunLog(system_clock, lead_events.append)  # kept in the plan, not in a file
         lead = None
         if not settings.agents:  # the lead routes: its calls are recorded
-            seam = Seam("record", backend)
+            seam = Seam("record", connection.backend)
             seam.record_to(Path(tmp) / CASSETTE)
-            lead = Calls(seam, "lead", 0, Budget(settings.limits, ws.config.prices), log)
-        tasks = _tasks(ws, settings, lead, profile, model)
-        log("plan", {"tasks": [t.model_dump() for t in tasks]})
-        events = [json.loads(line) for line in
-                  (Path(tmp) / EVENTS).read_text(encoding="utf-8").splitlines() if line]
+            lead = dataclasses.replace(connection, backend=Calls(
+                seam, "lead", 0, Record(), Budget(settings.limits, ws.config.prices), log))
+        tasks = _tasks(ws.at(snapshot), settings, lead)
+        log(Planned(tasks=[ev.PlannedTask(agent=t.agent, task=t.task) for t in tasks]))
         plan = plans.RunPlan(
             run=run_id, goal=settings.goal, snapshot=snapshot,
-            settings=_settings_json(settings), profile=profile.name, model=model,
+            settings=logged_settings(settings), profile=connection.profile.name,
+            model=connection.model,
             tasks=tuple(plans.PlannedTask(plans.task_id(t.agent), t.agent, t.task)
                         for t in tasks),
-            lead=tuple(events), squad=__version__)
+            lead=tuple(lead_events), squad=__version__)
         files = {plans.path(run_id): plan.to_json()}
         cassette = Path(tmp) / CASSETTE
         if cassette.exists():
@@ -142,10 +140,9 @@ def plan_only(ws: Workspace, settings: RunSettings, backend: Any, profile: Profi
 
 def settings_of(plan: plans.RunPlan) -> RunSettings:
     s = plan.settings
-    return RunSettings(goal=plan.goal, agents=tuple(s["agents"]) if s.get("agents") else None,
-                       rounds=1, concurrency=int(s.get("concurrency", 1)),
-                       max_agents=int(s.get("max_agents", 5)),
-                       limits=BudgetLimits(**(s.get("limits") or {})))
+    return RunSettings(goal=plan.goal, agents=tuple(s.agents) if s.agents else None,
+                       rounds=1, concurrency=s.concurrency, max_agents=s.max_agents,
+                       limits=s.limits)
 
 
 def find_plan(ws: Workspace, task: str, run: str | None) -> plans.RunPlan:
@@ -175,7 +172,7 @@ def find_plan(ws: Workspace, task: str, run: str | None) -> plans.RunPlan:
 
 
 @dataclass
-class Delivered:
+class Delivery:
     run: str
     task: str
     agent: str
@@ -184,7 +181,8 @@ class Delivered:
 
 
 def run_task(ws: Workspace, plan: plans.RunPlan, task_id: str, writer: str,
-             connect: Callable[[Workspace], Any], on_event: Event | None = None) -> Delivered:
+             connect: Callable[[Workspace], Connection],
+             on_event: Listener | None = None) -> Delivery:
     """Run one task of `plan` against its snapshot and commit its drops and delivery on
     this clone's writer ref (not pushed here: see `deliver`)."""
     task = plan.task(task_id)
@@ -193,42 +191,29 @@ def run_task(ws: Workspace, plan: plans.RunPlan, task_id: str, writer: str,
         raise UsageError(f"the plan's snapshot {plan.snapshot[:12]} is not in this clone; "
                          "`git fetch` it")
     settings = settings_of(plan)
-    done = Delivered(plan.run, task.id, task.agent)
+    done = Delivery(plan.run, task.id, task.agent)
     with tempfile.TemporaryDirectory(prefix=f"squad-agent-{task.agent}-") as tmp, \
             repo.temporary_worktree(plan.snapshot, Path(tmp)) as path:
-        there = Workspace.open(path, env=os.environ)
-        connection = connect(there)
+        opened = Workspace.open(path, env=os.environ)
         try:
-            team = load_team(there.root)
-            if task.agent not in team:
-                raise UsageError(f"agents/{task.agent}.md is not in the plan's snapshot "
-                                 f"{plan.snapshot[:12]}")
-            charter = team[task.agent]
-            model = connection.model or charter.model or there.config.llm.model
-            seam = Seam("record", connection.backend)
-            seam.record_to(Path(tmp) / CASSETTE)
-            log = RunLog(Path(tmp) / EVENTS, system_clock, on_event)
-            backend = Calls(seam, task.agent, plans.ROUND,
-                            Budget(settings.limits, there.config.prices), log)
-            counter = iter(range(1, 10_000))
-            result = run_agent(
-                there, charter, task.task, backend, ledger=there.ledger(plan.snapshot),
-                run=plan.run, on_event=lambda kind, data: log(kind, {"round": plans.ROUND,
-                                                                     **data}),
-                snapshot=plan.snapshot,
-                drop_name=lambda: f"{plan.run}.r{plans.ROUND}.{task.agent}."
-                                  f"{next(counter):03d}.md",
-                profile=connection.profile, model=model)
-            drops = [(name, (there.inbox.new / name).read_bytes()) for name in result.drops]
-            cassette = Path(tmp) / CASSETTE
-            events = (Path(tmp) / EVENTS).read_bytes()
-            recorded = cassette.read_bytes() if cassette.exists() else b""
-            profile = connection.profile.name
+            there = opened.at(plan.snapshot)  # the inputs as committed, as in `squad run`
+            connection = connect(there)
+            try:
+                result = _run_one(there, plan, task, settings, connection, Path(tmp),
+                                  on_event)
+                drops = [(name, (there.inbox.new / name).read_bytes())
+                         for name in result.drops]
+                cassette = Path(tmp) / CASSETTE
+                log = (Path(tmp) / EVENTS).read_bytes() if (Path(tmp) / EVENTS).exists() \
+                    else b""
+                recorded = cassette.read_bytes() if cassette.exists() else b""
+                profile = connection.profile.name
+            finally:
+                connection.close()
         finally:
-            connection.close()
-            there.repo.close()
+            opened.repo.close()
     manifest = {"run": plan.run, "task": task.id, "agent": task.agent, "writer": writer,
-                "snapshot": plan.snapshot, "profile": profile, "model": model,
+                "snapshot": plan.snapshot, "profile": profile, "model": result.model,
                 "squad": __version__, "calls": result.calls,
                 "usage": result.usage.model_dump(), "error": result.error,
                 "drops": [{"name": name, "hash": digest(data)} for name, data in drops]}
@@ -236,11 +221,42 @@ def run_task(ws: Workspace, plan: plans.RunPlan, task_id: str, writer: str,
         record_drop(ws, writer, data.decode("utf-8"), name)
     commit_on_writer_ref(ws, writer, {
         DELIVERY + MANIFEST: (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode(),
-        DELIVERY + EVENTS: events, DELIVERY + CASSETTE: recorded},
+        DELIVERY + EVENTS: log, DELIVERY + CASSETTE: recorded},
         f"squad agent {task.id} of run {plan.run}\n\nSquad-Run: {plan.run}\n"
         f"Squad-Task: {task.id}\nSquad-Writer: {writer}\n")
     done.drops, done.result = [name for name, _ in drops], result
     return done
+
+
+def _run_one(ws: Workspace, plan: plans.RunPlan, task: plans.PlannedTask,
+             settings: RunSettings, connection: Connection, folder: Path,
+             on_event: Listener | None) -> AgentResult:
+    """The agent of `task`, its calls recorded to `folder`'s cassette and its events to
+    `folder`'s log, both stamped with the run's one round."""
+    assert ws.snapshot is not None
+    team = ws.snapshot.team()
+    if task.agent not in team:
+        raise UsageError(f"agents/{task.agent}.md is not in the plan's snapshot "
+                         f"{plan.snapshot[:12]}")
+    seam = Seam("record", connection.backend)
+    seam.record_to(folder / CASSETTE)
+    log = RunLog(system_clock, on_event)
+    log.write_to(folder / EVENTS)
+    try:
+        calls = Calls(seam, task.agent, plans.ROUND, Record(),
+                      Budget(settings.limits, ws.config.prices), log)
+        counter = iter(range(1, 10_000))
+
+        def emit(event: AgentEvent) -> None:
+            log(event.model_copy(update={"round": plans.ROUND}))
+
+        return run_agent(
+            ws, team[task.agent], task.task, dataclasses.replace(connection, backend=calls),
+            ledger=ws.ledger(plan.snapshot), run=plan.run, on_event=emit,
+            snapshot=plan.snapshot,
+            drop_name=lambda: f"{plan.run}.r{plans.ROUND}.{task.agent}.{next(counter):03d}.md")
+    finally:
+        log.close_file()
 
 
 def delivered_here(ws: Workspace, writer: str, run: str, task: str) -> bool:
@@ -273,8 +289,13 @@ def replay(ws: Workspace, run_id: str) -> Any:
         if plan is None or data is None:
             raise SquadError(f"{plans.path(run_id)}: run {run_id} is planned but not "
                              "collected yet (`squad ingest --remote REMOTE` collects it)")
-        events = read_events(data, where)
-        script = _script(events, where)
+        log = read_events(data, where)
+        _, script, head = load_script(log, where)
+        recorded = [(e.drop, e.id, e.sha) for e in log if isinstance(e, Committed)]
+        delivered = {e.task: e for e in log if isinstance(e, Delivered)}
+        for task in plan.tasks:
+            if task.id not in delivered:
+                raise SquadError(f"{where}: no delivery of {task.id}")
     except SquadError as exc:
         verdict.problem = exc.message
         return verdict
@@ -282,18 +303,16 @@ def replay(ws: Workspace, run_id: str) -> Any:
         cassette = Path(tmp) / CASSETTE
         cassette.write_bytes(repo.file_at(plans.path(run_id, CASSETTE)) or b"")
         try:
-            seam = Seam("replay", entries=read_cassette(cassette))
-            made = _agents(ws, plan, script, seam, Path(tmp) / "snapshot")
-            replayed = _commit(ws, run_id, script, made, Path(tmp) / "start")
+            mode = Replay(script, read_cassette(cassette))
+            seam = mode.seam(Offline())
+            made = _agents(ws, plan, mode, seam, delivered, Path(tmp) / "snapshot")
+            replayed = _commit(ws, script, head.start, made, delivered, Path(tmp) / "start")
         except SquadError as exc:
             verdict.problem = exc.message.replace(str(cassette), plans.path(run_id, CASSETTE))
-            from squad.llm.cassette import Divergence
-
             if isinstance(exc, Divergence):
                 verdict.where, verdict.diff = str(exc.label), exc.diff
             return verdict
     verdict.commits = len(replayed)
-    recorded = [(c["drop"], c["id"], c["sha"]) for c in script.commits]
     for n, (want, got) in enumerate(zip(recorded, replayed, strict=False), start=1):
         if want != got:
             verdict.problem = (f"commit {n} differs: recorded {want[1]:04d} {want[2][:12]} from "
@@ -302,7 +321,7 @@ def replay(ws: Workspace, run_id: str) -> Any:
     if len(recorded) != len(replayed):
         verdict.problem = f"recorded {len(recorded)} commits, replayed {len(replayed)}"
         return verdict
-    history = set(repo.commits_between(script.start, "HEAD"))
+    history = set(repo.commits_between(head.start, "HEAD"))
     stray = [sha for _, _, sha in recorded if sha not in history]
     if stray:
         verdict.problem = (f"recorded commit {stray[0][:12]} is not in the history of HEAD "
@@ -315,93 +334,65 @@ def replay(ws: Workspace, run_id: str) -> Any:
     return verdict
 
 
-@dataclass
-class _Script:
-    start: str
-    commits: list[dict[str, Any]]
-    order: list[str]
-    stops: dict[Label, str]
-    agents: dict[str, dict[str, Any]]  # task id -> its delivery event
-
-
-def _script(events: list[dict[str, Any]], where: str) -> _Script:
-    try:
-        head = events[0]
-        if head.get("event") != "run" or not head.get("spread"):
-            raise SquadError(f"{where}: does not start with the run event of a spread run")
-        commits = [e for e in events if e["event"] == "commit"]
-        for c in commits:
-            if not (isinstance(c["drop"], str) and isinstance(c["id"], int)
-                    and isinstance(c["sha"], str) and isinstance(c["hash"], str)):
-                raise SquadError(f"{where}: a commit event has a field of the wrong type")
-            parse_instant(str(c["date"]))
-        return _Script(
-            start=str(head["start"]), commits=commits,
-            order=[e["drop"] for e in events if e["event"] in ("commit", "quarantine")],
-            stops={Label(e["agent"], e["round"], e["call"]): e["reason"]
-                   for e in events if e["event"] == "stop"},
-            agents={e["task"]: e for e in events if e["event"] == "delivery"})
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise SquadError(f"{where}: not a usable run log ({exc})") from None
-
-
-def _agents(ws: Workspace, plan: plans.RunPlan, script: _Script, seam: Seam,
-            folder: Path) -> dict[str, bytes]:
+def _agents(ws: Workspace, plan: plans.RunPlan, mode: Replay, seam: Seam,
+            delivered: dict[str, Delivered], folder: Path) -> dict[str, bytes]:
     """Run the lead and every agent again against the snapshot; the drops they make."""
     folder.mkdir()
     made: dict[str, bytes] = {}
     with ws.repo.temporary_worktree(plan.snapshot, folder) as path:
-        there = Workspace.open(path)
+        opened = Workspace.open(path)
         try:
-            quiet: Log = lambda kind, data: None  # noqa: E731
+            there = opened.at(plan.snapshot)
+            assert there.snapshot is not None
+            quiet = RunLog(system_clock)  # a replay writes no log
             settings = settings_of(plan)
-            profile = _profile(plan.profile)
-            lead = None if settings.agents else Calls(seam, "lead", 0, None, quiet,
-                                                      script.stops)
-            tasks = _tasks(there, settings, lead, profile, plan.model)
+            budget = Budget(settings.limits, there.config.prices)
+            lead = None
+            if not settings.agents:
+                lead = offline(_profile(plan.profile), plan.model, "the run's cassette")
+                lead.backend = Calls(seam, "lead", 0, mode, budget, quiet)
+            tasks = _tasks(there, settings, lead)
             if [(t.agent, t.task) for t in tasks] != [(t.agent, t.task) for t in plan.tasks]:
                 raise SquadError("replay diverged: the lead planned other tasks than "
                                  f"{plans.path(plan.run)} holds")
-            team = load_team(there.root)
+            team = there.snapshot.team()
             ledger = there.ledger(plan.snapshot)
             for task in plan.tasks:
-                delivery = script.agents.get(task.id)
-                if delivery is None:
-                    raise SquadError(f"{plans.path(plan.run, EVENTS)}: no delivery of "
-                                     f"{task.id}")
+                delivery = delivered[task.id]
                 counter = iter(range(1, 10_000))
 
                 def name(agent: str = task.agent, numbers: Any = counter) -> str:
                     return f"{plan.run}.r{plans.ROUND}.{agent}.{next(numbers):03d}.md"
 
-                result = run_agent(
-                    there, team[task.agent], task.task,
-                    Calls(seam, task.agent, plans.ROUND, None, quiet, script.stops),
-                    ledger=ledger, run=plan.run, snapshot=plan.snapshot, drop_name=name,
-                    profile=_profile(str(delivery.get("profile"))),
-                    model=delivery.get("model"))
+                connection = offline(_profile(delivery.profile), delivery.model,
+                                     "the run's cassette")
+                connection.backend = Calls(seam, task.agent, plans.ROUND, mode, budget, quiet)
+                result = run_agent(there, team[task.agent], task.task, connection,
+                                   ledger=ledger, run=plan.run, snapshot=plan.snapshot,
+                                   drop_name=name)
                 for drop in result.drops:
                     made[drop] = (there.inbox.new / drop).read_bytes()
         finally:
-            there.repo.close()
+            opened.repo.close()
     return made
 
 
-def _commit(ws: Workspace, run_id: str, script: _Script, made: dict[str, bytes],
-            folder: Path) -> list[tuple[str, int, str]]:
-    """Commit the replayed drops on the recorded parent, in the recorded order and dates."""
+def _commit(ws: Workspace, script: Script, start: str, made: dict[str, bytes],
+            delivered: dict[str, Delivered], folder: Path) -> list[tuple[str, int, str]]:
+    """Commit the replayed drops on the recorded parent, in the recorded order and dates,
+    each with the writer that delivered it."""
     folder.mkdir()
     extra = sorted(set(made) - set(script.order))
     if extra:
         raise SquadError(f"replay diverged: drop {extra[0]} was not in the recorded run")
-    dates = tuple(parse_instant(str(c["date"])) for c in script.commits)
+    writer = {drop: d.writer for d in delivered.values() for drop in d.drops}
     replayed: list[tuple[str, int, str]] = []
-    with ws.repo.temporary_worktree(script.start, folder) as path:
-        there = Workspace.open(path, clock=iter_clock(dates))
+    with ws.repo.temporary_worktree(start, folder) as path:
+        there = Workspace.open(path, clock=iter_clock(script.dates))
         try:
-            coordinator = Coordinator(there, run=run_id)
-            coordinator.writers = {(trailer_name(c["drop"]), c["hash"]): str(c["writer"])
-                                   for c in script.commits if c.get("writer")}
+            coordinator = Coordinator(there, run=script.run_id)
+            coordinator.writers = {(trailer_name(drop), digest(data)): writer[drop]
+                                   for drop, data in made.items() if drop in writer}
             there.inbox.create()
             with coordinator.session():
                 for drop in script.order:
@@ -424,4 +415,3 @@ def _profile(name: str) -> Profile:
     if profile is None:
         raise SquadError(f"unknown model profile {name!r} in the run's log")
     return profile
-
