@@ -214,3 +214,23 @@ def _expand(text: str, values: dict[str, str]) -> str:
 
 def _env() -> dict[str, str]:
     return dict(os.environ)
+
+
+def test_a_budget_stop_on_one_machine_is_logged_and_refused_again_on_replay(
+        bare: Path, tmp_path: Path, server: ScriptedServer) -> None:
+    server.responder = route_then_decide
+    planner = clone(bare, tmp_path / "planner")
+    run_id = plan(planner, server, "--agents", "architect,security", "--max-calls", "2")["run"]
+    for n, name in enumerate(("architect", "security")):
+        stopped = agent(clone(bare, tmp_path / f"m{n}"), server, name, check=False)
+        assert stopped.returncode == 1 and "delivered as failed" in stopped.stderr  # 2 calls
+    coordinator = clone(bare, tmp_path / "coordinator")
+    assert "2 record(s)" in squad(coordinator, "ingest", "--remote", "origin").stderr
+    lines = [json.loads(line) for line in
+             (coordinator / f".squad/runs/{run_id}/events.jsonl").read_text().splitlines()]
+    stops = [(e["agent"], e["call"]) for e in lines if e["event"] == "stop"]
+    assert stops == [("architect", 3), ("security", 3)]
+    assert [e["agent"] for e in lines if e["event"] == "delivery"] == ["architect", "security"]
+    verdict = squad(coordinator, "replay", run_id, "--json",
+                    env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
+    assert json.loads(verdict.stdout)["ok"] is True  # the third calls are refused again
