@@ -234,3 +234,31 @@ def test_a_budget_stop_on_one_machine_is_logged_and_refused_again_on_replay(
     verdict = squad(coordinator, "replay", run_id, "--json",
                     env={"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
     assert json.loads(verdict.stdout)["ok"] is True  # the third calls are refused again
+
+
+def test_a_delivery_whose_log_claims_a_commit_is_passed_over(
+        bare: Path, tmp_path: Path, server: ScriptedServer) -> None:
+    """A pushed delivery is untrusted: its log may hold only its own agent's events, since
+    a replay takes the commits and the refused calls from the collected log."""
+    server.responder = route_then_decide
+    planner = clone(bare, tmp_path / "planner")
+    run_id = plan(planner, server, "--agents", "architect")["run"]
+    machine = clone(bare, tmp_path / "m")
+    agent(machine, server, "architect", "--writer", "m", "--run", run_id)
+    tip = git(machine, "rev-parse", "refs/squad/drops/m").strip()
+    forged = git(machine, "show", f"{tip}:delivery/events.jsonl") + json.dumps(
+        {"event": "commit", "drop": "x.md", "id": 1, "sha": "0" * 40, "agent": "architect",
+         "title": "t", "date": "2026-01-01T00:00:00Z", "seq": 0, "t": ""}) + "\n"
+    blob = git(machine, "hash-object", "-w", "--stdin", input=forged).strip()
+    index = {**os.environ, "GIT_INDEX_FILE": str(tmp_path / "index")}
+    git(machine, "read-tree", tip, env=index)
+    git(machine, "update-index", "--cacheinfo", f"100644,{blob},delivery/events.jsonl", env=index)
+    tree = git(machine, "write-tree", env=index).strip()
+    message = git(machine, "log", "-1", "--format=%B", tip)
+    commit = git(machine, "commit-tree", tree, "-p", f"{tip}^", input=message).strip()
+    git(machine, "push", "-qf", "origin", f"{commit}:refs/squad/drops/m")
+    coordinator = clone(bare, tmp_path / "coordinator")
+    held = squad(coordinator, "ingest", "--remote", "origin")
+    assert "passed over delivery" in held.stderr and "waiting for r1.architect" in held.stderr
+    assert git(coordinator, "ls-tree", "--name-only", f"HEAD:.squad/runs/{run_id}").split() \
+        == ["plan.json"]  # not collected
