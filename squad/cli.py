@@ -19,7 +19,9 @@ from squad.errors import SquadError, UsageError
 if TYPE_CHECKING:  # the rest is imported by the commands that need it: `--help` stays quick
     from rich.console import Console
 
+    from squad.connection import Connection
     from squad.coordinator import Coordinator, PassReport
+    from squad.events import Event
     from squad.records import Record
     from squad.workspace import Workspace
 
@@ -189,21 +191,26 @@ def _person(ws: Workspace) -> str | None:
               help="Also write a CI workflow that runs `squad verify` and `squad replay`.")
 @click.option("--install", metavar="LINE",
               help="The workflow's install command (default: pip install of this version).")
+@click.option("--matrix", is_flag=True,
+              help="With --ci github: also write a workflow that runs a goal's agents as a "
+                   "job matrix (squad run --plan-only, squad agent, squad ingest --remote).")
 @click.option("--mcp", "mcp_client", type=click.Choice(["claude", "vscode", "cursor"]),
               help="Also add `squad mcp` to that client's project MCP config (merged, never "
                    "overwritten; not committed).")
 @click.pass_context
 def init(ctx: click.Context, no_agents: bool, ci: str | None, install: str | None,
-         mcp_client: str | None) -> None:
+         matrix: bool, mcp_client: str | None) -> None:
     """Scaffold squad.toml, AGENTS.md, agents/ and decisions/ (never overwrites a file)."""
     from squad.scaffold import init as scaffold
     from squad.workspace import DECISIONS
 
     if install is not None and (ci is None or not install.strip()):
         raise UsageError("--install gives the CI workflow's install line: use it with --ci")
+    if matrix and ci is None:
+        raise UsageError("--matrix adds a CI workflow: use it with --ci github")
     ws = _workspace(ctx)
     created, sha = scaffold(ws, with_agents=not no_agents, ci=ci, install=install,
-                            author=_person(ws))
+                            author=_person(ws), matrix=matrix)
     for path in created:
         click.echo(f"created {path}")
     if sha:
@@ -372,19 +379,21 @@ def _edit(fields: dict[str, Any]) -> dict[str, Any]:
 
 def _push_options(fn: Any) -> Any:
     fn = click.option("--writer", envvar="SQUAD_WRITER", metavar="ID",
-                      help="Writer id for --push (default: user@host; env SQUAD_WRITER).")(fn)
+                      help="Writer id for --push (default: this clone's, user@host+<6 hex>; env "
+                           "SQUAD_WRITER).")(fn)
     return click.option("--push", metavar="REMOTE",
                         help="Deliver the drop through REMOTE instead of the local inbox.")(fn)
 
 
-def _push_target(push: str | None, writer: str | None) -> tuple[str, str] | None:
+def _push_target(ws: Workspace, push: str | None,
+                 writer: str | None) -> tuple[str, str] | None:
     from squad.remote import check_writer, default_writer
 
     if not push:
         if writer:
             raise UsageError("--writer only makes sense with --push REMOTE")
         return None
-    return push, check_writer(writer) if writer else default_writer()
+    return push, check_writer(writer) if writer else default_writer(ws)
 
 
 def _push_drop(ws: Workspace, text: str, remote: str, writer: str) -> None:
@@ -416,7 +425,7 @@ def decide(ctx: click.Context, supersedes: tuple[int, ...], accepted: bool, no_i
         _target(ws, old, "supersede", force)
     fields["context"] = fields.pop("context_")
     fields.update(supersedes=supersedes, status="accepted" if accepted else "proposed")
-    _submit(ws, fields, no_ingest, _push_target(push, writer))
+    _submit(ws, fields, no_ingest, _push_target(ws, push, writer))
 
 
 # What each action refuses to do to a decision in a given status, unless --force.
@@ -687,11 +696,14 @@ def serve(port: int) -> None:
 @click.option("--live", is_flag=True,
               help="Do not record the model calls (the run cannot be replayed).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line on stdout.")
+@click.option("--plan-only", is_flag=True,
+              help="Only route GOAL and commit the plan; run its agents anywhere with "
+                   "`squad agent TASK-ID --push REMOTE`.")
 @click.pass_context
 def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
          concurrency: int | None, max_agents: int | None, max_calls: int | None,
          max_tokens: int | None, max_cost: float | None, max_seconds: float | None,
-         branch: bool, live: bool, as_json: bool) -> None:
+         branch: bool, live: bool, as_json: bool, plan_only: bool) -> None:
     """Route GOAL to specialists, run them in parallel, commit their decisions as they land."""
     from rich.console import Console
 
@@ -711,6 +723,12 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
         rounds=rounds or defaults.rounds, concurrency=concurrency or defaults.concurrency,
         max_agents=max_agents or defaults.max_agents,
         limits=limits.model_copy(update=overrides), branch=branch)
+    if plan_only:
+        if live:
+            raise UsageError("--live does not go with --plan-only: the lead's calls are "
+                             "recorded so that the run can be replayed")
+        settings = dataclasses.replace(settings, rounds=rounds or 1)
+        return _plan_only(ws, settings, as_json)
     check(ws, settings)  # every input, before a model server starts or a file is written
     terminal = not as_json and sys.stdout.isatty()
     if not as_json and not terminal:
@@ -739,6 +757,88 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
         sys.exit(130)
     if not outcome.ok:
         sys.exit(1)
+
+
+def _plan_only(ws: Workspace, settings: Any, as_json: bool) -> None:
+    from squad.connection import connect, offline
+    from squad.llm.profiles import PROFILES
+    from squad.run import check
+    from squad.spread import plan_only
+
+    check(ws, settings)
+    # With --agents nobody routes: no model is reached, and the plan names the default
+    # profile (each agent's machine records its own).
+    connection = offline(PROFILES["openai"], None, "no model (--agents)") if settings.agents \
+        else connect(ws.config)
+    try:
+        if not settings.agents:
+            err.print(f"using the {connection.label}")
+        plan = plan_only(ws, settings, connection, on_busy=_busy)
+    finally:
+        connection.close()
+    if as_json:
+        click.echo(json.dumps({"run": plan.run, "snapshot": plan.snapshot,
+                               "tasks": [{"id": t.id, "agent": t.agent, "task": t.task}
+                                         for t in plan.tasks]}))
+        return
+    click.echo(f"planned run {plan.run} on {plan.snapshot[:12]}: {len(plan.tasks)} task(s)")
+    for task in plan.tasks:
+        click.echo(f"  {task.id}  {task.task[:100]}")
+    click.echo("next: push this commit (git push), then on any machine with it:")
+    for task in plan.tasks:
+        click.echo(f"  squad agent {task.id} --run {plan.run} --push origin")
+    click.echo("and where the records are collected: squad ingest --remote origin")
+
+
+@main.command(name="agent")
+@click.argument("task_id", metavar="TASK-ID")
+@click.option("--run", "run_id", metavar="RUN",
+              help="The planned run (default: the only one at HEAD with TASK-ID).")
+@click.option("--push", "remote", metavar="REMOTE", required=True,
+              help="Deliver the drops and the agent's log through REMOTE.")
+@click.option("--writer", envvar="SQUAD_WRITER", metavar="ID",
+              help="Writer id (default: this clone's; env SQUAD_WRITER).")
+@click.pass_context
+def agent_(ctx: click.Context, task_id: str, run_id: str | None, remote: str,
+           writer: str | None) -> None:
+    """Run one task of a planned run (squad run --plan-only) and push what it decided."""
+    from squad.connection import connect
+    from squad.errors import RemoteError
+    from squad.events import ToolUsed
+    from squad.remote import DROPS, check_writer, default_writer
+    from squad.spread import deliver, delivered_here, find_plan, run_task
+
+    ws = _workspace(ctx, env=True)
+    writer = check_writer(writer) if writer else default_writer(ws)
+    plan = find_plan(ws, task_id, run_id)
+    task_id = plan.task(task_id).id
+    if delivered_here(ws, writer, plan.run, task_id):
+        raise UsageError(f"{task_id} of run {plan.run} was already run here (on {DROPS}"
+                         f"{writer}); a task counts once, so it is not run again "
+                         f"(`squad push {remote}` delivers it if it still waits)")
+
+    def opened(there: Workspace) -> Connection:
+        connection = connect(there.config)
+        err.print(f"using the {connection.label}")
+        return connection
+
+    def show(event: Event) -> None:
+        if isinstance(event, ToolUsed):
+            mark = "ok" if event.ok else "refused"
+            err.print(f"  {event.tool}({event.arguments[:120]}) -> {mark}"
+                      + (f", dropped {event.drop}" if event.drop else ""))
+
+    done = run_task(ws, plan, task_id, writer, opened, on_event=show)
+    err.print(f"{task_id}: {len(done.drops)} decision(s), committed on {DROPS}{writer} "
+              "with the agent's log")
+    try:
+        report = deliver(ws, remote, writer, log=lambda message: err.print(message))
+    except RemoteError as exc:
+        raise RemoteError(f"{task_id} ran, but {exc.message}") from None
+    click.echo(f"delivered {task_id} of run {plan.run}: pushed {report.pushed} commit(s) to "
+               f"{remote} ({DROPS}{writer})")
+    if done.result is not None and done.result.error:
+        _fail(f"agent {done.agent} failed: {done.result.error} (delivered as failed)", 1)
 
 
 DEMO_NOTE = ("note: these decisions come from the embedded demo model (SmolLM2-135M), which "
@@ -804,7 +904,7 @@ def replay(ctx: click.Context, run_ids: tuple[str, ...], since: str | None,
         from squad.run import RUNS
 
         folder = ws.root / RUNS
-        committed = set(recorded_runs(ws))
+        committed = set(ws.repo.list_dirs(RUNS))
         for stray in sorted(p.name for p in folder.iterdir() if p.is_dir()) \
                 if folder.is_dir() else []:
             if stray not in committed:
@@ -933,14 +1033,14 @@ def _watch_remote(coordinator: Coordinator, remote: str, interval: float | None)
 @main.command(name="push")
 @click.argument("remote")
 @click.option("--writer", envvar="SQUAD_WRITER", metavar="ID",
-              help="Writer id (default: user@host; env SQUAD_WRITER).")
+              help="Writer id (default: this clone's, user@host+<6 hex>; env SQUAD_WRITER).")
 @click.pass_context
 def push_(ctx: click.Context, remote: str, writer: str | None) -> None:
     """Push this clone's drops that are still waiting (after `decide --push` could not)."""
     from squad.remote import DROPS, check_writer, default_writer, push_drops
 
     ws = _workspace(ctx)
-    writer = check_writer(writer) if writer else default_writer()
+    writer = check_writer(writer) if writer else default_writer(ws)
     report = push_drops(ws, remote, writer, log=lambda message: err.print(message))
     click.echo(f"pushed {report.pushed} drop(s) to {remote} ({DROPS}{writer})")
 

@@ -152,6 +152,21 @@ class Stopped(_Event):
     reason: str
 
 
+class Delivered(_Event):
+    """In a run spread over machines: one agent's part as the coordinator collected it, where
+    it ran (its writer and delivery commit), how it talked to its model, and its drops. Its
+    own events follow it; a replay commits each drop with its writer in the trailers."""
+
+    event: Literal["delivery"] = "delivery"
+    task: str
+    agent: str
+    writer: str
+    commit: str
+    profile: str
+    model: str | None
+    drops: list[str]
+
+
 class Committed(_Event):
     event: Literal["commit"] = "commit"
     drop: str
@@ -226,12 +241,13 @@ class Summary(_Event):
 
 Event = Annotated[
     RunStarted | Planned | RoundStarted | Spawned | ModelCalled | Replied | ToolUsed | Done
-    | Failed | Stopped | Committed | Quarantined | Kept | Summary,
+    | Failed | Stopped | Delivered | Committed | Quarantined | Kept | Summary,
     Field(discriminator="event")]
 AgentEvent = Spawned | ToolUsed | Done | Failed  # what `agent.run_agent` reports
 Listener = Callable[[Event], None]
 KINDS: tuple[str, ...] = ("run", "plan", "round", "spawn", "llm", "reply", "tool", "done",
-                          "failed", "stop", "commit", "quarantine", "kept", "summary")
+                          "failed", "stop", "delivery", "commit", "quarantine", "kept",
+                          "summary")
 
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 

@@ -24,22 +24,28 @@ never committed twice. The taken refs only save fetching and reading what is don
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import random
 import re
+import secrets
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from squad import plan as plans
+from squad.collect import Collector, read_delivery
 from squad.coordinator import Coordinator, PassReport, trailer_name
 from squad.dropbox import unique_name
 from squad.errors import RemoteError, UnsafeRepoError, UsageError
-from squad.records import digest
+from squad.records import Draft, digest, render
 from squad.signals import stop_on_signals
-from squad.vcs import Stopped, write_atomic
+from squad.vcs import Commit, Stopped, write_atomic
 from squad.workspace import Workspace
 
 DROPS = "refs/squad/drops/"
@@ -69,18 +75,38 @@ def check_writer(writer: str) -> str:
     return writer
 
 
-def default_writer() -> str:
-    """user@host: the same on every run from one account on one machine, unique across them."""
+def default_writer(ws: Workspace | None = None) -> str:
+    """user@host+<6 hex>, made once per clone and kept in `.git/squad/writer`: the same on
+    every command in one clone, different between two clones of one account (which would
+    otherwise race for one ref). Without a workspace, plain user@host."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "user"
     raw = f"{user}@{socket.gethostname() or 'host'}"
     safe = re.sub(r"[^A-Za-z0-9._@+-]", "-", raw).strip(".-_@+")
-    safe = re.sub(r"\.{2,}", ".", safe)[:100].rstrip(".")
+    safe = re.sub(r"\.{2,}", ".", safe)[:92].rstrip(".")
     if safe.endswith(".lock"):
         safe = safe[:-5]
-    return check_writer(safe or "writer")
+    safe = check_writer(safe or "writer")
+    if ws is None:
+        return safe
+    path = ws.repo.common_dir / "squad" / "writer"
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        kept = path.read_text(encoding="utf-8").strip()
+        if _valid_writer(kept):
+            return kept
+    path.parent.mkdir(parents=True, exist_ok=True)
+    made = f"{safe}+{secrets.token_hex(3)}"
+    try:  # the first command in the clone names it; a second at the same moment reads it
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        time.sleep(0.05)
+        kept = path.read_text(encoding="utf-8").strip()
+        return check_writer(kept)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(made + "\n")
+    return made
 
 
 # ---- writer -----------------------------------------------------------------------------
@@ -103,16 +129,23 @@ def record_drop(ws: Workspace, writer: str, text: str, name: str | None = None) 
 
     The commit is the durable point: from here the drop waits in the ref until a push takes it.
     """
-    repo = ws.repo
     name = name or drop_name()
     data = text.encode("utf-8")
     message = (f"squad drop {name}\n\nSquad-Drop: {trailer_name(name)}\n"
                f"Squad-Drop-Hash: {digest(data)}\nSquad-Writer: {writer}\n")
+    commit_on_writer_ref(ws, writer, {INBOX_PREFIX + name: data}, message)
+    return name
+
+
+def commit_on_writer_ref(ws: Workspace, writer: str, files: dict[str, bytes],
+                         message: str) -> str:
+    """Commit `files` (the whole tree) on top of this clone's `refs/squad/drops/<writer>`."""
+    repo = ws.repo
     with repo.lock(WRITER_LOCK):
         parent = repo.ref(DROPS + writer)
-        sha = repo.make_commit({INBOX_PREFIX + name: data}, message, ws.clock(), parent)
+        sha = repo.make_commit(files, message, ws.clock(), parent)
         repo.set_ref(DROPS + writer, sha, parent)
-    return name
+    return sha
 
 
 def push_drops(ws: Workspace, remote: str, writer: str, attempts: int = ATTEMPTS,
@@ -190,6 +223,8 @@ class Drop:
     blob: str | None = None
     problem: str | None = None
     key: tuple[str, str] | None = None
+    delivery: tuple[str, str] | None = None  # (run, task): an agent's log (squad.collect)
+    manifest: dict[str, Any] | None = None  # a delivery's agent.json, once read
 
 
 @dataclass
@@ -208,6 +243,7 @@ class RemoteCoordinator:
         self.ws = coordinator.ws
         self.remote = remote
         self.log = coordinator.log
+        self.collector = Collector(self)
 
     def run_pass(self, stop: threading.Event | None = None,
                  attempts: int = ATTEMPTS) -> RemoteReport:
@@ -222,11 +258,16 @@ class RemoteCoordinator:
             trunk = self.ws.repo.ref(FETCHED_TRUNK)
             drops = self._untaken()
             report.fetched = len(drops)
+            collector = self.collector
+            collector.sort(drops)
             try:
                 self._sync(trunk, drops, report, stop)
                 with self.coordinator.session(stop):
-                    self._materialize(drops)
-                    self.coordinator.take_all(self.ws.inbox.ready(), report, stop)
+                    self._materialize([d for d in drops if not collector.holds(d)])
+                    self.coordinator.take_all([name for name in self.ws.inbox.ready()
+                                               if not collector.holds_name(name)], report, stop)
+                    if stop is None or not stop.is_set():
+                        collector.collect(report)
             except Stopped:
                 return report
             head = self.ws.repo.head()
@@ -275,13 +316,16 @@ class RemoteCoordinator:
                 stops.append(taken[TAKEN + writer])
         stops += [sha for sha in (repo.ref(FETCHED_TRUNK), repo.head()) if sha]  # never drops
         drops = []
-        for sha, source, _ in repo.walk(tips, stops):
-            drops.append(self._read_drop(sha, source[len(FETCHED_DROPS):]))
+        for sha, source, trailers in repo.walk(tips, stops):
+            drops.append(self._read_drop(sha, source[len(FETCHED_DROPS):], trailers))
         return drops
 
-    def _read_drop(self, sha: str, writer: str) -> Drop:
+    def _read_drop(self, sha: str, writer: str,
+                   trailers: dict[str, list[str]] | None = None) -> Drop:
         repo, drop = self.ws.repo, Drop(sha, writer)
         files = repo.commit_files(sha)
+        if trailers and "Squad-Task" in trailers:
+            return read_delivery(drop, files, trailers)
         if len(files) != 1:
             drop.problem = f"holds {len(files)} files, a drop commit holds one"
             return drop
@@ -324,23 +368,58 @@ class RemoteCoordinator:
                 repo.reset_keep(trunk, head)  # fast-forward
                 return
             local = repo.only_squad_commits(trunk, head)
-            if repo.is_ancestor(trunk, head):
+            if repo.is_ancestor(trunk, head) and not self.collector.half_collected(local):
                 return  # ahead: pushed below
+            plan = next((c for c in local if "Squad-Plan" in c.trailers), None)
+            if plan is not None:  # dropping it would lose the plan its agents work on
+                raise UnsafeRepoError(
+                    f"{repo.branch()} has the plan commit {plan.sha[:12]} that {self.remote} "
+                    "lacks, and the remote trunk moved; `git pull --rebase` and `git push` it "
+                    "first")
             there = repo.drop_keys(trunk, head) | {d.key for d in drops if d.key}
-            for commit in local:
-                keys = set(zip(commit.trailers.get("Squad-Drop", []),
-                               commit.trailers.get("Squad-Drop-Hash", []), strict=False))
-                if not keys <= there:
-                    raise UnsafeRepoError(
-                        f"{repo.branch()} has record commit {commit.sha[:12]} that {self.remote} "
-                        "lacks and no writer ref holds, and the remote trunk moved; "
-                        "push it from a clone that has it, or move it yourself")
+            alone = [commit for commit in local if not set(zip(
+                commit.trailers.get("Squad-Drop", []),
+                commit.trailers.get("Squad-Drop-Hash", []), strict=False)) <= there]
+            redrops = self._redrops(alone, local, head) if alone else []
+            for name, data in redrops:  # before the reset: a kill may repeat, never lose one
+                self.ws.inbox.create()
+                write_atomic(self.ws.inbox.tmp / name, data)
+                os.replace(self.ws.inbox.tmp / name, self.ws.inbox.new / name)
             repo.reset_keep(trunk, head)
             report.committed.clear()
             report.commits.clear()
             report.drops.clear()
             self.log(f"rebuilding {len(local)} record(s) on {self.remote}'s trunk "
                      f"{trunk[:12]}")
+
+    def _redrops(self, alone: list[Commit], local: list[Commit],
+                 head: str) -> list[tuple[str, bytes]]:
+        """Records taken from this clone's own inbox (no writer ref holds their drops), as
+        drops again, so the rebuild commits them on the moved trunk: the same name, the
+        record's fields re-rendered (so a new hash: the old commit is dropped, not kept)."""
+        repo = self.ws.repo
+        ledger = self.ws.ledger(head)
+        local_ids = {int(i) for c in local for i in c.trailers.get("Squad-Decision", [])}
+        found = []
+        for commit in alone:
+            ids = commit.trailers.get("Squad-Decision", [])
+            names = commit.trailers.get("Squad-Drop", [])
+            entry = ledger.get(int(ids[0])) if len(ids) == 1 and len(names) == 1 else None
+            record = entry.record if entry is not None else None
+            refers = set(record.supersedes) | set(record.inputs) | {record.target or 0} \
+                if record is not None else set()
+            name = urllib.parse.unquote(names[0]) if names else ""
+            if record is None or record.run or refers & local_ids \
+                    or not _DROP_NAME.match(name) or plans.run_of_drop(name):
+                raise UnsafeRepoError(
+                    f"{repo.branch()} has record commit {commit.sha[:12]} that {self.remote} "
+                    "lacks and no writer ref holds, and the remote trunk moved; "
+                    "push it from a clone that has it, or move it yourself")
+            fields = record.model_dump()
+            draft = Draft.model_validate({k: v for k, v in fields.items()
+                                          if k in Draft.model_fields}, strict=False)
+            found.append((name, render(draft, self.ws.root).encode("utf-8")))
+        return found
 
     def _materialize(self, drops: list[Drop]) -> None:
         """Copy each not-yet-handled drop into inbox/new/ under its own name."""
@@ -371,6 +450,9 @@ class RemoteCoordinator:
             return False
 
     def _handled(self, drop: Drop, report: PassReport) -> bool:
+        spread = self.collector.handled(drop)
+        if spread is not None:
+            return spread
         if drop.key is None:
             self._quarantine_malformed(drop)
             return True

@@ -22,6 +22,8 @@ from squad.events import Committed, Event
 from squad.llm.cassette import Divergence, read_cassette
 from squad.llm.profiles import PROFILES
 from squad.modes import Replay
+from squad.plan import open_runs
+from squad.plan import path as plan_path
 from squad.run import RUNS, Run, load_script
 from squad.workspace import Workspace
 
@@ -48,7 +50,8 @@ def recorded_runs(ws: Workspace, since: str | None = None) -> list[str]:
         touched = {path.split("/")[2] for path in ws.repo.changed_since(since, RUNS)
                    if path.count("/") >= 3}
         runs = sorted(touched)
-    return runs
+    planned = set(open_runs(ws.repo))  # spread over machines, not collected yet: no log
+    return [run for run in runs if run not in planned]
 
 
 def read_events(data: bytes, where: str) -> list[Event]:
@@ -65,6 +68,11 @@ def replay(ws: Workspace, run_id: str) -> Verdict:
 
 
 def _replay(ws: Workspace, run_id: str) -> Verdict:
+    if ws.repo.file_at(plan_path(run_id)) is not None:  # a run spread over machines
+        from squad import spread
+
+        spread_verdict: Verdict = spread.replay(ws, run_id)
+        return spread_verdict
     verdict = Verdict(run_id)
     repo = ws.repo
     events_data = repo.file_at(f"{RUNS}/{run_id}/events.jsonl")

@@ -18,6 +18,7 @@ def packaged_agents_dir() -> Path | None:
 
 
 WORKFLOW = ".github/workflows/squad.yml"
+RUN_WORKFLOW = ".github/workflows/squad-run.yml"  # a run spread over a job matrix
 DISTRIBUTION = "squad-decisions"  # squad's name on the package index (`squad` is another project)
 
 
@@ -27,7 +28,7 @@ def install_line() -> str:
 
 
 def scaffold_files(ws: Workspace, with_agents: bool, ci: str | None = None,
-                   install: str | None = None) -> dict[str, bytes]:
+                   install: str | None = None, matrix: bool = False) -> dict[str, bytes]:
     """The files init would create: only those that do not exist yet."""
     templates = packaged_templates_dir() / "scaffold"
     wanted: dict[str, bytes] = {
@@ -51,11 +52,15 @@ def scaffold_files(ws: Workspace, with_agents: bool, ci: str | None = None,
         wanted[WORKFLOW] = templating.render(
             "scaffold/github-workflow.yml", ws.root, version=__version__,
             install=install or install_line(), trunk=trunk(ws) or "main").encode()
+        if matrix:
+            wanted[RUN_WORKFLOW] = templating.render(
+                "scaffold/github-run-workflow.yml", ws.root, version=__version__,
+                install=install or install_line()).encode()
     return {path: data for path, data in wanted.items() if not (ws.root / path).exists()}
 
 
 def init(ws: Workspace, with_agents: bool = True, ci: str | None = None,
-         install: str | None = None, *, author: str | None = None
+         install: str | None = None, *, author: str | None = None, matrix: bool = False
          ) -> tuple[list[str], str | None]:
     """Create what is missing and commit exactly that, by `author` (the person running it);
     returns the paths created and the commit. Drops waiting in the inbox are not init's
@@ -63,7 +68,7 @@ def init(ws: Workspace, with_agents: bool = True, ci: str | None = None,
     ws.repo.ensure_safe()
     ws.inbox.create()
     ws.quarantine.mkdir(parents=True, exist_ok=True)
-    created = scaffold_files(ws, with_agents, ci, install)
+    created = scaffold_files(ws, with_agents, ci, install, matrix)
     sha = None
     if created:
         with ws.repo.coordinator_lock():

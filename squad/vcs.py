@@ -103,6 +103,7 @@ class Repository:
         self._repo = repo
         self.root = Path(repo.working_tree_dir or ".").resolve()
         self.git_dir = Path(repo.git_dir)
+        self.common_dir = Path(repo.common_dir)  # shared by the clone's worktrees
         self._objects = Path(repo.common_dir) / "objects"
         self._trees: dict[str, list[tuple[bytes, int, str]]] = {}
         self._roots: dict[str, str] = {}  # commit -> its root tree
@@ -811,7 +812,9 @@ class Repository:
                 continue
             who, _, text = rest.partition("\x00")
             trailers = _trailers(text)
-            if who != IDENTITY or "Squad-Drop" not in trailers:
+            # squad's records, the logs of runs assembled from them, and run plans
+            if who != IDENTITY or not {"Squad-Drop", "Squad-Run-Start", "Squad-Plan"} & set(
+                    trailers):
                 raise UnsafeRepoError(
                     f"{self.root}: {self.branch()} has commit {sha[:12]}, not made by squad and "
                     "not on the remote; push or move it yourself first")

@@ -33,6 +33,7 @@ KEYS = {
     "done": {"agent", "round", "drops"},
     "failed": {"agent", "round", "error"},
     "stop": {"agent", "round", "call", "reason"},
+    "delivery": {"task", "agent", "writer", "commit", "profile", "model", "drops"},
     "commit": {"drop", "id", "sha", "agent", "title", "date"},
     "quarantine": {"drop", "reason"},
     "kept": {"path", "kept_as"},

@@ -63,7 +63,8 @@ def test_decide_push_commits_each_drop_on_the_writers_own_ref(remote: Path,
     before = git(remote, "rev-parse", "main")
     decide(writer, "First")
     result = decide(writer, "Second")
-    me = default_writer()
+    me = (writer / ".git/squad/writer").read_text().strip()  # made by the first command
+    assert me.startswith(default_writer() + "+")
     assert f"pushed 1 drop(s) to origin (refs/squad/drops/{me})" in result.stderr
     ref = f"refs/squad/drops/{me}"
     assert refs(remote, "refs/squad/") == {ref: git(writer, "rev-parse", ref).strip()}
@@ -103,6 +104,17 @@ def test_writer_id_must_be_a_safe_ref_component(remote: Path, tmp_path: Path) ->
     assert refs(writer, "refs/squad/") == {}
     ok = decide(writer, "Fine", "--writer", "ci.job-7@runner_2")
     assert "refs/squad/drops/ci.job-7@runner_2" in ok.stderr
+
+
+def test_two_clones_of_one_user_have_two_default_writer_ids(remote: Path,
+                                                            tmp_path: Path) -> None:
+    one, two = clone(remote, tmp_path / "one"), clone(remote, tmp_path / "two")
+    for where in (one, two, one):
+        decide(where, f"From {where.name}")
+    ids = {where.name: set(refs(where, "refs/squad/drops/")) for where in (one, two)}
+    assert len(ids["one"]) == len(ids["two"]) == 1 and ids["one"] != ids["two"]
+    assert set(refs(remote, "refs/squad/drops/")) == ids["one"] | ids["two"]
+    assert len(git(one, "rev-list", *ids["one"]).split()) == 2  # stable within a clone
 
 
 def test_an_offline_writer_keeps_its_drops_and_delivers_them_once(remote: Path,
@@ -304,3 +316,20 @@ def wait_for(condition: Callable[[], bool], proc: subprocess.Popen[bytes], log: 
         assert proc.poll() is None, log.read_text()
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.1)
+
+
+def test_unpushed_records_of_the_local_inbox_are_rebuilt_on_a_moved_trunk(
+        remote: Path, tmp_path: Path) -> None:
+    writer = clone(remote, tmp_path / "writer")
+    a, b = clone(remote, tmp_path / "a"), clone(remote, tmp_path / "b")
+    squad(a, "decide", "--title", "Local one", "--decision", "d", "--no-ingest")
+    squad(a, "ingest")  # committed here (squad's identity), never pushed
+    decide(writer, "Remote", "--writer", "w")
+    squad(b, "ingest", "--remote", "origin")  # the trunk moves under a
+    result = squad(a, "ingest", "--remote", "origin")
+    assert "rebuilding 1 record(s)" in result.stderr, result.stderr
+    assert _committed(result.stdout) == ["0002  Local one"]
+    assert titles(a) == Counter(["Remote", "Local one"])
+    assert git(remote, "rev-parse", "main") == git(a, "rev-parse", "main")
+    assert squad(a, "verify").stdout.strip() == "ok: 2 records verified"
+    assert git(a, "status", "--porcelain") == ""
