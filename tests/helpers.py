@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -248,3 +249,10 @@ def torture(watcher: Watcher, writers: list[subprocess.Popen[str]], rng: random.
         if watcher.handle is not None:
             watcher.handle.close()
     return Tortured(writers_done, drained, code, stopping)
+
+
+def titles(where: Path) -> Counter[str]:
+    """How many record commits carry each title in `where`'s history."""
+    log = git(where, "log", "--format=%s%x00%(trailers:key=Squad-Decision,valueonly)")
+    return Counter(line.split("\0")[0] for line in log.splitlines() if line.split("\0")[1:2]
+                   and line.split("\0")[1])

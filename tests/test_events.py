@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import get_args
 
 import pytest
+from helpers import git, squad
 from rich.console import Console
 from scripted_server import ScriptedServer, Text, ToolCalls
 
@@ -16,7 +17,6 @@ from squad import events
 from squad.errors import SquadError
 from squad.progress import JsonLines, LiveView, print_summary
 from squad.runfacts import fold
-from tests.conftest import git, squad
 
 BUNDLE = Path(__file__).resolve().parent.parent / "examples" / "shop-run.bundle"
 COMMON = {"event", "seq", "t"}

@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from helpers import git, squad
+
 from squad import layout
 from squad.ledger import Ledger, entry_for, render_index
 from squad.records import Record, render
-from tests.conftest import git, squad
 
 
 def decide(repo: Path, title: str) -> None:

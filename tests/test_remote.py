@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import SQUAD, clone, git, squad
+from helpers import SQUAD, clone, git, squad, titles
 
 from squad.errors import UsageError
 from squad.remote import check_writer, default_writer
@@ -44,12 +44,6 @@ def decide(where: Path, title: str, *extra: str, check: bool = True,
 def trunk_drops(bare: Path) -> list[str]:
     """Squad-Drop names on the remote's main, one per record commit."""
     return git(bare, "log", "main", "--format=%(trailers:key=Squad-Drop,valueonly)").split()
-
-
-def titles(where: Path) -> Counter[str]:
-    log = git(where, "log", "--format=%s%x00%(trailers:key=Squad-Decision,valueonly)")
-    return Counter(line.split("\0")[0] for line in log.splitlines() if line.split("\0")[1:2]
-                   and line.split("\0")[1])
 
 
 def refs(where: Path, prefix: str) -> dict[str, str]:

@@ -9,10 +9,10 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import git, squad
 from scripted_server import RecordedRequest, ScriptedServer, Text, ToolCalls
 
 from squad.templating import packaged_templates_dir
-from tests.conftest import git, squad
 
 DECISION = {"title": "Keep orders in SQLite", "context": "c", "decision": "d",
             "consequences": "e"}

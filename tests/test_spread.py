@@ -13,11 +13,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers import AGENTS, SQUAD, clone, decide, git, squad, titles
 from scripted_server import RecordedRequest, ScriptedServer, Text, ToolCalls
-from test_remote import clone, titles
-from test_run import AGENTS, decide
-
-from tests.conftest import SQUAD, git, squad
 
 GOAL = "Add rate limiting"
 
