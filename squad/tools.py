@@ -263,7 +263,7 @@ class ToolBox:
 
     def _judge(self, rel: str) -> str | None:
         if rel.lower().startswith(PRIVATE_DIRS):
-            return f"other agents' drops are not a channel; read {DECISIONS}/NNNN-*.md records"
+            return f"other agents' drops are not a channel; read the records in {DECISIONS}/"
         settings = self.ws.config.secrets
         rule = secrets.secret_rule(rel, settings.names, settings.allow)
         if rule:
