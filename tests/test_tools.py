@@ -248,7 +248,8 @@ def test_inbox_and_quarantine_are_not_a_channel(ws: Workspace, repo: Path) -> No
                   "decisions/quarantine/y.md": "bad\n",
                   "decisions/0001-committed.md": "a record\n"})
     box = ToolBox(ws, Charter(name="a", role="r", reads=("decisions/**",)))
-    refused(call(box, "read_file", path="decisions/inbox/new/x.md"), "drops", "the records in decisions/")
+    refused(call(box, "read_file", path="decisions/inbox/new/x.md"), "drops",
+            "the records in decisions/")
     refused(call(box, "read_file", path="decisions/quarantine/y.md"), "drops")
     assert call(box, "read_file", path="decisions/0001-committed.md").content == "a record"
     assert call(box, "list_files").content == "decisions/0001-committed.md"
