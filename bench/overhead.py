@@ -58,9 +58,16 @@ from squad.workspace import Workspace  # noqa: E402
 TURNS = 2
 
 
-def _serve(latency: float, pipe: Pipe) -> None:
+def _serve(latency: float, pipe: Pipe, stamp: bool) -> None:
+    """With `stamp`, the moment each request arrives (the shared monotonic clock) is sent."""
     with ScriptedServer() as server:
-        server.responder = responder(latency)
+        reply = responder(latency)
+
+        def stamped(request: Any) -> Any:
+            pipe.send(time.monotonic())
+            return reply(request)
+
+        server.responder = stamped if stamp else reply
         pipe.send(server.base_url)
         pipe.recv()  # until told to stop
 
@@ -68,13 +75,17 @@ def _serve(latency: float, pipe: Pipe) -> None:
 class ServerProcess:
     """The scripted server in a forked child: its HTTP work runs on the other core."""
 
-    def __init__(self, latency: float) -> None:
-        here, there = multiprocessing.get_context("fork").Pipe()
-        self._pipe = here
-        self._proc = multiprocessing.get_context("fork").Process(
-            target=_serve, args=(latency, there), daemon=True)
+    def __init__(self, latency: float, stamp: bool = False) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self._pipe, there = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(latency, there, stamp), daemon=True)
         self._proc.start()
-        self.base_url: str = here.recv()
+        self.base_url: str = self._pipe.recv()
+
+    def first_request(self) -> float:
+        """When the first request arrived (a server made with `stamp`)."""
+        stamp: float = self._pipe.recv()
+        return stamp
 
     def close(self) -> None:
         self._pipe.send("stop")
@@ -114,39 +125,19 @@ def squad_wall(template: Path, where: Path, base_url: str, n: int, files: dict[s
     return wall
 
 
-def _serve_stamped(latency: float, pipe: Pipe) -> None:
-    """The server, stamping (with the shared monotonic clock) when each request arrives."""
-    with ScriptedServer() as server:
-        reply = responder(latency)
-
-        def stamped(request: Any) -> Any:
-            pipe.send(time.monotonic())
-            return reply(request)
-
-        server.responder = stamped
-        pipe.send(server.base_url)
-        pipe.recv()
-
-
 def first_call(args: list[str], cwd: Path, latency: float) -> tuple[float, float]:
     """(Popen to the first request, Popen to exit) of a command, seconds."""
-    ctx = multiprocessing.get_context("fork")
-    here, there = ctx.Pipe()
-    server = ctx.Process(target=_serve_stamped, args=(latency, there), daemon=True)
-    server.start()
-    base_url = here.recv()
+    server = ServerProcess(latency, stamp=True)
     try:
         start = time.monotonic()
         done = subprocess.run(args, cwd=cwd, capture_output=True, text=True,
-                              env={**os.environ, "OPENAI_BASE_URL": base_url})
+                              env={**os.environ, "OPENAI_BASE_URL": server.base_url})
         end = time.monotonic()
         if done.returncode != 0:
             sys.exit(f"{args[:4]} exited {done.returncode}: {done.stderr[-1500:]}")
-        first = here.recv()
-        return first - start, end - start
+        return server.first_request() - start, end - start
     finally:
-        here.send("stop")
-        server.join(5)
+        server.close()
 
 
 BARE = ("import os, openai; c = openai.OpenAI(base_url=os.environ['OPENAI_BASE_URL'], "

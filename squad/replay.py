@@ -19,12 +19,13 @@ from squad import events, verdicts
 from squad.connection import offline
 from squad.errors import SquadError
 from squad.events import Committed, Event
-from squad.llm.cassette import Divergence, read_cassette
+from squad.llm.cassette import Divergence, Label, read_cassette
 from squad.llm.profiles import PROFILES
 from squad.modes import Replay
 from squad.plan import open_runs
 from squad.plan import path as plan_path
 from squad.run import RUNS, Run, load_script
+from squad.vcs import Repository
 from squad.workspace import Workspace
 
 
@@ -125,6 +126,16 @@ def _replay(ws: Workspace, run_id: str) -> Verdict:
             finally:
                 copy.repo.close()
             replayed = [(d, i, s) for d, i, s, _ in outcome.committed]
+    return judge(verdict, repo, start, recorded, replayed, run.seam.unused())
+
+
+Commit = tuple[str, int, str]  # drop, record id, commit sha
+
+
+def judge(verdict: Verdict, repo: Repository, start: str, recorded: list[Commit],
+          replayed: list[Commit], unused: list[Label]) -> Verdict:
+    """The verdict of a replay (one machine or spread): the same commits in the same order,
+    each still in HEAD's history, and every recorded call made again."""
     verdict.commits = len(replayed)
     for n, (want, got) in enumerate(zip(recorded, replayed, strict=False), start=1):
         if want != got:
@@ -140,7 +151,6 @@ def _replay(ws: Workspace, run_id: str) -> Verdict:
         verdict.problem = (f"recorded commit {stray[0][:12]} is not in the history of HEAD "
                            "(rebased or edited after the run?)")
         return verdict
-    unused = run.seam.unused()
     if unused:
         verdict.problem = f"the recorded call {unused[0]} was not made again"
         return verdict

@@ -278,7 +278,7 @@ def deliver(ws: Workspace, remote: str, writer: str,
 
 def replay(ws: Workspace, run_id: str) -> Any:
     """Re-execute a collected spread run offline; a `squad.replay.Verdict`."""
-    from squad.replay import Verdict, read_events
+    from squad.replay import Verdict, judge, read_events
 
     verdict = Verdict(run_id)
     repo = ws.repo
@@ -312,26 +312,7 @@ def replay(ws: Workspace, run_id: str) -> Any:
             if isinstance(exc, Divergence):
                 verdict.where, verdict.diff = str(exc.label), exc.diff
             return verdict
-    verdict.commits = len(replayed)
-    for n, (want, got) in enumerate(zip(recorded, replayed, strict=False), start=1):
-        if want != got:
-            verdict.problem = (f"commit {n} differs: recorded {want[1]:04d} {want[2][:12]} from "
-                               f"{want[0]}, replayed {got[1]:04d} {got[2][:12]} from {got[0]}")
-            return verdict
-    if len(recorded) != len(replayed):
-        verdict.problem = f"recorded {len(recorded)} commits, replayed {len(replayed)}"
-        return verdict
-    history = set(repo.commits_between(head.start, "HEAD"))
-    stray = [sha for _, _, sha in recorded if sha not in history]
-    if stray:
-        verdict.problem = (f"recorded commit {stray[0][:12]} is not in the history of HEAD "
-                           "(rebased or edited after the run?)")
-        return verdict
-    if seam.unused():
-        verdict.problem = f"the recorded call {seam.unused()[0]} was not made again"
-        return verdict
-    verdict.ok = True
-    return verdict
+    return judge(verdict, repo, head.start, recorded, replayed, seam.unused())
 
 
 def _agents(ws: Workspace, plan: plans.RunPlan, mode: Replay, seam: Seam,
