@@ -294,7 +294,6 @@ def watch(ctx: click.Context, poll: bool, remote: str | None, interval: float | 
     if remote:
         _watch_remote(coordinator, remote, interval)
         return
-    err.print(f"watching {ws.inbox.path} (Ctrl-C to stop)")
     run_watch(coordinator, poll=poll)
     err.print("stopped")
 
@@ -854,6 +853,8 @@ def _interruptible(run: Any, view: Any, connection: Any) -> Iterator[None]:
     import signal
     import threading
 
+    from squad.signals import on_signals
+
     hits: list[int] = []
     said = threading.Event()
 
@@ -877,12 +878,10 @@ def _interruptible(run: Any, view: Any, connection: Any) -> Iterator[None]:
 
     speaker = threading.Thread(target=speak, daemon=True, name="squad-stopping")
     speaker.start()
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        with on_signals(on_signal):
+            yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         said.set()
         speaker.join()
 
@@ -1023,10 +1022,7 @@ def _ingest_remote(ws: Workspace, remote: str, as_json: bool) -> PassReport:
 def _watch_remote(coordinator: Coordinator, remote: str, interval: float | None) -> None:
     from squad.remote import POLL_SECONDS, RemoteCoordinator, watch_remote
 
-    every = interval or POLL_SECONDS
-    err.print(f"watching {remote} every {every:g}s and {coordinator.ws.inbox.path} "
-              "(Ctrl-C to stop)")
-    watch_remote(RemoteCoordinator(coordinator, remote), every)
+    watch_remote(RemoteCoordinator(coordinator, remote), interval or POLL_SECONDS)
     err.print("stopped")
 
 

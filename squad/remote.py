@@ -44,7 +44,7 @@ from squad.coordinator import Coordinator, PassReport, trailer_name
 from squad.dropbox import unique_name
 from squad.errors import RemoteError, UnsafeRepoError, UsageError
 from squad.records import Draft, digest, render
-from squad.signals import stop_on_signals
+from squad.signals import Waiting, stop_on_signals
 from squad.vcs import Commit, Stopped, write_atomic
 from squad.workspace import Workspace
 
@@ -516,21 +516,20 @@ def watch_remote(remote: RemoteCoordinator, interval: float = POLL_SECONDS,
     """Poll the remote until `stop` or SIGINT/SIGTERM; a pass that took drops polls again
     at once, an idle one waits `interval`. An unreachable remote is waited out."""
     stop = stop or threading.Event()
-    blocked: str | None = None
+    waiting = Waiting(remote.log)
     with stop_on_signals(stop):
+        # said only now: from here on Ctrl-C and SIGTERM stop the watch cleanly
+        remote.log(f"watching {remote.remote} every {interval:g}s and "
+                   f"{remote.ws.inbox.path} (Ctrl-C to stop)")
         while not stop.is_set():
             try:
                 report = remote.run_pass(stop)
             except (RemoteError, UnsafeRepoError) as exc:
                 # an unreachable remote, a held index.lock, a person's edit in the way: wait
-                if exc.message != blocked:
-                    remote.log(f"waiting: {exc.message}")
-                blocked = exc.message
+                waiting.blocked(exc.message)
                 stop.wait(interval)
                 continue
-            if blocked:
-                remote.log("resumed")
-                blocked = None
+            waiting.passed()
             busy = report.committed or report.quarantined or report.recovered or report.taken
             if not busy:
                 stop.wait(interval)

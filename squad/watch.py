@@ -14,7 +14,7 @@ from watchdog.observers.polling import PollingObserver
 
 from squad.coordinator import Coordinator
 from squad.errors import UnsafeRepoError
-from squad.signals import stop_on_signals
+from squad.signals import Waiting, stop_on_signals
 
 RESCAN_SECONDS = 5.0
 BLOCKED_RETRY_SECONDS = 0.5
@@ -40,6 +40,8 @@ def watch(coordinator: Coordinator, poll: bool = False,
     observer.start()
     try:
         with stop_on_signals(stop, wake):
+            # said only now: from here on Ctrl-C and SIGTERM stop the watch cleanly
+            coordinator.log(f"watching {inbox.path} (Ctrl-C to stop)")
             _take_until(coordinator, stop, wake)
     finally:
         observer.stop()
@@ -50,21 +52,17 @@ def _take_until(coordinator: Coordinator, stop: threading.Event,
                 wake: threading.Event) -> None:
     """Ingest on every wake-up (a file event, the rescan timer) until `stop`; an unsafe
     repository is waited out, saying so once."""
-    blocked: str | None = None
+    waiting = Waiting(coordinator.log)
     while not stop.is_set():
         wake.clear()
         try:
             report = coordinator.ingest(stop)
         except UnsafeRepoError as exc:
             # a held index.lock, a merge or a rebase passes: keep the drops and wait
-            if exc.message != blocked:
-                coordinator.log(f"waiting: {exc.message}")
-            blocked = exc.message
+            waiting.blocked(exc.message)
             wake.wait(BLOCKED_RETRY_SECONDS)
             continue
-        if blocked:
-            coordinator.log("resumed")
-            blocked = None
+        waiting.passed()
         delay = RESCAN_SECONDS
         if report.waiting_for is not None:
             delay = min(delay, report.waiting_for + 0.05)

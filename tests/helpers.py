@@ -178,8 +178,14 @@ class Watcher:
         self.handle.close()
 
     def stop(self) -> tuple[int, float]:
-        """SIGTERM; returns the exit code and how long the stop took."""
+        """SIGTERM once the incarnation is up (says it watches; a process still importing
+        has no handler yet and dies of the signal, losing nothing); returns the exit code
+        and how long the stop took."""
         assert self.proc is not None and self.handle is not None
+        deadline = time.monotonic() + 30
+        while "watching" not in self.log(self.started) and self.proc.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
         began = time.monotonic()
         self.proc.send_signal(signal.SIGTERM)
         try:
