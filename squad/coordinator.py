@@ -91,8 +91,14 @@ class Coordinator:
 
     def _sweep_temporaries(self) -> None:
         """Remove the temporary files of writes that a kill cut short (`vcs.write_atomic`
-        names them `.<name>.<random>.squad-tmp`; squad writes there only under this lock)."""
-        for folder in (self.ws.decisions, self.ws.quarantine):
+        names them `.<name>.<random>.squad-tmp`; squad writes there only under this lock):
+        in `decisions/`, its folders of records and `quarantine/`."""
+        folders = [self.ws.decisions, self.ws.quarantine]
+        if self.ws.decisions.is_dir():
+            folders += [entry for entry in self.ws.decisions.iterdir()
+                        if layout.FOLDER.match(entry.name) and entry.is_dir()
+                        and not entry.is_symlink()]
+        for folder in folders:
             for leftover in folder.glob(".*.squad-tmp"):
                 if leftover.is_file() and not leftover.is_symlink():
                     leftover.unlink(missing_ok=True)
@@ -108,7 +114,9 @@ class Coordinator:
         if not listing:
             return
         staged = repo.index_entries(DECISIONS + "/")
-        parent = repo.parent_of(self._head)
+        # What the tree may still show: the commit before the last one, or, after a group
+        # commit, where the branch was before it moved (its reflog).
+        earlier = {repo.parent_of(self._head), repo.ref(f"{repo.branch()}@{{1}}")} - {None}
         stale = []
         for name, sha in listing.items():
             path = f"{DECISIONS}/{name}"
@@ -119,8 +127,8 @@ class Coordinator:
                         and staged.get(path, sha) == sha and _holds(target, {sha}):
                     stale.append(path)
             elif staged.get(path) != sha:
-                before = repo.file_sha(path, parent)
-                if staged.get(path) in (before, None) and _holds(target, {sha, before}):
+                before = {repo.file_sha(path, commit) for commit in earlier}
+                if staged.get(path) in before | {None} and _holds(target, before | {sha}):
                     stale.append(path)
         if stale:
             repo.settle(stale)

@@ -176,6 +176,29 @@ def test_killed_after_the_commit_before_files_and_drop_were_handled(ws: Workspac
     assert verify(ws) == []
 
 
+def test_a_group_killed_after_its_branch_move_is_finished_not_kept_as_the_users(
+        ws: Workspace) -> None:
+    """After a group commit the tree still shows the group's base, several commits back,
+    not HEAD's parent: its pages are squad's own and are written out, never kept aside."""
+    ws.inbox.drop(drop_text("First"), name="a.md")
+    Coordinator(ws).ingest()
+    crashed = Coordinator(Workspace.open(ws.root, clock=ws.clock))
+    crashed._load()
+    base = crashed._head
+    for name in ("b.md", "c.md", "d.md"):
+        text = drop_text(f"Group {name[0]}")
+        ws.inbox.drop(text, name=name)
+        crashed._commit(parse_draft(text), (trailer_name(name), digest(text.encode())))
+    assert crashed._head
+    crashed.ws.repo.move_branch(crashed._head, base, "Group d")  # the commit point, then kill
+    assert git(ws.root, "status", "--porcelain") != ""
+
+    report = Coordinator(ws).ingest()
+    assert report.committed == [] and report.recovered == 3 and report.kept == []
+    assert git(ws.root, "status", "--porcelain", "--untracked-files=all") == ""
+    assert ws.inbox.ready() == [] and verify(ws) == []
+
+
 def test_killed_between_the_reason_and_the_move_to_quarantine(ws: Workspace) -> None:
     ws.inbox.drop("not a record", name="bad.md")
     ws.quarantine.mkdir(parents=True)

@@ -114,8 +114,11 @@ def test_a_write_cut_short_by_a_kill_leaves_no_temporary_behind(logged: Path) ->
     next pass removes squad's own leftovers and nothing else."""
     leftover = logged / "decisions" / ".0002-next.md.k3x9q2ab.squad-tmp"
     leftover.write_text("half a record")
+    in_folder = logged / "decisions" / "000" / ".README.md.hbc9qrai.squad-tmp"
+    in_folder.parent.mkdir(exist_ok=True)
+    in_folder.write_text("half a page")
     theirs = logged / "decisions" / ".my-notes.tmp"
     theirs.write_text("mine")
     squad(logged, "ingest")
-    assert not leftover.exists()
+    assert not leftover.exists() and not in_folder.exists()
     assert theirs.read_text() == "mine"
