@@ -386,13 +386,13 @@ def _push_options(fn: Any) -> Any:
 
 def _push_target(ws: Workspace, push: str | None,
                  writer: str | None) -> tuple[str, str] | None:
-    from squad.remote import check_writer, default_writer
+    from squad.remote import check_remote, check_writer, default_writer
 
     if not push:
         if writer:
             raise UsageError("--writer only makes sense with --push REMOTE")
         return None
-    return push, check_writer(writer) if writer else default_writer(ws)
+    return check_remote(ws, push), check_writer(writer) if writer else default_writer(ws)
 
 
 def _push_drop(ws: Workspace, text: str, remote: str, writer: str) -> None:
@@ -804,10 +804,11 @@ def agent_(ctx: click.Context, task_id: str, run_id: str | None, remote: str,
     from squad.connection import connect
     from squad.errors import RemoteError
     from squad.events import ToolUsed
-    from squad.remote import DROPS, check_writer, default_writer
+    from squad.remote import DROPS, check_remote, check_writer, default_writer
     from squad.spread import deliver, delivered_here, find_plan, run_task
 
     ws = _workspace(ctx, env=True)
+    check_remote(ws, remote)
     writer = check_writer(writer) if writer else default_writer(ws)
     plan = find_plan(ws, task_id, run_id)
     task_id = plan.task(task_id).id

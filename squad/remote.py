@@ -75,6 +75,15 @@ def check_writer(writer: str) -> str:
     return writer
 
 
+def check_remote(ws: Workspace, remote: str) -> str:
+    """Refuse a remote this clone does not know, before any work: a mistyped name would
+    otherwise be found out only after an agent ran, or reported as "pushed 0"."""
+    if not ws.repo.knows_remote(remote):
+        raise UsageError(f"{remote}: not a remote of this clone, a URL or a path "
+                         "(`git remote -v` lists the remotes)")
+    return remote
+
+
 def default_writer(ws: Workspace | None = None) -> str:
     """user@host+<6 hex>, made once per clone and kept in `.git/squad/writer`: the same on
     every command in one clone, different between two clones of one account (which would
@@ -154,6 +163,7 @@ def push_drops(ws: Workspace, remote: str, writer: str, attempts: int = ATTEMPTS
 
     Raises RemoteError (drops kept) if the remote cannot be reached or keeps moving.
     """
+    check_remote(ws, remote)
     repo, report = ws.repo, PushReport()
     ref, seen_ref = DROPS + writer, PUSHED + writer
     log = log or (lambda message: None)
@@ -241,7 +251,7 @@ class RemoteCoordinator:
     def __init__(self, coordinator: Coordinator, remote: str) -> None:
         self.coordinator = coordinator
         self.ws = coordinator.ws
-        self.remote = remote
+        self.remote = check_remote(coordinator.ws, remote)
         self.log = coordinator.log
         self.collector = Collector(self)
 
@@ -551,6 +561,7 @@ def gc(ws: Workspace, remote: str) -> GcReport:
     meanwhile keeps its writer's ref. A writer whose ref is half taken keeps it whole.
     """
     repo, report = ws.repo, GcReport()
+    check_remote(ws, remote)
     repo.fetch(remote, [f"+{DROPS}*:{FETCHED_DROPS}*", f"+{TAKEN}*:{TAKEN}*"])
     tips = {ref[len(FETCHED_DROPS):]: sha for ref, sha in repo.refs(FETCHED_DROPS).items()}
     taken = {ref[len(TAKEN):]: sha for ref, sha in repo.refs(TAKEN).items()}

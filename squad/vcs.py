@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import tempfile
 import threading
 import time
@@ -700,6 +701,15 @@ class Repository:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     # ---- remotes: drop refs, fetch, push with a lease (used by squad.remote) --------------
+
+    def knows_remote(self, remote: str) -> bool:
+        """True if `remote` names a remote of this clone, or is a URL or an existing path, as
+        git accepts them; checked before work that a mistyped name would waste."""
+        if remote in {r.name for r in self._repo.remotes}:
+            return True
+        if "://" in remote or re.match(r"[^/]+:", remote):  # URL, or scp-like host:path
+            return True
+        return (self.root / Path(remote).expanduser()).exists()
 
     def ref(self, name: str) -> str | None:
         """The sha `name` points at, or None if there is no such ref."""

@@ -100,6 +100,23 @@ def test_writer_id_must_be_a_safe_ref_component(remote: Path, tmp_path: Path) ->
     assert "refs/squad/drops/ci.job-7@runner_2" in ok.stderr
 
 
+def test_a_mistyped_remote_is_one_line_before_any_work(remote: Path, tmp_path: Path) -> None:
+    writer = clone(remote, tmp_path / "writer")
+    for command in (["decide", "--title", "T", "--decision", "d", "--push", "orign"],
+                    ["push", "orign"], ["ingest", "--remote", "orign"],
+                    ["watch", "--remote", "orign"], ["gc", "--remote", "orign"],
+                    ["agent", "r1.tester", "--push", "orign"]):
+        result = squad(writer, *command, check=False)
+        assert result.returncode == 2, (command, result.stderr)
+        assert result.stderr.splitlines() == [
+            "squad: orign: not a remote of this clone, a URL or a path "
+            "(`git remote -v` lists the remotes)"], command
+    assert refs(writer, "refs/squad/") == {}
+    # A path is a remote too, as git takes it.
+    squad(writer, "decide", "--title", "By path", "--decision", "d", "--push", str(remote))
+    assert set(refs(remote, "refs/squad/drops/")) == set(refs(writer, "refs/squad/drops/"))
+
+
 def test_two_clones_of_one_user_have_two_default_writer_ids(remote: Path,
                                                             tmp_path: Path) -> None:
     one, two = clone(remote, tmp_path / "one"), clone(remote, tmp_path / "two")
