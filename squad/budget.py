@@ -35,7 +35,7 @@ class Budget:
     def __init__(self, limits: BudgetLimits, prices: dict[str, Price],
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.limits = limits
-        self._prices = prices
+        self.prices = prices  # the run's, read at its start commit
         self._monotonic = monotonic
         self._started = monotonic()
         self._lock = threading.Lock()
@@ -73,6 +73,6 @@ class Budget:
     def spend(self, model: str, usage: Usage) -> None:
         with self._lock:
             self.usage = self.usage + usage
-            price = self._prices.get(model)
+            price = self.prices.get(model)
             if price:
                 self.cost += price.cost(usage)

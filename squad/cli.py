@@ -743,7 +743,7 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
             outcome = run.execute()
     finally:
         connection.close()
-    summary = summarize(outcome, ws)
+    summary = summarize(outcome, run.budget.prices)
     if not as_json:
         titles = {r.id: r.title for r in ws.ledger().records}
         print_summary(Console(markup=False, highlight=False, stderr=not terminal),

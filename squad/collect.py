@@ -248,7 +248,8 @@ class Collector:
             part = repo.blob(files[DELIVERY + CASSETTE])
             cassette += part if not part or part.endswith(b"\n") else part + b"\n"
         log += [e.model_copy(update={"t": now}) for e in commits]
-        log.append(summarize(outcome, ws).model_copy(update={"t": now}))
+        prices = ws.at(plan.snapshot).config.prices  # the run's, as its agents had them
+        log.append(summarize(outcome, prices).model_copy(update={"t": now}))
         lines = [ev.to_line(e.model_copy(update={"seq": seq}))
                  for seq, e in enumerate(log, start=1)]
         files = {plans.path(plan.run, plans.EVENTS): ("\n".join(lines) + "\n").encode("utf-8"),

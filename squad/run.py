@@ -161,6 +161,7 @@ class Run:
             raise UsageError("the repository has no commit yet; run `squad init` first")
         check_layout(self.ws.root)  # never create the run's folder through a link
         run_id, self.ws = self.mode.begin(self.ws, settings, start, self.log)
+        self.budget.prices = self.ws.at(start).config.prices  # an input, as the charters
         coordinator.ws, coordinator.run = self.ws, run_id
         outcome = Outcome(run_id=run_id, start=start, end=start)
         branch_back = None
@@ -183,7 +184,7 @@ class Run:
             outcome.stopped = self.budget.stopped
             outcome.interrupted = self.interrupted
             outcome.end = repo.head() or start
-            self.mode.finish(outcome, lambda: self.log(summarize(outcome, self.ws)))
+            self.mode.finish(outcome, lambda: self.log(summarize(outcome, self.budget.prices)))
         except BaseException:
             self.mode.abort(outcome)
             raise

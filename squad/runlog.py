@@ -18,8 +18,8 @@ from squad.events import (
     QuarantineRow,
     Summary,
 )
+from squad.llm.messages import Price
 from squad.outcome import Outcome, RunSettings
-from squad.workspace import Workspace
 
 
 class RunLog:
@@ -73,9 +73,8 @@ def logged_settings(settings: RunSettings) -> LoggedSettings:
                           branch=settings.branch)
 
 
-def summarize(outcome: Outcome, ws: Workspace) -> Summary:
+def summarize(outcome: Outcome, prices: dict[str, Price]) -> Summary:
     """The run's last event: what `squad run` prints, and what a report reads back."""
-    prices = ws.config.prices
     return Summary(
         run=outcome.run_id, start=outcome.start, end=outcome.end, ok=outcome.ok,
         stopped=outcome.stopped,

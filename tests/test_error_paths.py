@@ -174,6 +174,24 @@ def test_each_budget_refuses_the_next_call(team: Path, server: ScriptedServer, f
     assert git(team, "status", "--porcelain") == ""
 
 
+def test_a_cost_stop_replays_after_the_prices_change(team: Path,
+                                                   server: ScriptedServer) -> None:
+    """Prices are an input of the run, read at its start commit: an edit git does not show
+    does not move the stop, and a later squad.toml (new prices, or none) does not break the
+    replay."""
+    server.responder = decide_once  # the decision, then a call the cost budget refuses
+    # prices dropped in the working tree only, hidden from git status: not the run's input
+    git(team, "update-index", "--skip-worktree", "squad.toml")
+    (team / "squad.toml").write_text("[llm]\nmodel = 'scripted'\nmax_retries = 0\n")
+    result = squad(team, "run", "Add rate limiting", "--agents", "tester", "--max-cost",
+                   "0.000000001", check=False, env={"OPENAI_BASE_URL": server.base_url})
+    assert result.returncode == 1 and "cost budget reached" in result.stderr, result.stderr
+    assert len(server.requests) == 1
+    git(team, "update-index", "--no-skip-worktree", "squad.toml")
+    git(team, "commit", "-qam", "no prices any more")
+    assert _replay(team)["ok"]
+
+
 def test_an_endpoint_slower_than_the_timeout_is_a_one_line_error(
         team: Path, server: ScriptedServer) -> None:
     (team / "squad.toml").write_text("[llm]\nmodel = 'm'\nmax_retries = 0\ntimeout = 0.5\n")
