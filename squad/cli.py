@@ -746,7 +746,8 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
     summary = summarize(outcome, run.budget.prices)
     if not as_json:
         titles = {r.id: r.title for r in ws.ledger().records}
-        print_summary(Console(markup=False, highlight=False, stderr=not terminal),
+        print_summary(Console(markup=False, highlight=False, stderr=not terminal, soft_wrap=True,
+                              width=None if terminal else 200),
                       summary, titles)
     elif summary.nothing_decided:
         err.print(f"nothing was decided: {summary.nothing_decided}")

@@ -158,4 +158,7 @@ def test_a_run_that_decides_nothing_says_why_and_commits_nothing(team: Path) -> 
     assert git(team, "status", "--porcelain") == ""
     summary = [json.loads(x) for x in result.stdout.splitlines()][-1]
     assert summary["review"] is None and Path(summary["log"]).is_file()
+    # piped, the summary's lines are whole lines (not wrapped at 80 columns) for grep and logs
+    said = [x for x in result.stderr.splitlines() if x.startswith("nothing was decided")]
+    assert said[0].endswith(f"nothing was committed (the run's log: {summary['log']})")
     assert "git log -p" not in result.stderr
