@@ -109,7 +109,7 @@ def log(view: View, query: Query, as_json: bool, limit: int, all_: bool) -> Answ
     for row in rows:
         cells.append((f"{row.id:04d}", row.when, row.data["agent"], row.shown,
                       row.data["title"]))
-    table = plain_table(cells)
+    table = None if os.isatty(1) else plain_table(cells)  # a terminal's width: rich's business
     if table is None:
         answer.table = cells
     else:
@@ -156,8 +156,6 @@ def plain_table(cells: list[tuple[str, ...]]) -> str | None:
     every cell padded to its column) when every cell is printable ASCII without anything
     rich would read as an emoji code, and the table fits the width rich is given; None:
     let rich print it."""
-    if os.isatty(1):
-        return None  # a terminal's width and wrapping: rich's business
     for row in cells:
         for cell in row:
             if not cell.isascii() or not cell.isprintable() or _EMOJI_LIKE.search(cell):
