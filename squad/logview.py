@@ -17,11 +17,13 @@ temporary file and a rename: a reader sees the old file or the new one). Deletin
 one slower command.
 
 Form: a header line `squad-log-view 1 <version> <commit> <settings digest> <count>
-<index offset> <body offset> <check>` (check: sha256 of the fields before it); then `count`
+<index sha256> <index offset> <body offset> <check>` (check: sha256 of the fields before
+it); then `count`
 index lines `<id:010d> <offset:012d>\\n` in log order (ids never decrease); then one body
 line per record, `<sha256> <json>\\n`, the sha256 covering the commit and the JSON, and the
 JSON naming its own position and id. A reader checks the header, and every line it uses:
-its hash, its position and id, and that it ends where it should. A damaged, torn or spliced
+its hash, its position and id, and that it ends where it should; a record not found is
+believed only of an index whose sha256 matches the header's. A damaged, torn or spliced
 file fails one of these and is never trusted: the command falls back to the log and
 rewrites the file. Like the parsed-log cache it holds data only and is as trustworthy as
 `.git` itself; `squad verify` never reads it.
@@ -129,8 +131,9 @@ def build(ledger: Ledger, listing: dict[str, str], commit: str, settings: str) -
         index.append((record.id, offset))
         lines.append(line)
         offset += len(line)
-    fields = f"{MAGIC} {__version__} {commit} {settings} {len(lines)}"
     index_bytes = b"".join(b"%010d %012d\n" % pair for pair in index)
+    fields = (f"{MAGIC} {__version__} {commit} {settings} {len(lines)} "
+              f"{hashlib.sha256(index_bytes).hexdigest()}")
     # offsets of the index and body depend on the header's own length: fix it by padding
     head_len = len(fields) + 2 * 13 + 65 + 1
     tail = f" {head_len:012d} {head_len + len(index_bytes):012d}"
@@ -163,11 +166,12 @@ class View:
     """An open view, checked as it is read (`Damaged` on any fault)."""
 
     def __init__(self, read: Any, commit: str, count: int, index_at: int, body_at: int,
-                 end: int) -> None:
+                 end: int, index_sha: str) -> None:
         self._read = read  # (offset, size) -> bytes
         self.commit = commit
         self.count = count
         self._index_at, self._body_at, self._end = index_at, body_at, end
+        self._index_sha = index_sha
 
     @classmethod
     def of_bytes(cls, data: bytes, commit: str, settings: str) -> View:
@@ -187,7 +191,7 @@ class View:
             raise Damaged("no header")
         try:
             *fields, check = line.decode("ascii").split(" ")
-            magic_a, magic_b, version, at, digest, count, index_at, body_at = fields
+            magic_a, magic_b, version, at, digest, count, index_sha, index_at, body_at = fields
         except ValueError:
             raise Damaged("a header of another form") from None
         if hashlib.sha256(" ".join(fields).encode()).hexdigest() != check:
@@ -199,7 +203,7 @@ class View:
         n, i, b = int(count), int(index_at), int(body_at)
         if i != len(line) + 1 or b != i + n * _INDEX_LINE or b > end:
             raise Damaged("the header's offsets do not fit the file")
-        return cls(read, commit, n, i, b, end)
+        return cls(read, commit, n, i, b, end, index_sha)
 
     def _offset(self, position: int) -> tuple[int, int]:
         raw = self._read(self._index_at + position * _INDEX_LINE, _INDEX_LINE)
@@ -255,6 +259,11 @@ class View:
             else:
                 hi = mid
         if lo == 0 or self._offset(lo - 1)[0] != record_id:
+            # A found line proves itself (its id and place are sealed); an absence is only
+            # believed of an index that is whole (one hash of it, on this rare path).
+            size = self._body_at - self._index_at
+            if hashlib.sha256(self._read(self._index_at, size)).hexdigest() != self._index_sha:
+                raise Damaged("the index fails its check")
             return None
         position = lo - 1
         start = self._offset(position)[1]

@@ -105,7 +105,7 @@ def log(view: View, query: Query, as_json: bool, limit: int, all_: bool) -> Answ
     if as_json:
         answer.out = json.dumps([row.data for row in rows], indent=2)
         return answer
-    cells = [("id", "date", "agent", "status", "title")]
+    cells: list[tuple[str, ...]] = [("id", "date", "agent", "status", "title")]
     for row in rows:
         cells.append((f"{row.id:04d}", row.when, row.data["agent"], row.shown,
                       row.data["title"]))

@@ -90,6 +90,7 @@ def test_a_damaged_or_stale_view_is_never_served_and_is_rebuilt(logged: Path) ->
         + rest,
         "a line moved to another place": _swap_last_two(good),
         "an index pointing elsewhere": _bad_index(good),
+        "an index with a wrong id": _bad_index(good, line=1, field=b"0000000009"),
         "another version": good.replace(b"squad-log-view 1 ", b"squad-log-view 0 ", 1),
     }
     for fault, data in damaged.items():
@@ -97,7 +98,8 @@ def test_a_damaged_or_stale_view_is_never_served_and_is_rebuilt(logged: Path) ->
             _view(logged).write_bytes(data)
             result = squad(logged, *args, check=False)
             assert (result.returncode, result.stdout, result.stderr) == expected, (fault, args)
-            if args == ("log",):  # it reads every row (other commands read only theirs)
+            # `log` reads every row by its offset, `show` finds one by its id in the index
+            if args == (("show", "2", "--json") if "id" in fault else ("log",)):
                 assert _view(logged).read_bytes() == good, fault  # rebuilt
     # stale: a new commit on the branch, and an edited squad.toml
     squad(logged, "decide", "--agent", "docs", "--title", "Fifth", "--decision", "z")
@@ -122,10 +124,13 @@ def _swap_last_two(data: bytes) -> bytes:
     return b"\n".join([*lines[:-1], last, lines[-1], end])
 
 
-def _bad_index(data: bytes) -> bytes:
+def _bad_index(data: bytes, line: int = 0, field: bytes = b"") -> bytes:
+    """The index line `line` with its offset moved (or its id replaced by `field`)."""
     header, _, rest = data.partition(b"\n")
-    first, _, tail = rest.partition(b"\n")
-    return header + b"\n" + first[:11] + b"000000000007" + b"\n" + tail
+    at = line * 24
+    old = rest[at:at + 24]
+    new = field + old[10:] if field else old[:11] + b"000000000007\n"
+    return header + b"\n" + rest[:at] + new + rest[at + 24:]
 
 
 CELL = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=70)
