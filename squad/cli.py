@@ -17,6 +17,8 @@ from squad import __version__
 from squad.errors import SquadError, UsageError
 
 if TYPE_CHECKING:  # the rest is imported by the commands that need it: `--help` stays quick
+    import threading
+
     from rich.console import Console
 
     from squad.connection import Connection
@@ -702,6 +704,7 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
          max_tokens: int | None, max_cost: float | None, max_seconds: float | None,
          branch: bool, live: bool, as_json: bool, plan_only: bool) -> None:
     """Route GOAL to specialists, run them in parallel, commit their decisions as they land."""
+    preload = _preload("squad.llm.openai_backend")  # the model client, beside the git work
     from rich.console import Console
 
     from squad.connection import connect
@@ -725,12 +728,14 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
             raise UsageError("--live does not go with --plan-only: the lead's calls are "
                              "recorded so that the run can be replayed")
         settings = dataclasses.replace(settings, rounds=rounds or 1)
+        preload.join()
         return _plan_only(ws, settings, as_json)
     check(ws, settings)  # every input, before a model server starts or a file is written
     terminal = not as_json and sys.stdout.isatty()
     if not as_json and not terminal:
         err.print("stdout is not a terminal: one JSON event per line on stdout (--json), "
                   "the summary on stderr")
+    preload.join()
     connection = connect(ws.config)
     try:
         err.print(f"using the {connection.label}")
@@ -754,6 +759,23 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
         sys.exit(130)
     if not outcome.ok:
         sys.exit(1)
+
+
+def _preload(module: str) -> threading.Thread:
+    """Import `module` in a thread while this one goes on: the openai client's import is most
+    of a run's start, and the checks and git reads before the first call wait on git
+    processes, time the import can use. Joined before the module is used; an import that
+    fails here fails again, with its message, where the module is imported for real."""
+    import importlib
+    import threading
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
+
+    thread = threading.Thread(target=load, name=f"import {module}", daemon=True)
+    thread.start()
+    return thread
 
 
 def _plan_only(ws: Workspace, settings: Any, as_json: bool) -> None:
