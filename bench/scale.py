@@ -28,8 +28,14 @@ per existing record, before delta compression) and extrapolated from the 1,000 a
 points.
 
 Times are wall and CPU (user + system of the child) milliseconds: this machine is shared,
-and wall time follows whatever else runs. `cold cache` runs remove squad's parsed-log cache
-(`.git/squad/log-cache`) first, as after a fresh clone.
+and wall time follows whatever else runs. `cold cache` runs remove squad's caches in `.git`
+(the parsed-log cache `.git/squad/log-cache` and the log view `.git/squad/log-view`) first,
+as after a fresh clone; `view stale` runs remove only the log view, which is per commit: what
+the first `log` or `show` after a commit pays. `show N` shows the newest record.
+
+--quick times only the read commands (for 100,000 records, where verify, ingest and gc take
+many minutes): the built log is then checked by reading it back (`log --json --limit 1`
+must show record N), not by `squad verify`.
 
 Files created: the table counts the files under `.git` after fast-import and after gc, and
 the files in the working tree. `.git` sizes leave out squad's parsed-log cache
@@ -40,7 +46,7 @@ of logs made before, see `bench/layout.py` for the two side by side); the index 
 rewritten every max(1, N // 100) commits for the folders changed since.
 
 Run: .venv/bin/python bench/scale.py [--sizes 100,1000,10000] [--repeat 3] [--drops 20]
-     [--layout folders|flat]
+     [--layout folders|flat] [--quick]
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import signal
 import statistics
 import subprocess
@@ -156,16 +163,20 @@ def count_files(path: Path) -> tuple[int, int]:
     return files, size
 
 
-def timed(repo: Path, argv: list[str], repeat: int, cold: bool = False) -> tuple[float, float]:
+def timed(repo: Path, argv: list[str], repeat: int, cold: bool = False,
+          stale: bool = False) -> tuple[float, float]:
     """Median wall and CPU (user + system) seconds of a whole process; it must succeed.
 
     CPU time is reported too because this machine is shared: wall time follows the load.
-    With `cold`, squad's parsed-log cache is removed before each run.
+    With `cold`, squad's caches (the parsed-log cache and the log view) are removed before
+    each run; with `stale`, only the log view (as after a commit: the view is per commit).
     """
     walls, cpus = [], []
     for _ in range(repeat):
         if cold:
             (repo / ".git" / "squad" / "log-cache").unlink(missing_ok=True)
+        if cold or stale:
+            (repo / ".git" / "squad" / "log-view").unlink(missing_ok=True)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         result = subprocess.run(argv, cwd=repo, stdout=subprocess.DEVNULL,
@@ -206,7 +217,7 @@ def ingest_per_decision(repo: Path, drops: int, repeat: int) -> tuple[Times, Tim
 
 
 def measure(root: Path, n: int, repeat: int, drops: int, console: Console,
-            shape: layout.Layout = layout.FOLDERS) -> dict[str, Any]:
+            shape: layout.Layout = layout.FOLDERS, quick: bool = False) -> dict[str, Any]:
     repo = root / f"log-{n}"
     console.print(f"building a log of {n} records ...")
     start = time.perf_counter()
@@ -214,14 +225,36 @@ def measure(root: Path, n: int, repeat: int, drops: int, console: Console,
     built = time.perf_counter() - start
     git_files, _ = count_files(repo / ".git")
     tree_files = sum(1 for _ in (repo / "decisions").rglob("*"))
-    out = subprocess.run([*SQUAD, "verify"], cwd=repo, capture_output=True, text=True)
-    if out.returncode != 0 or f"ok: {n} records verified" not in out.stdout:
-        sys.exit(f"the built log of {n} does not verify:\n{out.stdout}{out.stderr[-2000:]}")
+    if quick:  # the log must at least read back whole
+        out = subprocess.run([*SQUAD, "log", "--json", "--limit", "1"], cwd=repo,
+                             capture_output=True, text=True)
+        if out.returncode != 0 or f'"id": {n},' not in out.stdout:
+            sys.exit(f"the built log of {n} does not read back:\n{out.stderr[-2000:]}")
+    else:
+        out = subprocess.run([*SQUAD, "verify"], cwd=repo, capture_output=True, text=True)
+        if out.returncode != 0 or f"ok: {n} records verified" not in out.stdout:
+            sys.exit(f"the built log of {n} does not verify:\n{out.stdout}"
+                     f"{out.stderr[-2000:]}")
     first = sorted(p.relative_to(repo / "decisions").as_posix()
                    for p in (repo / "decisions").rglob("0*.md"))[0]
     console.print(f"timing commands at {n} ...")
     for warm in (["--help"], ["show", "1"], ["log"]):
         subprocess.run([*SQUAD, *warm], cwd=repo, check=True, capture_output=True)
+    view = repo / ".git" / "squad" / "log-view"
+    if quick:
+        return {
+            "build s": built, ".git files": git_files, "decisions/ files": tree_files,
+            "python -c pass": timed(repo, [sys.executable, "-c", "pass"], repeat),
+            "git log -1": timed(repo, ["git", "log", "-1"], repeat),
+            "git cat-file record": timed(repo, ["git", "cat-file", "-p",
+                                                f"HEAD:decisions/{first}"], repeat),
+            "squad --help": timed(repo, [*SQUAD, "--help"], repeat),
+            "squad log": timed(repo, [*SQUAD, "log"], repeat),
+            "squad show 1": timed(repo, [*SQUAD, "show", "1"], repeat),
+            "squad show N": timed(repo, [*SQUAD, "show", str(n)], repeat),
+            "squad log, view stale": timed(repo, [*SQUAD, "log"], repeat, stale=True),
+            "log view bytes": view.stat().st_size if view.exists() else 0,
+        }
     row = {
         "build s": built, ".git files": git_files, "decisions/ files": tree_files,
         "python -c pass": timed(repo, [sys.executable, "-c", "pass"], repeat),
@@ -233,6 +266,9 @@ def measure(root: Path, n: int, repeat: int, drops: int, console: Console,
         "squad log --all": timed(repo, [*SQUAD, "log", "--all"], repeat)
         if _has_all_flag() else (float("nan"), float("nan")),
         "squad show 1": timed(repo, [*SQUAD, "show", "1"], repeat),
+        "squad show N": timed(repo, [*SQUAD, "show", str(n)], repeat),
+        "squad log, view stale": timed(repo, [*SQUAD, "log"], repeat, stale=True),
+        "squad show 1, view stale": timed(repo, [*SQUAD, "show", "1"], repeat, stale=True),
         "squad log, cold cache": timed(repo, [*SQUAD, "log"], repeat, cold=True),
         "squad show 1, cold cache": timed(repo, [*SQUAD, "show", "1"], repeat, cold=True),
         "squad verify": timed(repo, [*SQUAD, "verify"], repeat),
@@ -251,6 +287,7 @@ def measure(root: Path, n: int, repeat: int, drops: int, console: Console,
         "bytes/decision after gc": (after - before) / added,
         ".git files after gc": after_files, ".git bytes after gc": before,
         "log cache bytes": cache.stat().st_size if cache.exists() else 0,
+        "log view bytes": view.stat().st_size if view.exists() else 0,
     })
     return row
 
@@ -267,6 +304,9 @@ def main() -> None:
     parser.add_argument("--drops", type=int, default=20, help="K drops per ingest timing")
     parser.add_argument("--layout", choices=[layout.FOLDERS, layout.FLAT], default=layout.FOLDERS,
                         help="where the records live (folders: what a new log uses)")
+    parser.add_argument("--quick", action="store_true",
+                        help="only the read commands (--help, log, show): no verify (the log "
+                             "is read back instead), no ingest, no gc; for 100,000 records")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     console = Console(stderr=True)
@@ -279,7 +319,9 @@ def main() -> None:
         # children write theirs (the first, compiling run is a warm-up, not timed).
         os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
         for n in sizes:
-            rows[n] = measure(root, n, args.repeat, args.drops, console, args.layout)
+            rows[n] = measure(root, n, args.repeat, args.drops, console, args.layout,
+                              args.quick)
+            shutil.rmtree(root / f"log-{n}")  # the disk holds one log at a time
     first = sizes[0]
     table = Table(title="squad at scale: whole processes, medians; wall ms / CPU ms, "
                         f"and CPU as a ratio to {first:,} records")
@@ -292,6 +334,9 @@ def main() -> None:
                   "git cat-file record": "git cat-file -p one record",
                   "squad --help": "squad --help", "squad log": "squad log",
                   "squad log --all": "squad log --all", "squad show 1": "squad show 1",
+                  "squad show N": "squad show N (the newest)",
+                  "squad log, view stale": "squad log, view stale (first after a commit)",
+                  "squad show 1, view stale": "squad show 1, view stale",
                   "squad log, cold cache": "squad log, cold cache",
                   "squad show 1, cold cache": "squad show 1, cold cache",
                   "squad verify": "squad verify",
@@ -299,6 +344,8 @@ def main() -> None:
                   "ingest s/decision": "ingest, per decision (minus an empty ingest)",
                   "git commit-tree s": "git commit-tree, per commit (baseline)"}
     for key, label in timed_rows.items():
+        if any(key not in row for row in rows.values()):
+            continue
         cells = []
         for n in sizes:
             wall, cpu = rows[n][key]
@@ -307,6 +354,8 @@ def main() -> None:
                 cells.append(f"{cpu / rows[first][key][1]:.2f}")
         table.add_row(label, *cells)
     for key in ("squad --help", "squad log", "squad show 1", "squad verify"):
+        if any(key not in row for row in rows.values()):
+            continue
         cells = []
         for n in sizes:
             cells.append(f"{rows[n][key][1] / rows[n]['python -c pass'][1]:.1f}x")
@@ -314,15 +363,17 @@ def main() -> None:
                 cells.append("")
         table.add_row(f"{key}: CPU / python -c pass", *cells)
     for key in ("loose bytes/decision", "bytes/decision after gc", ".git bytes after gc",
-                ".git files", ".git files after gc", "log cache bytes", "decisions/ files",
-                "build s"):
+                ".git files", ".git files after gc", "log cache bytes", "log view bytes",
+                "decisions/ files", "build s"):
+        if any(key not in row for row in rows.values()):
+            continue
         cells = []
         for n in sizes:
             cells.append(f"{rows[n][key]:,.0f}" if key != "build s" else f"{rows[n][key]:.1f}")
             if n != first:
                 cells.append(f"{rows[n][key] / rows[first][key]:.2f}" if rows[first][key] else "")
         table.add_row(key, *cells)
-    if 1000 in rows and 10000 in rows:
+    if 1000 in rows and 10000 in rows and not args.quick:
         key = "bytes/decision after gc"
         slope = (rows[10000][key] - rows[1000][key]) / 9000
         table.add_row("est. bytes/decision after gc at 100,000 (linear from 1k, 10k)",

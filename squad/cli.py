@@ -7,7 +7,7 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
@@ -17,6 +17,8 @@ from squad import __version__
 from squad.errors import SquadError, UsageError
 
 if TYPE_CHECKING:  # the rest is imported by the commands that need it: `--help` stays quick
+    import threading
+
     from rich.console import Console
 
     from squad.connection import Connection
@@ -499,11 +501,6 @@ def supersede(ctx: click.Context, record_id: int, no_ingest: bool, force: bool,
     _submit(ws, fields, no_ingest)
 
 
-def _as_dict(record: Record, status: str, superseded_by: list[int]) -> dict[str, Any]:
-    return {**record.model_dump(mode="json"), "current_status": status,
-            "superseded_by": superseded_by}
-
-
 @main.command(name="log")
 @click.option("--agent", "agents", multiple=True, help="Only records by this agent (repeatable).")
 @click.option("--status", "statuses", multiple=True, type=click.Choice(
@@ -524,39 +521,15 @@ def log_(ctx: click.Context, agents: tuple[str, ...], statuses: tuple[str, ...],
          as_json: bool, limit: int, all_: bool) -> None:
     """List the committed decisions with their current status (the newest 50 unless told)."""
     from squad.clock import parse_instant
-    from squad.logquery import Query, select
+    from squad.logquery import Query
 
-    ledger = _workspace(ctx).ledger()
-    status, later = ledger.statuses(), ledger.superseded_by()
     try:
         after = parse_instant(since) if since else None
     except UsageError as exc:
         raise UsageError(f"--since: {exc.message}") from None
-    matching = select(ledger, Query(agents=agents, statuses=statuses, tags=tags, runs=runs,
-                                    since=after, grep=grep))
-    entries = matching if all_ else matching[-limit:]
-    if len(entries) < len(matching):
-        left = len(matching) - len(entries)
-        err.print(f"{left} older record{'s' * (left > 1)} not shown (--all shows every one)")
-    if not matching and len(ledger.entries):
-        err.print("no matching decisions")
-    if as_json:
-        click.echo(json.dumps([_as_dict(e.record, status.get(e.record.id, e.record.kind),
-                                        later.get(e.record.id, [])) for e in entries],
-                              indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("id", "date", "agent", "status", "title", box=None, pad_edge=False)
-    for entry in entries:
-        record = entry.record
-        shown = status.get(record.id) or f"{record.kind} {record.target:04d}"
-        table.add_row(f"{record.id:04d}", record.date.strftime("%Y-%m-%d %H:%M"),
-                      record.agent, shown, record.title)
-    Console(highlight=False, markup=False, soft_wrap=False,
-            width=200 if not sys.stdout.isatty() else None
-            ).print(table)
+    query = Query(agents=agents, statuses=statuses, tags=tags, runs=runs, since=after,
+                  grep=grep)
+    _print(_answered(ctx, lambda view, root: _quick().log(view, query, as_json, limit, all_)))
 
 
 @main.command()
@@ -565,27 +538,54 @@ def log_(ctx: click.Context, agents: tuple[str, ...], statuses: tuple[str, ...],
 @click.pass_context
 def show(ctx: click.Context, record_id: int, as_json: bool) -> None:
     """Show decision ID as committed, with its current status and its place in the graph."""
-    from squad import graph
-    from squad.workspace import DECISIONS
+    _print(_answered(ctx, lambda view, root: _quick().show(view, record_id, as_json, root)))
 
-    ledger = _workspace(ctx).ledger()
-    entry = ledger.get(record_id)
-    if entry is None:
-        raise UsageError(f"no record {record_id} in {DECISIONS}/")
-    status = ledger.statuses().get(record_id, entry.record.kind)
-    later = ledger.superseded_by().get(record_id, [])
-    if as_json:
-        edges = graph.edges_of(ledger, {record_id})
-        click.echo(json.dumps({**_as_dict(entry.record, status, later), "input_to": [
-            e.src for e in edges if e.dst == record_id and e.kind == "input"]}, indent=2))
+
+def _quick() -> Any:
+    from squad import quickread
+
+    return quickread
+
+
+def _answered(ctx: click.Context, answer: Callable[[Any, Path], Any]) -> Any:
+    """The answer of a read-only command from the log view of HEAD; if it is missing, stale
+    or damaged, the log is loaded (the long way), the view rebuilt, and the answer taken from
+    the new view, so both ways print the same."""
+    from squad.logview import Damaged
+
+    with _quick().fresh_view() as found:
+        if found is not None:
+            with contextlib.suppress(Damaged):
+                return answer(*found)
+    from squad import layout, logview
+    from squad.ledger import Ledger
+
+    ws = _workspace(ctx)
+    head = ws.repo.head()
+    ledger, _, files = ws.log(head) if head is not None else (Ledger(), None, {})
+    settings = logview.settings_digest(ws.root)
+    data = logview.build(ledger, layout.records(files), head or "0" * 40, settings)
+    if head is not None:
+        logview.save(logview.view_path(ws.repo.git_dir), data)
+    return answer(logview.View.of_bytes(data, head or "0" * 40, settings), ws.root)
+
+
+def _print(answer: Any) -> None:
+    for line in answer.err:
+        click.echo(line, err=True)
+    if answer.table is None:
+        click.echo(answer.out, nl=answer.nl)
         return
-    click.echo(f"{DECISIONS}/{entry.name}  (status: {status}"
-               + (f", superseded by {', '.join(f'{i:04d}' for i in later)}" if later else "")
-               + ")\n")
-    # The committed bytes themselves: as committed, and no YAML or template to load.
-    committed = _workspace(ctx).repo.file_at(f"{DECISIONS}/{entry.name}") or b""
-    click.echo(committed.decode("utf-8"), nl=False)
-    click.echo("\n## Graph\n\n" + graph.text(ledger, record_id), nl=False)
+    from rich.console import Console
+    from rich.table import Table
+
+    header, *rows = answer.table
+    table = Table(*header, box=None, pad_edge=False)
+    for row in rows:
+        table.add_row(*row)
+    Console(highlight=False, markup=False, soft_wrap=False,
+            width=200 if not sys.stdout.isatty() else None
+            ).print(table)
 
 
 @main.command()
@@ -704,6 +704,7 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
          max_tokens: int | None, max_cost: float | None, max_seconds: float | None,
          branch: bool, live: bool, as_json: bool, plan_only: bool) -> None:
     """Route GOAL to specialists, run them in parallel, commit their decisions as they land."""
+    preload = _preload("squad.llm.openai_backend")  # the model client, beside the git work
     from rich.console import Console
 
     from squad.connection import connect
@@ -727,12 +728,14 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
             raise UsageError("--live does not go with --plan-only: the lead's calls are "
                              "recorded so that the run can be replayed")
         settings = dataclasses.replace(settings, rounds=rounds or 1)
+        preload.join()
         return _plan_only(ws, settings, as_json)
     check(ws, settings)  # every input, before a model server starts or a file is written
     terminal = not as_json and sys.stdout.isatty()
     if not as_json and not terminal:
         err.print("stdout is not a terminal: one JSON event per line on stdout (--json), "
                   "the summary on stderr")
+    preload.join()
     connection = connect(ws.config)
     try:
         err.print(f"using the {connection.label}")
@@ -757,6 +760,23 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
         sys.exit(130)
     if not outcome.ok:
         sys.exit(1)
+
+
+def _preload(module: str) -> threading.Thread:
+    """Import `module` in a thread while this one goes on: the openai client's import is most
+    of a run's start, and the checks and git reads before the first call wait on git
+    processes, time the import can use. Joined before the module is used; an import that
+    fails here fails again, with its message, where the module is imported for real."""
+    import importlib
+    import threading
+
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
+
+    thread = threading.Thread(target=load, name=f"import {module}", daemon=True)
+    thread.start()
+    return thread
 
 
 def _plan_only(ws: Workspace, settings: Any, as_json: bool) -> None:

@@ -7,9 +7,12 @@ were already in the log), so laying nodes out in columns by depth needs no cycle
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from squad.ledger import Ledger
+if TYPE_CHECKING:  # `show` draws from the log view without loading the ledger's models
+    from squad.ledger import Ledger
 
 MAX_EDGES = 1500  # past this, input links are left out of the picture (supersedes stay)
 
@@ -38,17 +41,15 @@ def edges_of(ledger: Ledger, ids: set[int]) -> list[Edge]:
 def _line(ledger: Ledger, statuses: dict[int, str], record_id: int) -> str:
     entry = ledger.get(record_id)
     if entry is None:
-        return f"{record_id:04d} (not in the log)"
+        return line_of(record_id, None)
     record = entry.record
-    status = statuses.get(record_id, record.kind)
-    return f"{record_id:04d} {record.title} [{record.agent}, {status}]"
+    return line_of(record_id, (record.title, record.agent, statuses.get(record_id, record.kind)))
 
 
 def text(ledger: Ledger, record_id: int) -> str:
     """The record's neighbourhood as indented lines for a terminal."""
     statuses = ledger.statuses()
     edges = edges_of(ledger, {record_id})
-    out = [_line(ledger, statuses, record_id)]
     groups = [
         ("supersedes", [e.dst for e in edges if e.src == record_id and e.kind == "supersedes"]),
         ("accepts", [e.dst for e in edges if e.src == record_id and e.kind == "accept"]),
@@ -60,17 +61,32 @@ def text(ledger: Ledger, record_id: int) -> str:
                                   and e.kind in ("accept", "reject")]),
         ("input to", [e.src for e in edges if e.dst == record_id and e.kind == "input"]),
     ]
+    return drawn(record_id, groups, lambda other: _line(ledger, statuses, other))
+
+
+def drawn(record_id: int, groups: list[tuple[str, list[int]]],
+          line: Callable[[int], str]) -> str:
+    """The picture `text` prints, from the record's edge groups and a line per record (also
+    what `show` draws from the log view, so both print the same)."""
+    out = [line(record_id)]
     shown = [(label, ids) for label, ids in groups if ids]
     for n, (label, ids) in enumerate(shown):
         last_group = n == len(shown) - 1
         out.append(f"{'└─' if last_group else '├─'} {label}")
         for k, other in enumerate(ids):
             stem = "   " if last_group else "│  "
-            out.append(f"{stem}{'└─' if k == len(ids) - 1 else '├─'} "
-                       f"{_line(ledger, statuses, other)}")
+            out.append(f"{stem}{'└─' if k == len(ids) - 1 else '├─'} {line(other)}")
     if not shown:
         out.append("└─ no inputs, nothing supersedes it or names it")
     return "\n".join(out) + "\n"
+
+
+def line_of(record_id: int, found: tuple[str, str, str] | None) -> str:
+    """One record's line: (title, agent, status), or None when it is not in the log."""
+    if found is None:
+        return f"{record_id:04d} (not in the log)"
+    title, agent, status = found
+    return f"{record_id:04d} {title} [{agent}, {status}]"
 
 
 @dataclass

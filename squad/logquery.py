@@ -7,10 +7,13 @@ status events (accept, reject) have no status of their own and never match `--st
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from squad.ledger import Entry, Ledger
+if TYPE_CHECKING:  # `log` filters the log view's rows too, without the ledger's models
+    from squad.ledger import Entry, Ledger
 
 STATUSES = ("proposed", "accepted", "rejected", "superseded")
 
@@ -27,22 +30,31 @@ class Query:
 
 def select(ledger: Ledger, query: Query) -> list[Entry]:
     status = ledger.statuses()
-    needle = query.grep.casefold() if query.grep else None
-    chosen = []
-    for entry in ledger.entries:
-        r = entry.record
-        if query.agents and r.agent not in query.agents:
-            continue
-        if query.statuses and (r.kind != "decision" or status.get(r.id) not in query.statuses):
-            continue
-        if query.tags and not set(query.tags) & set(r.tags):
-            continue
-        if query.runs and r.run not in query.runs:
-            continue
-        if query.since is not None and r.date < query.since:
-            continue
-        if needle is not None and needle not in "\n".join(
-                (r.title, r.context, r.decision, r.consequences)).casefold():
-            continue
-        chosen.append(entry)
-    return chosen
+    return [entry for entry in ledger.entries if admits(
+        query, entry.record.agent, entry.record.kind, status.get(entry.record.id),
+        entry.record.tags, entry.record.run, lambda r=entry.record: r.date,
+        lambda r=entry.record: (r.title, r.context, r.decision, r.consequences))]
+
+
+def admits_row(query: Query, data: dict[str, Any]) -> bool:
+    """The same test on a record's JSON form with its current status (the log view's row)."""
+    return admits(query, data["agent"], data["kind"], data["current_status"], data["tags"],
+                  data["run"], lambda: datetime.fromisoformat(data["date"]),
+                  lambda: (data["title"], data["context"], data["decision"],
+                           data["consequences"]))
+
+
+def admits(query: Query, agent: str, kind: str, status: str | None, tags: Sequence[str],
+           run: str | None, date: Any, texts: Any) -> bool:
+    """Whether a record passes every filter; `date` and `texts` are called only if asked."""
+    if query.agents and agent not in query.agents:
+        return False
+    if query.statuses and (kind != "decision" or status not in query.statuses):
+        return False
+    if query.tags and not set(query.tags) & set(tags):
+        return False
+    if query.runs and run not in query.runs:
+        return False
+    if query.since is not None and date() < query.since:
+        return False
+    return query.grep is None or query.grep.casefold() in "\n".join(texts()).casefold()

@@ -24,6 +24,12 @@ def _log(repo: Path, titles: list[str]) -> Path:
     return cache_path(repo / ".git")
 
 
+def _log_cache_only(repo: Path) -> None:
+    """Remove the log view (a per-commit answer file, tested in test_logview.py), so the next
+    `log` reads the parsed-log cache these tests are about."""
+    (repo / ".git" / "squad" / "log-view").unlink(missing_ok=True)
+
+
 def _parsed(repo: Path) -> Ledger:
     """The log parsed straight from git, no cache involved."""
     ws = Workspace.open(repo)
@@ -78,6 +84,7 @@ def test_a_damaged_cache_is_detected_and_rebuilt(repo: Path) -> None:
     squad(repo, "log")
     data = path.read_bytes()
     path.write_bytes(data.replace(b'"title":"Use SQLite"', b'"title":"Use SQLitE"'))
+    _log_cache_only(repo)
     assert "Use SQLitE" not in squad(repo, "log").stdout
     assert b"SQLitE" not in path.read_bytes()  # the bad entry was dropped, the file rewritten
     path.write_bytes(data[:-30])  # a torn append
@@ -95,6 +102,7 @@ def test_a_forged_entry_that_does_not_fit_its_file_is_not_served(repo: Path) -> 
     forged = [(blob, payload.replace(b"Use SQLite", b"Use Oracle").replace(
         b"Cache in memory", b"cache IN memory")) for blob, payload in entries]
     _write(path, forged)
+    _log_cache_only(repo)
     shown = json.loads(squad(repo, "log", "--json").stdout)
     # A different title does not give the record's file name: parsed again from git.
     assert shown[0]["title"] == "Use SQLite"
