@@ -134,7 +134,7 @@ def first_call(args: list[str], cwd: Path, latency: float) -> tuple[float, float
                               env={**os.environ, "OPENAI_BASE_URL": server.base_url})
         end = time.monotonic()
         if done.returncode != 0:
-            sys.exit(f"{args[:4]} exited {done.returncode}: {done.stderr[-1500:]}")
+            sys.exit(f"{args[:4]} exited {done.returncode}: {done.stderr[-1500:]} {done.stdout[-1500:]}")
         return server.first_request() - start, end - start
     finally:
         server.close()

@@ -16,7 +16,6 @@ import os
 import tempfile
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +25,7 @@ from typing import Any, TypeVar
 import git
 from git.objects.fun import tree_entries_from_data
 
+from squad import packs
 from squad.errors import NotARepoError, RemoteError, SquadError, UnsafeRepoError, UsageError
 
 # squad's policy, kept here in one place rather than scattered through the git layer:
@@ -33,6 +33,8 @@ IDENTITY = "squad <squad@localhost>"  # committer of every squad commit (fixed: 
 COORDINATOR_LOCK = "squad.lock"  # in the git dir: one coordinator per repository
 OBJECT_FORMAT = "sha1"  # objects are hashed here by hand; other formats are refused on open
 
+# git commands that never read an object squad may still hold pending (see `_before_git`)
+_OBJECT_FREE = {"ls-files", "status", "for-each-ref", "config", "symbolic-ref", "version"}
 _TREE_MODE = 0o040000
 _FILE_MODE = 0o100644
 _ZERO = "0" * 40
@@ -89,8 +91,12 @@ class _Git(git.Git):
     after a commit point) would turn squad's orderly stop into a half-done step. squad hears
     the Ctrl-C and stops them itself."""
 
+    before: Callable[[list[str]], None] | None = None  # set by Repository: publish objects
+
     def execute(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("start_new_session", True)
+        if self.before is not None and args:
+            self.before(list(args[0]))
         return super().execute(*args, **kwargs)
 
 
@@ -110,15 +116,48 @@ class Repository:
         self._written: dict[str, tuple[str, bytes]] = {}  # objects of our latest commit
         self._reading = threading.Lock()
         self._unsynced: set[Path] = set()  # object folders whose new names are not yet durable
+        # Objects written since the last commit point, not yet in the object store: they go
+        # there as one pack (see squad.packs) when a ref is about to name them, or before any
+        # git process that could read them starts.
+        self._pending: dict[str, tuple[str, bytes]] = {}
+        self._packing = threading.Lock()
+        self._swept = False
+        git_cmd = repo.git
+        if isinstance(git_cmd, _Git):
+            git_cmd.before = self._before_git
+
+    def _before_git(self, command: list[str]) -> None:
+        """A git process is about to start: it must see every object squad wrote, unless
+        it is one of the few that read no object by name."""
+        if self._pending and not _OBJECT_FREE & set(command[1:3]):
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the pending objects as one pack (each file fsynced before its rename)."""
+        with self._packing:
+            if not self._pending:
+                return
+            folder = self._objects / "pack"
+            if not self._swept:
+                packs.sweep(folder)
+                self._swept = True
+            packs.write(folder, ((sha, kind, data)
+                                 for sha, (kind, data) in self._pending.items()))
+            self._pending.clear()
+            self._unsynced.add(folder)
 
     def _sync_objects(self) -> None:
         """Make every object written so far durable: called before each ref moves to one
-        (the commit point), so a crash never leaves a ref naming a lost object. Each file
-        was fsynced as written; here each folder is, once per commit, not once per object."""
+        (the commit point), so a crash never leaves a ref naming a lost object. The pack's
+        files are fsynced as written; here their folder is, once per commit point."""
+        self._flush()
         while self._unsynced:
             _sync_dir(self._unsynced.pop())
 
     def close(self) -> None:
+        """Objects still pending go to the store first: a sha squad handed out (a commit
+        made but not yet on a branch) stays readable by git afterwards."""
+        self._flush()
         self._repo.close()
 
     # ---- state checks -------------------------------------------------------------------
@@ -192,6 +231,9 @@ class Repository:
     def _read(self, sha: str) -> tuple[str, bytes]:
         if sha in self._written:
             return self._written[sha]
+        pending = self._pending.get(sha)
+        if pending is not None:
+            return pending
         def read() -> tuple[str, bytes]:
             stream = self._repo.odb.stream(bytes.fromhex(sha))
             return stream.type.decode(), stream.read()
@@ -307,15 +349,13 @@ class Repository:
     # ---- writing ------------------------------------------------------------------------
 
     def _store(self, kind: str, data: bytes) -> str:
-        raw = f"{kind} {len(data)}\0".encode() + data
-        sha = hashlib.sha1(raw).hexdigest()
-        path = self._objects / sha[:2] / sha[2:]
-        if not path.exists():
-            path.parent.mkdir(exist_ok=True)
-            tmp = path.parent / f"tmp_obj_{os.getpid()}_{sha[:8]}"
-            _write_synced(tmp, zlib.compress(raw, 1))
-            os.replace(tmp, path)
-            self._unsynced.add(path.parent)
+        """Name the object and keep it pending: it reaches the object store in the next
+        pack (`_flush`), before any ref or git process can ask for it."""
+        hasher = hashlib.sha1(f"{kind} {len(data)}\0".encode())
+        hasher.update(data)
+        sha = hasher.hexdigest()
+        with self._packing:
+            self._pending[sha] = (kind, data)
         if kind != "tree":
             self._written[sha] = (kind, data)
         return sha
@@ -918,18 +958,6 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    """Write and fsync, so a crash after the commit point never leaves an empty object."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _sync_dir(folder: Path) -> None:
