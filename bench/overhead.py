@@ -113,7 +113,9 @@ def squad_run(template: Path, where: Path, base_url: str, n: int) -> tuple[float
         connection.close()
         ws.repo.close()
     if len(outcome.committed) != n:
-        sys.exit(f"squad run committed {len(outcome.committed)} of {n}: {outcome.why_nothing()}")
+        errors = sorted({str(r.error) for _, r in outcome.results if not r.ok})
+        sys.exit(f"squad run committed {len(outcome.committed)} of {n}: "
+                 f"{outcome.why_nothing() or errors or outcome.quarantined}")
     created = _count_files(repo) - before
     shutil.rmtree(repo)
     return wall, created
@@ -134,7 +136,8 @@ def first_call(args: list[str], cwd: Path, latency: float) -> tuple[float, float
                               env={**os.environ, "OPENAI_BASE_URL": server.base_url})
         end = time.monotonic()
         if done.returncode != 0:
-            sys.exit(f"{args[:4]} exited {done.returncode}: {done.stderr[-1500:]} {done.stdout[-1500:]}")
+            sys.exit(f"{args[:4]} exited {done.returncode}: {done.stderr[-1500:]} "
+                     f"{done.stdout[-1500:]}")
         return server.first_request() - start, end - start
     finally:
         server.close()

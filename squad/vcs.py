@@ -35,6 +35,7 @@ OBJECT_FORMAT = "sha1"  # objects are hashed here by hand; other formats are ref
 
 # git commands that never read an object squad may still hold pending (see `_before_git`)
 _OBJECT_FREE = {"ls-files", "status", "for-each-ref", "config", "symbolic-ref", "version"}
+_SEEN_MAX, _SEEN_MAX_BYTES = 1024, 64 * 1024  # the read cache: entries, and one's size
 _TREE_MODE = 0o040000
 _FILE_MODE = 0o100644
 _ZERO = "0" * 40
@@ -113,7 +114,8 @@ class Repository:
         self._objects = Path(repo.common_dir) / "objects"
         self._trees: dict[str, list[tuple[bytes, int, str]]] = {}
         self._roots: dict[str, str] = {}  # commit -> its root tree
-        self._written: dict[str, tuple[str, bytes]] = {}  # objects of our latest commit
+        self._written: dict[str, tuple[str, bytes]] = {}  # objects of our latest group
+        self._seen: dict[str, tuple[str, bytes]] = {}  # objects read lately (by sha: final)
         self._reading = threading.Lock()
         self._unsynced: set[Path] = set()  # object folders whose new names are not yet durable
         # Objects written since the last commit point, not yet in the object store: they go
@@ -187,10 +189,13 @@ class Repository:
             raise UnsafeRepoError(f"{self.root}: cannot commit: {reason}; drops are kept")
 
     def head(self) -> str | None:
+        """The commit HEAD names, read from the ref files (no `git cat-file` round trip:
+        every run asks several times)."""
         try:
-            return self._cat_file(lambda: self._repo.head.commit.hexsha)
+            sha = git.SymbolicReference.dereference_recursive(self._repo, "HEAD")
         except ValueError:
             return None
+        return sha if len(sha) == 40 and sha != _ZERO else None
 
     def _cat_file(self, read: Callable[[], T]) -> T:
         """Run `read` through GitPython's long-lived `git cat-file`, one caller at a time.
@@ -229,16 +234,20 @@ class Repository:
     # ---- reading ------------------------------------------------------------------------
 
     def _read(self, sha: str) -> tuple[str, bytes]:
-        if sha in self._written:
-            return self._written[sha]
-        pending = self._pending.get(sha)
-        if pending is not None:
-            return pending
+        found = self._written.get(sha) or self._pending.get(sha) or self._seen.get(sha)
+        if found is not None:
+            return found
+
         def read() -> tuple[str, bytes]:
             stream = self._repo.odb.stream(bytes.fromhex(sha))
             return stream.type.decode(), stream.read()
 
-        return self._cat_file(read)
+        found = self._cat_file(read)
+        if len(found[1]) <= _SEEN_MAX_BYTES:  # an object never changes: keep small ones
+            if len(self._seen) >= _SEEN_MAX:
+                self._seen.clear()
+            self._seen[sha] = found
+        return found
 
     def _tree(self, sha: str) -> list[tuple[bytes, int, str]]:
         if sha not in self._trees:
@@ -407,7 +416,8 @@ class Repository:
                        when: datetime, *, author: str | None = None) -> str:
         """Write a commit of `parent`'s tree with `files` changed; no ref moves, nothing is
         durable yet (see `move_branch`). A chain of these, then one move, is a group commit."""
-        self._written.clear()
+        if not self._pending:  # a new group: the last one's objects are in the store
+            self._written.clear()
         tree = self._write_tree(self._root_tree(parent),
                                 {tuple(path.split("/")): data for path, data in files.items()})
         seconds = f"{int(when.timestamp())} +0000"
