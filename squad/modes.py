@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from squad import events
+from squad import events, workers
 from squad.budget import Budget, Stop
 from squad.clock import Clock, parse_instant
 from squad.errors import SquadError
@@ -139,7 +139,7 @@ class Record:
             finally:
                 done.set()
 
-        threading.Thread(target=work, daemon=True, name=f"squad-call-{label}").start()
+        workers.CALLS.submit(work)
         while not done.wait(0.05):
             watch()
         if "error" in box:
