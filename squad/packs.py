@@ -25,6 +25,7 @@ from pathlib import Path
 TYPES = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
 PREFIX = "tmp_pack_squad_"  # git's `prune` removes stale `tmp_*` files in objects/pack
 STALE_SECONDS = 3600.0  # a temporary this old was left by a killed writer
+LIMIT = 40  # packs in a repository past which squad has git roll the small ones up
 
 
 def _entry_header(kind: int, size: int) -> bytes:
@@ -121,6 +122,15 @@ def sweep(folder: Path, now: float | None = None) -> int:
                 os.unlink(entry.path)
                 removed += 1
     return removed
+
+
+def count(folder: Path) -> int:
+    """How many packs `folder` holds (by their indexes, as git finds them)."""
+    try:
+        return sum(1 for entry in os.scandir(folder)
+                   if entry.name.startswith("pack-") and entry.name.endswith(".idx"))
+    except FileNotFoundError:
+        return 0
 
 
 def _write_synced(path: Path, data: bytes) -> None:

@@ -124,6 +124,7 @@ class Repository:
         self._pending: dict[str, tuple[str, bytes]] = {}
         self._packing = threading.Lock()
         self._swept = False
+        self._packs = -1  # packs in the object store as far as we know (-1: not counted yet)
         git_cmd = repo.git
         if isinstance(git_cmd, _Git):
             git_cmd.before = self._before_git
@@ -147,6 +148,22 @@ class Repository:
                                  for sha, (kind, data) in self._pending.items()))
             self._pending.clear()
             self._unsynced.add(folder)
+            if self._packs < 0:
+                self._packs = packs.count(folder)
+            else:
+                self._packs += 1
+
+    def _consolidate(self) -> None:
+        """Past `packs.LIMIT` packs, let git roll the small ones up (`repack --geometric`:
+        it merges whole packs, reachable or not, so nothing a ref is about to name is
+        lost, and its cost follows the small packs' size, not the repository's). Every
+        object lookup walks the packs, so thousands of one-commit packs would slow every
+        later read; git's own `gc --auto` would only step in on the user's next commit."""
+        if self._packs <= packs.LIMIT:
+            return
+        with contextlib.suppress(git.GitCommandError):  # a failed tidy-up costs only speed
+            self._repo.git.repack("-d", "-q", "--geometric=2", "--no-write-bitmap-index")
+        self._packs = packs.count(self._objects / "pack")
 
     def _sync_objects(self) -> None:
         """Make every object written so far durable: called before each ref moves to one
@@ -439,6 +456,7 @@ class Repository:
             raise UnsafeRepoError(
                 f"{self.root}: the branch moved while squad was committing: "
                 f"{_stderr(exc)}; drops are kept") from None
+        self._consolidate()
 
     def settle(self, paths: list[str], commit: str | None = None,
                overwrite: bool = True) -> None:

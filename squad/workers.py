@@ -18,37 +18,34 @@ IDLE_SECONDS = 2.0
 
 class Workers:
     def __init__(self, idle_seconds: float = IDLE_SECONDS) -> None:
-        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._idle = 0  # workers waiting for a job that no submitter has claimed yet
+        self._idle: list[queue.SimpleQueue[Callable[[], None]]] = []  # idle workers' inboxes
         self._idle_seconds = idle_seconds
 
     def submit(self, job: Callable[[], None]) -> None:
         """Run `job` on an idle worker, or on a new one; `job` handles its own errors."""
         with self._lock:
-            claimed = self._idle > 0
-            if claimed:
-                self._idle -= 1
-        self._jobs.put(job)
-        if not claimed:
-            threading.Thread(target=self._serve, daemon=True, name="squad-call").start()
+            inbox = self._idle.pop() if self._idle else None
+        if inbox is not None:
+            inbox.put(job)
+        else:
+            threading.Thread(target=self._serve, args=(job,), daemon=True,
+                             name="squad-call").start()
 
-    def _serve(self) -> None:
-        job: Callable[[], None] | None = self._jobs.get()
+    def _serve(self, job: Callable[[], None]) -> None:
+        inbox: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         while True:
-            assert job is not None
             job()
-            job = None
             with self._lock:
-                self._idle += 1
+                self._idle.append(inbox)
             try:
-                job = self._jobs.get(timeout=self._idle_seconds)
+                job = inbox.get(timeout=self._idle_seconds)
             except queue.Empty:
                 with self._lock:
-                    if self._idle > 0:  # nobody counts on this worker: retire
-                        self._idle -= 1
+                    if inbox in self._idle:  # nobody picked this worker: retire
+                        self._idle.remove(inbox)
                         return
-                job = self._jobs.get()  # a submitter claimed this worker: its job is coming
+                job = inbox.get()  # a submitter picked it just now: its job is coming
 
 
 CALLS = Workers()  # shared by the runs of this process
