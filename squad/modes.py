@@ -184,7 +184,7 @@ class Record:
         message = (f"squad run {run_id}\n\n{self._goal.strip()[:2000]}\n\n"
                    f"Squad-Run: {run_id}\nSquad-Run-Start: {outcome.start}\n")
         repo.commit(files, message, self._ws.clock(), repo.head())  # the run holds the lock
-        repo.settle(sorted(files))
+        repo.settle(sorted(files), overwrite=False)  # the files are there, just read: index only
 
 
 class Replay:
