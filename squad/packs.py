@@ -67,7 +67,8 @@ def encode(objects: Iterable[tuple[str, str, bytes]]) -> tuple[bytes, bytes, str
     for i in range(256):
         total += fanout[i]
         fanout[i] = total
-    small, large = [], []
+    small: list[int] = []
+    large: list[int] = []
     for name in names:
         where = seen[name][0]
         if where < 0x80000000:
