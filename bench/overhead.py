@@ -12,7 +12,9 @@ compete with the client for the GIL), with a reply latency L.
 
 Δ ms/call = (squad wall - bare wall) / (N x T); efficiency = ideal / wall with ideal = T x L.
 Medians of --repeat interleaved runs; files created by squad per run are counted (file
-creation is slow on this disk).
+creation is slow on this disk). CPU ms/call is user+sys time of this process and the git
+processes it waited for, over the runs at L=0, per call: on a machine busy with other work,
+wall times swing with the load; CPU time much less.
 
 The second table is the command a user types: `squad run GOAL --agents ... --json` as a
 process against the same server: Popen to the server receiving the first model request
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -94,6 +97,15 @@ class ServerProcess:
             self._proc.kill()
 
 
+CPU: dict[str, list[float]] = {}  # CPU seconds per run (this process + its git children)
+
+
+def _cpu() -> float:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def squad_run(template: Path, where: Path, base_url: str, n: int) -> tuple[float, int]:
     """Wall seconds of one in-process run of n agents, and the files it created."""
     repo = where / f"run-{time.monotonic_ns()}"
@@ -106,14 +118,17 @@ def squad_run(template: Path, where: Path, base_url: str, n: int) -> tuple[float
     settings = RunSettings(goal="Pick an option", agents=agents, concurrency=n,
                            limits=BudgetLimits())
     try:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu()
         outcome = Run(ws, settings, connection).execute()
         wall = time.perf_counter() - start
+        CPU.setdefault(f"squad {where}", []).append(_cpu() - cpu)
     finally:
         connection.close()
         ws.repo.close()
     if len(outcome.committed) != n:
-        sys.exit(f"squad run committed {len(outcome.committed)} of {n}: {outcome.why_nothing()}")
+        errors = sorted({str(r.error) for _, r in outcome.results if not r.ok})
+        sys.exit(f"squad run committed {len(outcome.committed)} of {n}: "
+                 f"{outcome.why_nothing() or errors or outcome.quarantined}")
     created = _count_files(repo) - before
     shutil.rmtree(repo)
     return wall, created
@@ -134,7 +149,8 @@ def first_call(args: list[str], cwd: Path, latency: float) -> tuple[float, float
                               env={**os.environ, "OPENAI_BASE_URL": server.base_url})
         end = time.monotonic()
         if done.returncode != 0:
-            sys.exit(f"{args[:4]} exited {done.returncode}: {done.stderr[-1500:]}")
+            sys.exit(f"{args[:4]} exited {done.returncode}: {done.stderr[-1500:]} "
+                     f"{done.stdout[-1500:]}")
         return server.first_request() - start, end - start
     finally:
         server.close()
@@ -178,10 +194,11 @@ def bare_run(bodies: list[list[dict[str, Any]]], base_url: str) -> float:
     for thread in threads:
         thread.start()
     barrier.wait()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - start
+    CPU.setdefault("bare", []).append(_cpu() - cpu)
     client.close()
     return wall
 
@@ -215,7 +232,9 @@ def main() -> None:
         calls = sum(len(b) for b in bodies)
         files: dict[str, int] = {}
         rows = []
+        cpu_runs: dict[str, list[float]] = {}
         for latency in (0.0, args.latency):
+            CPU.clear()
             server = ServerProcess(latency)
             try:
                 console.print(f"L={latency:g}: {args.repeat} interleaved runs of each ...")
@@ -229,18 +248,23 @@ def main() -> None:
             finally:
                 server.close()
             rows.append((latency, {name: med(t) for name, t in times.items()}))
+            cpu_runs = cpu_runs or dict(CPU)  # those at L=0
         command_table(args.repeat, n, args.latency, console, template)
     table = Table(title=f"per-call overhead over bare openai, N={n}, T={TURNS} calls per "
                         f"agent ({calls} calls), median of {args.repeat}")
-    for name in ("", "wall s at L=0", "Δ ms/call", "ratio", f"wall s at L={args.latency:g}",
-                 "efficiency", "files/run"):
+    for name in ("", "wall s at L=0", "Δ ms/call", "ratio", "CPU ms/call",
+                 f"wall s at L={args.latency:g}", "efficiency", "files/run"):
         table.add_column(name, justify="right")
+    cpu = {"bare openai": med(cpu_runs["bare"]),
+           "squad, in-process, tmpfs": med(cpu_runs[f"squad {shm}"]),
+           "squad, in-process, disk": med(cpu_runs[f"squad {tmp}"])}
     (_, zero), (_, slow) = rows
     ideal = TURNS * args.latency
     for name in zero:
         delta = (zero[name] - zero["bare openai"]) / calls * 1000
         table.add_row(name, f"{zero[name]:.3f}", f"{delta:+.1f}",
-                      f"{zero[name] / zero['bare openai']:.2f}", f"{slow[name]:.3f}",
+                      f"{zero[name] / zero['bare openai']:.2f}",
+                      f"{cpu[name] / calls * 1000:.2f}", f"{slow[name]:.3f}",
                       f"{ideal / slow[name]:.2f}",
                       str(files.get(name.rsplit(", ", 1)[-1], "-")))
     Console(width=130).print(table)

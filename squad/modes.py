@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from squad import events
+from squad import events, workers
 from squad.budget import Budget, Stop
 from squad.clock import Clock, parse_instant
 from squad.errors import SquadError
@@ -139,7 +139,7 @@ class Record:
             finally:
                 done.set()
 
-        threading.Thread(target=work, daemon=True, name=f"squad-call-{label}").start()
+        workers.CALLS.submit(work)
         while not done.wait(0.05):
             watch()
         if "error" in box:
@@ -184,7 +184,7 @@ class Record:
         message = (f"squad run {run_id}\n\n{self._goal.strip()[:2000]}\n\n"
                    f"Squad-Run: {run_id}\nSquad-Run-Start: {outcome.start}\n")
         repo.commit(files, message, self._ws.clock(), repo.head())  # the run holds the lock
-        repo.settle(sorted(files))
+        repo.settle(sorted(files), overwrite=False)  # the files are there, just read: index only
 
 
 class Replay:

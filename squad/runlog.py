@@ -32,8 +32,10 @@ class RunLog:
     def __init__(self, clock: Clock, forward: Listener | None = None) -> None:
         self._clock, self._forward = clock, forward
         self.path: Path | None = None  # None: events are only forwarded (a replay)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the sequence number and the file
         self._seq = 0
+        self._written = 0  # the last seq in the file: lines go there in seq order
+        self._ready: dict[int, str] = {}  # formatted lines waiting for an earlier one
         self._out: IO[str] | None = None
 
     def write_to(self, path: Path) -> None:
@@ -41,17 +43,33 @@ class RunLog:
         self.path = path
 
     def __call__(self, event: Event) -> None:
+        # Only numbering and writing hold the lock; the JSON work (most of the cost) runs
+        # in the caller's thread beside the others', and lines still land in seq order.
         with self._lock:
             self._seq += 1
-            event = event.model_copy(update={"seq": self._seq,
-                                             "t": format_instant(self._clock())})
-            if self.path is not None:
-                if self._out is None:
-                    self._out = self.path.open("a", encoding="utf-8", errors="replace")
-                self._out.write(events.to_line(event) + "\n")
-                self._out.flush()
+            seq, now = self._seq, self._clock()
+        line = ""  # should formatting fail, the lines after this one still go out
+        try:
+            event = event.model_copy(update={"seq": seq, "t": format_instant(now)})
+            line = events.to_line(event) + "\n" if self.path is not None else ""
+        finally:
+            self._write(seq, line)
         if self._forward:
             self._forward(event)
+
+    def _write(self, seq: int, line: str) -> None:
+        with self._lock:
+            self._ready[seq] = line
+            lines = []
+            while self._written + 1 in self._ready:
+                self._written += 1
+                lines.append(self._ready.pop(self._written))
+            text = "".join(lines)
+            if text and self.path is not None:
+                if self._out is None:
+                    self._out = self.path.open("a", encoding="utf-8", errors="replace")
+                self._out.write(text)
+                self._out.flush()
 
     def move_to(self, path: Path) -> None:
         """Write on at `path` (the caller moves the file there after this returns)."""

@@ -93,9 +93,11 @@ def _template(name: str, root: Templates) -> jinja2.Template:
 def render(name: str, root: Templates = None, *, often: bool = False,
            **context: object) -> str:
     """`often`: a template rendered thousands of times in one command (an index row) is
-    looked up once per process, not checked against its file at every call."""
+    looked up once per process, not checked against its file at every call. Committed
+    templates (`Overrides`, what a run renders with) never change, so they always are."""
     try:
-        template = _template(name, root) if often else environment(root).get_template(name)
+        template = _template(name, root) if often or isinstance(root, Overrides) \
+            else environment(root).get_template(name)
         return template.render(**context)
     except (jinja2.TemplateError, OSError, ValueError, TypeError, ArithmeticError,
             RecursionError, MemoryError) as exc:

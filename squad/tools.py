@@ -238,7 +238,8 @@ class ToolBox:
         if problem:
             raise Refused(problem)
         name = self.ws.inbox.drop(records.render(draft, self.ws.templates),
-                                  name=self._drop_name() if self._drop_name else None)
+                                  name=self._drop_name() if self._drop_name else None,
+                                  durable=self._on_drop is None)  # see Inbox.drop
         self.drops.append(name)
         if self._on_drop:
             self._on_drop(name)

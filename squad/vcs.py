@@ -17,7 +17,6 @@ import re
 import tempfile
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +26,7 @@ from typing import Any, TypeVar
 import git
 from git.objects.fun import tree_entries_from_data
 
+from squad import packs
 from squad.errors import NotARepoError, RemoteError, SquadError, UnsafeRepoError, UsageError
 
 # squad's policy, kept here in one place rather than scattered through the git layer:
@@ -34,6 +34,9 @@ IDENTITY = "squad <squad@localhost>"  # committer of every squad commit (fixed: 
 COORDINATOR_LOCK = "squad.lock"  # in the git dir: one coordinator per repository
 OBJECT_FORMAT = "sha1"  # objects are hashed here by hand; other formats are refused on open
 
+# git commands that never read an object squad may still hold pending (see `_before_git`)
+_OBJECT_FREE = {"ls-files", "status", "for-each-ref", "config", "symbolic-ref", "version"}
+_SEEN_MAX, _SEEN_MAX_BYTES = 1024, 64 * 1024  # the read cache: entries, and one's size
 _TREE_MODE = 0o040000
 _FILE_MODE = 0o100644
 _ZERO = "0" * 40
@@ -90,8 +93,12 @@ class _Git(git.Git):
     after a commit point) would turn squad's orderly stop into a half-done step. squad hears
     the Ctrl-C and stops them itself."""
 
+    before: Callable[[list[str]], None] | None = None  # set by Repository: publish objects
+
     def execute(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("start_new_session", True)
+        if self.before is not None and args:
+            self.before(list(args[0]))
         return super().execute(*args, **kwargs)
 
 
@@ -108,18 +115,69 @@ class Repository:
         self._objects = Path(repo.common_dir) / "objects"
         self._trees: dict[str, list[tuple[bytes, int, str]]] = {}
         self._roots: dict[str, str] = {}  # commit -> its root tree
-        self._written: dict[str, tuple[str, bytes]] = {}  # objects of our latest commit
+        self._written: dict[str, tuple[str, bytes]] = {}  # objects of our latest group
+        self._seen: dict[str, tuple[str, bytes]] = {}  # objects read lately (by sha: final)
         self._reading = threading.Lock()
         self._unsynced: set[Path] = set()  # object folders whose new names are not yet durable
+        # Objects written since the last commit point, not yet in the object store: they go
+        # there as one pack (see squad.packs) when a ref is about to name them, or before any
+        # git process that could read them starts.
+        self._pending: dict[str, tuple[str, bytes]] = {}
+        self._packing = threading.Lock()
+        self._swept = False
+        self._packs = -1  # packs in the object store as far as we know (-1: not counted yet)
+        git_cmd = repo.git
+        if isinstance(git_cmd, _Git):
+            git_cmd.before = self._before_git
+
+    def _before_git(self, command: list[str]) -> None:
+        """A git process is about to start: it must see every object squad wrote, unless
+        it is one of the few that read no object by name."""
+        if self._pending and not _OBJECT_FREE & set(command[1:3]):
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the pending objects as one pack (each file fsynced before its rename)."""
+        with self._packing:
+            if not self._pending:
+                return
+            folder = self._objects / "pack"
+            if not self._swept:
+                packs.sweep(folder)
+                self._swept = True
+            packs.write(folder, ((sha, kind, data)
+                                 for sha, (kind, data) in self._pending.items()))
+            self._pending.clear()
+            self._unsynced.add(folder)
+            if self._packs < 0:
+                self._packs = packs.count(folder)
+            else:
+                self._packs += 1
+
+    def _consolidate(self) -> None:
+        """Past `packs.LIMIT` packs, let git roll the small ones up (`repack --geometric`:
+        it merges whole packs, reachable or not, so nothing a ref is about to name is
+        lost, and its cost follows the small packs' size, not the repository's). Every
+        object lookup walks the packs, so thousands of one-commit packs would slow every
+        later read; git's own `gc --auto` would only step in on the user's next commit."""
+        if self._packs <= packs.LIMIT:
+            return
+        with contextlib.suppress(git.GitCommandError):  # a failed tidy-up costs only speed
+            self._repo.git.repack("-d", "-q", "--geometric=2", "--no-write-bitmap-index")
+        self._packs = packs.count(self._objects / "pack")
 
     def _sync_objects(self) -> None:
         """Make every object written so far durable: called before each ref moves to one
-        (the commit point), so a crash never leaves a ref naming a lost object. Each file
-        was fsynced as written; here each folder is, once per commit, not once per object."""
+        (the commit point), so a crash never leaves a ref naming a lost object. The pack's
+        files are fsynced as written; here their folder is, once per commit point."""
+        self._flush()
         while self._unsynced:
             _sync_dir(self._unsynced.pop())
 
     def close(self) -> None:
+        """Objects still pending go to the store first: a sha squad handed out (a commit
+        made but not yet on a branch) stays readable by git afterwards."""
+        self._flush()
         self._repo.close()
 
     # ---- state checks -------------------------------------------------------------------
@@ -149,10 +207,13 @@ class Repository:
             raise UnsafeRepoError(f"{self.root}: cannot commit: {reason}; drops are kept")
 
     def head(self) -> str | None:
+        """The commit HEAD names, read from the ref files (no `git cat-file` round trip:
+        every run asks several times)."""
         try:
-            return self._cat_file(lambda: self._repo.head.commit.hexsha)
+            sha = git.SymbolicReference.dereference_recursive(self._repo, "HEAD")
         except ValueError:
             return None
+        return sha if len(sha) == 40 and sha != _ZERO else None
 
     def _cat_file(self, read: Callable[[], T]) -> T:
         """Run `read` through GitPython's long-lived `git cat-file`, one caller at a time.
@@ -191,13 +252,20 @@ class Repository:
     # ---- reading ------------------------------------------------------------------------
 
     def _read(self, sha: str) -> tuple[str, bytes]:
-        if sha in self._written:
-            return self._written[sha]
+        found = self._written.get(sha) or self._pending.get(sha) or self._seen.get(sha)
+        if found is not None:
+            return found
+
         def read() -> tuple[str, bytes]:
             stream = self._repo.odb.stream(bytes.fromhex(sha))
             return stream.type.decode(), stream.read()
 
-        return self._cat_file(read)
+        found = self._cat_file(read)
+        if len(found[1]) <= _SEEN_MAX_BYTES:  # an object never changes: keep small ones
+            if len(self._seen) >= _SEEN_MAX:
+                self._seen.clear()
+            self._seen[sha] = found
+        return found
 
     def _tree(self, sha: str) -> list[tuple[bytes, int, str]]:
         if sha not in self._trees:
@@ -308,15 +376,13 @@ class Repository:
     # ---- writing ------------------------------------------------------------------------
 
     def _store(self, kind: str, data: bytes) -> str:
-        raw = f"{kind} {len(data)}\0".encode() + data
-        sha = hashlib.sha1(raw).hexdigest()
-        path = self._objects / sha[:2] / sha[2:]
-        if not path.exists():
-            path.parent.mkdir(exist_ok=True)
-            tmp = path.parent / f"tmp_obj_{os.getpid()}_{sha[:8]}"
-            _write_synced(tmp, zlib.compress(raw, 1))
-            os.replace(tmp, path)
-            self._unsynced.add(path.parent)
+        """Name the object and keep it pending: it reaches the object store in the next
+        pack (`_flush`), before any ref or git process can ask for it."""
+        hasher = hashlib.sha1(f"{kind} {len(data)}\0".encode())
+        hasher.update(data)
+        sha = hasher.hexdigest()
+        with self._packing:
+            self._pending[sha] = (kind, data)
         if kind != "tree":
             self._written[sha] = (kind, data)
         return sha
@@ -368,7 +434,8 @@ class Repository:
                        when: datetime, *, author: str | None = None) -> str:
         """Write a commit of `parent`'s tree with `files` changed; no ref moves, nothing is
         durable yet (see `move_branch`). A chain of these, then one move, is a group commit."""
-        self._written.clear()
+        if not self._pending:  # a new group: the last one's objects are in the store
+            self._written.clear()
         tree = self._write_tree(self._root_tree(parent),
                                 {tuple(path.split("/")): data for path, data in files.items()})
         seconds = f"{int(when.timestamp())} +0000"
@@ -390,6 +457,7 @@ class Repository:
             raise UnsafeRepoError(
                 f"{self.root}: the branch moved while squad was committing: "
                 f"{_stderr(exc)}; drops are kept") from None
+        self._consolidate()
 
     def settle(self, paths: list[str], commit: str | None = None,
                overwrite: bool = True) -> None:
@@ -928,18 +996,6 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    """Write and fsync, so a crash after the commit point never leaves an empty object."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _sync_dir(folder: Path) -> None:

@@ -167,6 +167,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # Many agents connect at once: with the default listen backlog of 5, a loaded machine
+    # resets some of those connections before the server accepts them.
+    request_queue_size = 128
     block_on_close = False
     owner: ScriptedServer
 
