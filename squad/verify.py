@@ -41,6 +41,7 @@ class Fault:
 
 def verify(ws: Workspace) -> list[Fault]:
     faults: list[Fault] = []
+    changes, merges = ws.repo.history(DECISIONS + "/")
     entries: list[Entry] = []
     names = _record_files(ws)
     shape = layout.detect(names)
@@ -76,8 +77,8 @@ def verify(ws: Workspace) -> list[Fault]:
     ledger = Ledger(entries)
     faults += _references(ledger)
     faults += _index(ws, ledger, shape)
-    faults += _history(ws, names)
-    faults += _merges(ws, origins)
+    faults += _history(ws, names, changes)
+    faults += _merges(ws, origins, merges)
     return faults
 
 
@@ -150,12 +151,13 @@ def _runs(ws: Workspace, entries: list[Entry]) -> list[Fault]:
             if run not in committed and not (ws.root / RUNS / run / "events.jsonl").is_file()]
 
 
-def _merges(ws: Workspace, origins: Origins) -> list[Fault]:
+def _merges(ws: Workspace, origins: Origins,
+            merges: list[tuple[str, list[str]]]) -> list[Fault]:
     """A merge commit may bring records from its parents unchanged, or renumber them as
     `squad merge` does; any other record it adds, changes or drops is a fault."""
     faults: list[Fault] = []
     repo = ws.repo
-    for sha, parents in repo.merges_touching(DECISIONS + "/"):
+    for sha, parents in merges:
         files = layout.listing(repo, sha)
         mine, shape = layout.by_name(files), layout.detect(files)
 
@@ -286,7 +288,7 @@ def _index(ws: Workspace, ledger: Ledger, shape: layout.Layout) -> list[Fault]:
     return faults
 
 
-def _history(ws: Workspace, names: list[str]) -> list[Fault]:
+def _history(ws: Workspace, names: list[str], changes: list[Change]) -> list[Fault]:
     faults = []
     repo = ws.repo
     prefix = DECISIONS + "/"
@@ -297,7 +299,7 @@ def _history(ws: Workspace, names: list[str]) -> list[Fault]:
             faults.append(Fault(path, f"{what} (git status {status.strip()})"))
     added: dict[str, tuple[list[str], list[str]]] = {}
     moves: dict[str, list[Change]] = {}
-    for change in repo.changes_to(prefix):
+    for change in changes:
         sha, letter, path, ids = change.commit, change.letter, change.path, change.decisions
         if not layout.is_record(path.removeprefix(prefix)):
             continue
