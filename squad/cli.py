@@ -745,7 +745,7 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
         connection.close()
     summary = summarize(outcome, ws)
     if not as_json:
-        titles = {r.id: r.title for r in ws.ledger().records}
+        titles = _titles(ws, {row.id for row in summary.decisions})
         print_summary(Console(markup=False, highlight=False, stderr=not terminal),
                       summary, titles)
     elif summary.nothing_decided:
@@ -756,6 +756,19 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
         sys.exit(130)
     if not outcome.ok:
         sys.exit(1)
+
+
+def _titles(ws: Workspace, ids: set[int]) -> dict[int, str]:
+    """The titles of the records `ids` (a run's decisions), reading only those records, not
+    the whole log."""
+    from squad import layout, logcache
+    from squad.records import RECORD_NAME
+
+    files = layout.records(layout.listing(ws.repo))
+    wanted = {path: blob for path, blob in files.items()
+              if int(RECORD_NAME.match(layout.split(path)[1]).group(1)) in ids}  # type: ignore[union-attr]
+    return {entry.record.id: entry.record.title
+            for entry in logcache.load(ws.repo, wanted).entries}
 
 
 def _plan_only(ws: Workspace, settings: Any, as_json: bool) -> None:

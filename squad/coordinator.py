@@ -134,6 +134,11 @@ class Coordinator:
             repo.settle(stale)
             self.log(f"recovered {len(stale)} file(s) of an interrupted commit")
 
+    def ledger_at(self, commit: str) -> Ledger | None:
+        """A copy of the log as loaded, if it is the log at `commit` (a run's round starts
+        where the coordinator stands: no second read of the whole log), else None."""
+        return self._ledger.copy() if commit == self._head else None
+
     def is_done(self, key: tuple[str, str]) -> bool:
         """Whether the drop (name, hash) is committed on the branch as last loaded."""
         return key in self._done

@@ -11,11 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from typing import TypeVar
 
 from squad import templating
 from squad.clock import format_instant
 from squad.errors import RecordError
 from squad.records import RECORD_NAME, Draft, Record, digest, filename, parse_record
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,21 @@ class Ledger:
         for entry in self.entries:
             self._fold(entry.record)
         self._counts = Counter(self.statuses().values())
+        self._memo: dict[str, tuple[int, object]] = {}
+
+    def memo(self, key: str, make: Callable[[Ledger], T]) -> T:
+        """A value derived from the whole log, made once while the log stays as it is (a
+        log only grows, by `append`): what every agent of a round computes alike from it."""
+        found = self._memo.get(key)
+        if found is not None and found[0] == len(self.entries):
+            return found[1]  # type: ignore[return-value]
+        value = make(self)
+        self._memo[key] = (len(self.entries), value)
+        return value
+
+    def copy(self) -> Ledger:
+        """A ledger of the same entries that later appends to this one do not reach."""
+        return Ledger(list(self.entries))
 
     @classmethod
     def from_blobs(cls, blobs: dict[str, bytes], where: str = "decisions") -> Ledger:
