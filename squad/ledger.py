@@ -200,6 +200,7 @@ ROW_TEXT = ("| [{{ row.id }}]({{ row.file }}) | {{ row.title }} | {{ row.agent }
             "{{ row.superseded_by }} |\n")
 
 
+@lru_cache(maxsize=200_000)
 def _plain_row(entry: Entry, status: str | None, later: tuple[int, ...],
                root: templating.Templates, file: str) -> str:
     """`_row` for squad's own row template (`ROW_TEXT`), without the template engine."""
