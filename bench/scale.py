@@ -69,6 +69,9 @@ from isolation import isolate_env  # bench/isolation.py
 from rich.console import Console
 from rich.table import Table
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from scripted_server import RecordedRequest, ScriptedServer, Text, ToolCalls
+
 from squad import layout
 from squad.dropbox import Inbox
 from squad.ledger import Entry, Ledger, render_index
@@ -190,6 +193,44 @@ def timed(repo: Path, argv: list[str], repeat: int, cold: bool = False,
     return statistics.median(walls), statistics.median(cpus)
 
 
+RUN_AGENTS = 4
+CHARTER = ("---\nname: {name}\nrole: Bench specialist number {n}\ntools: [record_decision]\n"
+           "---\n\n## How I work\nRecord one decision, then stop.\n")
+SETTINGS = "[llm]\nmodel = 'scripted'\nmax_retries = 0\ntimeout = 60\n"
+
+
+def reply(request: RecordedRequest) -> ToolCalls | Text:
+    """At L = 0: each agent records one decision, then says it is done."""
+    if any(m["role"] == "assistant" for m in request.messages):
+        return Text("done")
+    agent = request.messages[1]["content"].split("# Your charter: ", 1)[1].split(" ", 1)[0]
+    return ToolCalls([("record_decision", {
+        "title": f"{agent} picks option A", "context": f"{agent} looked at the goal.",
+        "decision": f"{agent} decides A.", "consequences": "None to speak of."})])
+
+
+def prepare_run(repo: Path) -> None:
+    """`squad init` and four bench charters with the scripted model, committed by the user."""
+    subprocess.run([*SQUAD, "init"], cwd=repo, check=True, capture_output=True)
+    (repo / "squad.toml").write_text("[coordinator]\nsettle_seconds = 0\n" + SETTINGS)
+    for n in range(1, RUN_AGENTS + 1):
+        (repo / "agents" / f"a{n:02d}.md").write_text(CHARTER.format(name=f"a{n:02d}", n=n))
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "bench charters and settings")
+
+
+def run_agents(repo: Path, server: ScriptedServer, repeat: int) -> Times:
+    """A 4-agent `squad run` at L = 0 (each agent one decision), whole process, median."""
+    agents = ",".join(f"a{n:02d}" for n in range(1, RUN_AGENTS + 1))
+    argv = [*SQUAD, "run", "Pick an option", "--agents", agents, "--rounds", "1",
+            "--concurrency", str(RUN_AGENTS)]
+    os.environ["OPENAI_BASE_URL"] = server.base_url
+    try:
+        return timed(repo, argv, repeat)
+    finally:
+        del os.environ["OPENAI_BASE_URL"]
+
+
 def drop_text(i: int) -> str:
     return (f"---\ntitle: 'Bench decision {i}'\nagent: bench\ntags: [bench]\n---\n\n"
             f"## Context\n\n{FILLER * 4}\n\n## Decision\n\nWe pick {i}. {FILLER}\n")
@@ -217,7 +258,8 @@ def ingest_per_decision(repo: Path, drops: int, repeat: int) -> tuple[Times, Tim
 
 
 def measure(root: Path, n: int, repeat: int, drops: int, console: Console,
-            shape: layout.Layout = layout.FOLDERS, quick: bool = False) -> dict[str, Any]:
+            server: ScriptedServer, shape: layout.Layout = layout.FOLDERS,
+            quick: bool = False) -> dict[str, Any]:
     repo = root / f"log-{n}"
     console.print(f"building a log of {n} records ...")
     start = time.perf_counter()
@@ -273,6 +315,9 @@ def measure(root: Path, n: int, repeat: int, drops: int, console: Console,
         "squad show 1, cold cache": timed(repo, [*SQUAD, "show", "1"], repeat, cold=True),
         "squad verify": timed(repo, [*SQUAD, "verify"], repeat),
     }
+    console.print(f"a {RUN_AGENTS}-agent run at {n} ...")
+    prepare_run(repo)
+    row["squad run, 4 agents, L=0"] = run_agents(repo, server, repeat)
     pack(repo)
     _, before = count_files(repo / ".git")
     per, whole, plumbing = ingest_per_decision(repo, drops, repeat)
@@ -318,10 +363,12 @@ def main() -> None:
         # Time what a user runs: an installed squad has its bytecode compiled, so let the
         # children write theirs (the first, compiling run is a warm-up, not timed).
         os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-        for n in sizes:
-            rows[n] = measure(root, n, args.repeat, args.drops, console, args.layout,
-                              args.quick)
-            shutil.rmtree(root / f"log-{n}")  # the disk holds one log at a time
+        with ScriptedServer() as server:
+            server.responder = reply
+            for n in sizes:
+                rows[n] = measure(root, n, args.repeat, args.drops, console, server,
+                                  args.layout, args.quick)
+                shutil.rmtree(root / f"log-{n}")  # the disk holds one log at a time
     first = sizes[0]
     table = Table(title="squad at scale: whole processes, medians; wall ms / CPU ms, "
                         f"and CPU as a ratio to {first:,} records")
@@ -340,6 +387,8 @@ def main() -> None:
                   "squad log, cold cache": "squad log, cold cache",
                   "squad show 1, cold cache": "squad show 1, cold cache",
                   "squad verify": "squad verify",
+                  "squad run, 4 agents, L=0": f"squad run, {RUN_AGENTS} agents, L = 0 "
+                                              "(scripted server)",
                   "ingest whole s": f"squad ingest of {args.drops} drops",
                   "ingest s/decision": "ingest, per decision (minus an empty ingest)",
                   "git commit-tree s": "git commit-tree, per commit (baseline)"}
@@ -353,7 +402,8 @@ def main() -> None:
             if n != first:
                 cells.append(f"{cpu / rows[first][key][1]:.2f}")
         table.add_row(label, *cells)
-    for key in ("squad --help", "squad log", "squad show 1", "squad verify"):
+    for key in ("squad --help", "squad log", "squad show 1", "squad verify",
+                "squad run, 4 agents, L=0"):
         if any(key not in row for row in rows.values()):
             continue
         cells = []

@@ -748,7 +748,7 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
         connection.close()
     summary = summarize(outcome, run.budget.prices)
     if not as_json:
-        titles = {r.id: r.title for r in ws.ledger().records}
+        titles = _titles(ws, {row.id for row in summary.decisions})
         print_summary(Console(markup=False, highlight=False, stderr=not terminal, soft_wrap=True,
                               width=None if terminal else 200),
                       summary, titles)
@@ -777,6 +777,19 @@ def _preload(module: str) -> threading.Thread:
     thread = threading.Thread(target=load, name=f"import {module}", daemon=True)
     thread.start()
     return thread
+
+
+def _titles(ws: Workspace, ids: set[int]) -> dict[int, str]:
+    """The titles of the records `ids` (a run's decisions), reading only those records, not
+    the whole log."""
+    from squad import layout, logcache
+    from squad.records import RECORD_NAME
+
+    files = layout.records(layout.listing(ws.repo))
+    wanted = {path: blob for path, blob in files.items()
+              if int(RECORD_NAME.match(layout.split(path)[1]).group(1)) in ids}  # type: ignore[union-attr]
+    return {entry.record.id: entry.record.title
+            for entry in logcache.load(ws.repo, wanted).entries}
 
 
 def _plan_only(ws: Workspace, settings: Any, as_json: bool) -> None:

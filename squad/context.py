@@ -88,6 +88,14 @@ def _take(ranked: list[Record], budget: int) -> tuple[list[Record], list[Record]
     return chosen, rest, spent
 
 
+def _team(ledger: Ledger, status: dict[int, str], room: int,
+          ) -> tuple[list[Record], list[Record], int]:
+    """The team part, the same for every agent on one log: made once per round's log."""
+    live = [r for r in ledger.records if r.kind == "decision" and status.get(r.id) in LIVE]
+    newest = sorted(live, key=lambda r: (status[r.id] != "accepted", -r.id))
+    return _take(newest, room if sum(map(_cost, live)) <= room else room // 2)
+
+
 def select(ledger: Ledger, charter: Charter, budget: int,
            status: dict[int, str] | None = None) -> Selection:
     """The live decisions to show within `budget` tokens, and the ids left out.
@@ -96,11 +104,12 @@ def select(ledger: Ledger, charter: Charter, budget: int,
     half the budget goes to a team part ranked without regard to the agent (accepted first,
     then newest), and the rest to the decisions most relevant to this charter.
     """
-    status = ledger.statuses() if status is None else status
-    live = [r for r in ledger.records if r.kind == "decision" and status.get(r.id) in LIVE]
+    folded = ledger.memo("statuses", Ledger.statuses)
+    status = folded if status is None else status
     room = budget - _FIXED_TOKENS
-    newest = sorted(live, key=lambda r: (status[r.id] != "accepted", -r.id))
-    team, rest, spent = _take(newest, room if sum(map(_cost, live)) <= room else room // 2)
+    team, rest, spent = ledger.memo(f"context-team {room}",
+                                    lambda log: _team(log, folded, room)) \
+        if status is folded else _team(ledger, status, room)
     relevant = sorted(rest, key=lambda r: (-_relevance(r, charter),
                                            status[r.id] != "accepted", -r.id))
     own, left, _ = _take(relevant, room - spent)
@@ -134,7 +143,7 @@ def build(source: Path | Snapshot, charter: Charter, task: str, ledger: Ledger,
     `source` (a working tree, or a run's snapshot)."""
     agents_md = read_agents_md(source, "(This repository has no AGENTS.md.)")
     root = templates_of(source)
-    status = ledger.statuses()
+    status = ledger.memo("statuses", Ledger.statuses)
     chosen = select(ledger, charter, budget, status)
 
     def shown(records: list[Record]) -> list[dict[str, object]]:

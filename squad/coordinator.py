@@ -70,6 +70,8 @@ class Coordinator:
         self.writers: dict[tuple[str, str], str] = {}  # drop key -> remote writer, for trailers
         self._settled: tuple[int, int, int] | None = None  # the index as our last settle left it
         self._settled_head: str | None = None  # the commit our last settle wrote out
+        # the user's index entries read while its file had this stamp, and for which scopes
+        self._staged_memo: tuple[tuple[int, int, int], set[str], dict[str, str]] | None = None
 
     # ---- state --------------------------------------------------------------------------
 
@@ -133,6 +135,11 @@ class Coordinator:
         if stale:
             repo.settle(stale)
             self.log(f"recovered {len(stale)} file(s) of an interrupted commit")
+
+    def ledger_at(self, commit: str) -> Ledger | None:
+        """A copy of the log as loaded, if it is the log at `commit` (a run's round starts
+        where the coordinator stands: no second read of the whole log), else None."""
+        return self._ledger.copy() if commit == self._head else None
 
     def is_done(self, key: tuple[str, str]) -> bool:
         """Whether the drop (name, hash) is committed on the branch as last loaded."""
@@ -328,7 +335,7 @@ class Coordinator:
         stamp = self._index_stamp()
         # Unchanged since our last settle: it holds our blobs and nothing at a new path.
         staged = {} if stamp is not None and stamp == self._settled else \
-            repo.index_entries(*paths)
+            self._staged(stamp, paths)
         for path in paths:
             before = repo.file_sha(path, self._settled_head)  # what the tree should hold
             target = self.ws.root / path
@@ -341,6 +348,23 @@ class Coordinator:
                 report.kept.append((path, where))
                 self.log(f"kept your version of {path} as {where} (squad writes {path})")
 
+    def _staged(self, stamp: tuple[int, int, int] | None, paths: list[str]) -> dict[str, str]:
+        """The user's index entries at `paths`. git reads its whole index for any query, so
+        a backlog taken before the first settle asks once per folder, not once per drop:
+        while the index file is unchanged (same stamp), the entries of a folder read before
+        still hold, a path missing from them included."""
+        scopes = {_scope(path) for path in paths}
+        known = self._staged_memo
+        if stamp is None or known is None or known[0] != stamp:
+            known = self._staged_memo = (stamp, set(), {}) if stamp is not None else None
+        if known is None or not scopes <= known[1]:
+            entries = self.ws.repo.index_entries(*sorted(scopes))
+            if known is None:
+                return entries
+            known[1].update(scopes)
+            known[2].update(entries)
+        return {path: known[2][path] for path in paths if path in known[2]}
+
     def _quarantine(self, name: str, reason: str, report: PassReport) -> None:
         folder = self.ws.quarantine
         folder.mkdir(parents=True, exist_ok=True)
@@ -349,6 +373,13 @@ class Coordinator:
         os.rename(self.ws.inbox.new / name, folder / target)
         report.quarantined.append((name, reason))
         self.log(f"quarantined {trailer_name(name)}: {reason}")
+
+
+def _scope(path: str) -> str:
+    """What to ask git's index for to learn about `path`: its folder of records (a bounded
+    folder), or the path itself when it sits directly in decisions/ (a flat log's folder)."""
+    folder = path.rpartition("/")[0]
+    return f"{folder}/" if folder != DECISIONS else path
 
 
 def _holds(path: os.PathLike[str], shas: set[str | None]) -> bool:

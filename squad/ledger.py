@@ -11,11 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from typing import TypeVar
 
 from squad import templating
 from squad.clock import format_instant
 from squad.errors import RecordError
 from squad.records import RECORD_NAME, Draft, Record, digest, filename, parse_record
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,21 @@ class Ledger:
         for entry in self.entries:
             self._fold(entry.record)
         self._counts = Counter(self.statuses().values())
+        self._memo: dict[str, tuple[int, object]] = {}
+
+    def memo(self, key: str, make: Callable[[Ledger], T]) -> T:
+        """A value derived from the whole log, made once while the log stays as it is (a
+        log only grows, by `append`): what every agent of a round computes alike from it."""
+        found = self._memo.get(key)
+        if found is not None and found[0] == len(self.entries):
+            return found[1]  # type: ignore[return-value]
+        value = make(self)
+        self._memo[key] = (len(self.entries), value)
+        return value
+
+    def copy(self) -> Ledger:
+        """A ledger of the same entries that later appends to this one do not reach."""
+        return Ledger(list(self.entries))
 
     @classmethod
     def from_blobs(cls, blobs: dict[str, bytes], where: str = "decisions") -> Ledger:
@@ -169,8 +187,29 @@ def rows_of(ledger: Ledger, entries: list[Entry], root: templating.Templates,
     """The index rows of `entries` with their current statuses; `link` gives the path a row
     links to, relative to the page it is on."""
     later = ledger.superseded_by()
-    return [_row(entry, ledger.status_of(entry.record.id),
-                 tuple(later.get(entry.record.id, ())), root, link(entry)) for entry in entries]
+    row = _plain_row if templating.packaged_as(ROW_TEMPLATE, root, ROW_TEXT) else _row
+    return [row(entry, ledger.status_of(entry.record.id),
+                tuple(later.get(entry.record.id, ())), root, link(entry)) for entry in entries]
+
+
+ROW_TEMPLATE = "index_row.md.j2"
+# squad's own row template, word for word: while it is the one in use, rows are formatted
+# in Python (`_plain_row`), the same bytes without a template engine per row.
+ROW_TEXT = ("| [{{ row.id }}]({{ row.file }}) | {{ row.title }} | {{ row.agent }} | "
+            "{{ row.date }} | {{ row.status }} | {{ row.supersedes }} | "
+            "{{ row.superseded_by }} |\n")
+
+
+@lru_cache(maxsize=200_000)
+def _plain_row(entry: Entry, status: str | None, later: tuple[int, ...],
+               root: templating.Templates, file: str) -> str:
+    """`_row` for squad's own row template (`ROW_TEXT`), without the template engine."""
+    record = entry.record
+    shown = status or (f"{record.kind} of {record.target:04d}" if record.target else record.kind)
+    supersedes = ", ".join(f"{i:04d}" for i in record.supersedes)
+    by = ", ".join(f"{i:04d}" for i in later)
+    return (f"| [{record.id:04d}]({file}) | {_cell(record.title)} | {_cell(record.agent)} | "
+            f"{format_instant(record.date)} | {shown} | {supersedes} | {by} |")
 
 
 @lru_cache(maxsize=200_000)
@@ -179,7 +218,7 @@ def _row(entry: Entry, status: str | None, later: tuple[int, ...], root: templat
     """One rendered index row; cached, since a commit changes at most a few rows."""
     record = entry.record
     shown = status or (f"{record.kind} of {record.target:04d}" if record.target else record.kind)
-    return templating.render("index_row.md.j2", root, often=True, row={
+    return templating.render(ROW_TEMPLATE, root, often=True, row={
         "id": f"{record.id:04d}",
         "file": file,
         "title": _cell(record.title),

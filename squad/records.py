@@ -187,7 +187,7 @@ def render(value: Draft, root: templating.Templates = None) -> str:
                              consequences=value.consequences)
 
 
-_LINE = re.compile(r"([a-z_]+): (.+)")
+_KEY = re.compile(r"[a-z_]+")
 _INT = re.compile(r"0|[1-9][0-9]{0,17}")
 _QUOTED = re.compile(r"'((?:[^'\n]|'')*)'")
 # A plain scalar that YAML can only read as a string: a letter first (numbers, dates, floats
@@ -207,12 +207,11 @@ def plain_front_matter(head: str) -> dict[str, Any] | None:
     for line in head.split("\n"):
         if not line:
             continue
-        match = _LINE.fullmatch(line)
-        if match is None:
+        key, sep, text = line.partition(": ")  # a key holds no ": ", so this is the first
+        if not sep or not text or not _KEY.fullmatch(key):
             return None
-        value = _scalar(match.group(2))
+        value = _scalar(text)
         if value is _NOT_SIMPLE:
-            text = match.group(2)
             if not (text.startswith("[") and text.endswith("]")):
                 return None
             items = text[1:-1].split(", ") if text != "[]" else []
@@ -221,7 +220,7 @@ def plain_front_matter(head: str) -> dict[str, Any] | None:
                        for item in items):
                 return None
             value = [int(item) if _INT.fullmatch(item) else item for item in items]
-        meta[match.group(1)] = value
+        meta[key] = value
     return meta or None  # nothing at all: YAML's own verdict (not a mapping)
 
 
@@ -229,13 +228,16 @@ _NOT_SIMPLE = object()
 
 
 def _scalar(text: str) -> Any:
+    """null, an integer, a quoted or a plain string, told apart by the first character
+    (the forms cannot share one), or _NOT_SIMPLE."""
+    first = text[0]
+    if first == "'":
+        quoted = _QUOTED.fullmatch(text)
+        return quoted.group(1).replace("''", "'") if quoted else _NOT_SIMPLE
+    if "0" <= first <= "9":
+        return int(text) if _INT.fullmatch(text) else _NOT_SIMPLE
     if text == "null":
         return None
-    if _INT.fullmatch(text):
-        return int(text)
-    quoted = _QUOTED.fullmatch(text)
-    if quoted:
-        return quoted.group(1).replace("''", "'")
     if _PLAIN.fullmatch(text) and text.lower() not in _NOT_STRINGS:
         return text
     return _NOT_SIMPLE

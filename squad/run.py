@@ -201,7 +201,7 @@ class Run:
             if not self.mode.goes_on(self.budget):
                 break
             snapshot = self.ws.repo.head() or ""
-            ledger = self.ws.ledger(snapshot)
+            ledger = coordinator.ledger_at(snapshot) or self.ws.ledger(snapshot)
             # Everything the round's agents and its commits read comes from its snapshot.
             ws = self.ws.at(snapshot)
             self.team = ws.snapshot.team() if ws.snapshot else self.team

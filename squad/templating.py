@@ -85,6 +85,21 @@ def _overridden(root: Templates, name: str) -> bool:
     return root is not None and (root / "templates" / name).exists()
 
 
+def packaged_as(name: str, root: Templates, text: str) -> bool:
+    """Whether `name` renders from squad's own template and that template reads `text`:
+    then a caller may produce the very same bytes with plain Python, which for a template
+    rendered once per record (an index row) is most of the cost of a long log."""
+    return not _overridden(root, name) and _packaged_text(name) == text
+
+
+@lru_cache(maxsize=16)
+def _packaged_text(name: str) -> str | None:
+    try:
+        return (packaged_templates_dir() / name).read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
 @lru_cache(maxsize=16)
 def _template(name: str, root: Templates) -> jinja2.Template:
     return environment(root).get_template(name)

@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import os
 import re
+import subprocess
 import tempfile
 import threading
 import time
@@ -493,29 +494,62 @@ class Repository:
             entries[path] = meta.split()[1]
         return entries
 
-    def changes_to(self, prefix: str) -> Iterator[Change]:
-        """Every change under `prefix` in the history of HEAD (merges aside), newest first,
-        with the blobs before and after and the commit's squad trailers."""
+    def history(self, prefix: str) -> tuple[list[Change], list[tuple[str, list[str]]]]:
+        """What `git log HEAD -- <prefix>` walks, found in one pass: every change under
+        `prefix` made by a non-merge commit (newest first, with the blobs before and after
+        and the commit's squad trailers), and the merges (with their parents) that change it.
+
+        git's own walk with a path (`git log -- prefix`) diffs every commit twice, once to
+        simplify history and once to show it, each time into the folder that changed. Here
+        the simplification compares only the id of `prefix`'s tree in each commit and its
+        parents (one `cat-file --batch-check`), as git's default simplification does (a merge
+        whose folder equals a parent's follows that parent only), and only the commits that
+        change the folder are diffed, once (`diff-tree --stdin`).
+        """
         if self.head() is None:
-            return
-        out = self._repo.git.log(
-            "HEAD", "--no-renames", "--raw", "--no-abbrev",
-            "--format=%x1e%H%x00%(trailers:key=Squad-Decision,valueonly,separator=%x1f)"
-            "%x00%(trailers:key=Squad-Layout,valueonly,separator=%x1f)",
-            "--", prefix)
-        for chunk in out.split("\x1e"):
-            head, _, body = chunk.partition("\n")
-            sha, _, rest = head.partition("\x00")
-            if not sha:
+            return [], []
+        folder = prefix.rstrip("/")
+        graph: dict[str, list[str]] = {}
+        order: list[str] = []
+        for line in self._repo.git.rev_list("--parents", "HEAD").splitlines():
+            sha, *parents = line.split()
+            graph[sha] = parents
+            order.append(sha)
+        query = "".join(f"{sha}:{folder}\n" for sha in order)
+        out = _run_git(self.root, ["cat-file", "--batch-check=%(objectname)"], query)
+        trees = {sha: (line if " " not in line else None)
+                 for sha, line in zip(order, out.splitlines(), strict=True)}
+        shown: list[str] = []
+        merges: list[tuple[str, list[str]]] = []
+        seen: set[str] = set()
+        stack = [order[0]]
+        while stack:
+            sha = stack.pop()
+            if sha in seen:
                 continue
-            values, _, shape = rest.partition("\x00")
-            ids = [v for v in values.split("\x1f") if v]
-            for line in body.splitlines():
-                meta, _, path = line.partition("\t")
-                fields = meta.split()
-                if path and len(fields) == 5:
-                    yield Change(sha, fields[4][:1], path, fields[2], fields[3], ids,
-                                 shape.strip())
+            seen.add(sha)
+            parents = graph.get(sha, [])
+            same = [p for p in parents if trees.get(p) == trees[sha]]
+            if len(parents) > 1 and same:
+                stack.append(same[0])  # the merge took that parent's folder: follow it only
+                continue
+            if len(parents) > 1:
+                merges.append((sha, parents))
+            elif not same and (parents or trees[sha] is not None):
+                shown.append(sha)
+            stack.extend(reversed(parents))
+        position = {sha: i for i, sha in enumerate(order)}
+        shown.sort(key=position.__getitem__)
+        merges.sort(key=lambda item: position[item[0]])
+        changes: list[Change] = []
+        if shown:
+            raw = _run_git(self.root, [
+                "diff-tree", "--stdin", "--root", "-r", "--no-renames", "--raw", "--no-abbrev",
+                "--format=%x1e%H%x00%(trailers:key=Squad-Decision,valueonly,separator=%x1f)"
+                "%x00%(trailers:key=Squad-Layout,valueonly,separator=%x1f)",
+                "--", prefix], "".join(f"{sha}\n" for sha in shown))
+            changes = list(_changes(raw))
+        return changes, merges
 
     def uncommitted(self, prefix: str) -> dict[str, str]:
         """path -> porcelain status for files under prefix that differ from HEAD."""
@@ -734,13 +768,6 @@ class Repository:
             write_atomic(self.root / path, data)
         if write:
             self._repo.git.add("--", *write)
-
-    def merges_touching(self, prefix: str) -> list[tuple[str, list[str]]]:
-        """(merge commit, parents) for merges reachable from HEAD that change `prefix`."""
-        if self.head() is None:
-            return []
-        out = self._repo.git.log("HEAD", "--merges", "--format=%H %P", "--", prefix)
-        return [(line.split()[0], line.split()[1:]) for line in out.splitlines() if line]
 
     @contextlib.contextmanager
     def coordinator_lock(self, stop: threading.Event | None = None,
@@ -967,6 +994,34 @@ class Repository:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _changes(raw: str) -> Iterator[Change]:
+    """The `Change`s of `git log --raw` or `diff-tree --raw` output in squad's format."""
+    for chunk in raw.split("\x1e"):
+        head, _, body = chunk.partition("\n")
+        sha, _, rest = head.partition("\x00")
+        if not sha:
+            continue
+        values, _, shape = rest.partition("\x00")
+        ids = [v for v in values.split("\x1f") if v]
+        for line in body.splitlines():
+            meta, _, path = line.partition("\t")
+            fields = meta.split()
+            if path and len(fields) == 5:
+                yield Change(sha, fields[4][:1], path, fields[2], fields[3], ids, shape.strip())
+
+
+def _run_git(root: Path, args: list[str], stdin: str) -> str:
+    """One git process fed `stdin` (GitPython's wrapper cannot feed a string), in a session
+    of its own like every git squad starts (see `_Git`)."""
+    try:
+        out = subprocess.run(["git", *args], cwd=root, input=stdin.encode("utf-8"),
+                             capture_output=True, check=True, start_new_session=True)
+    except subprocess.CalledProcessError as exc:
+        detail = " ".join(exc.stderr.decode("utf-8", "replace").split())[:300]
+        raise SquadError(f"{root}: git {args[0]} failed: {detail}") from None
+    return out.stdout.decode("utf-8", "surrogateescape")
 
 
 def _trailers(text: str) -> dict[str, list[str]]:

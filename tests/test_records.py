@@ -111,3 +111,29 @@ def test_slug_is_ascii_and_never_empty() -> None:
     assert slug("Use SQLite: yes!") == "use-sqlite-yes"
     assert slug("Café über alles") == "cafe-uber-alles"
     assert slug("日本語") == "decision"
+
+
+@settings(max_examples=200, deadline=None)
+@given(records, st.sampled_from([None, "proposed", "accepted", "superseded"]), ids,
+       st.sampled_from(["accept", "reject", None]))
+def test_an_index_row_formatted_in_python_is_what_the_row_template_renders(
+        record: Record, status: str | None, later: tuple[int, ...], event: str | None) -> None:
+    from squad import ledger
+
+    if event is not None:  # a status event: its row shows what it did, to which decision
+        record = record.model_copy(update={"kind": event, "target": 1, "supersedes": ()})
+    entry = ledger.Entry(record, f"{record.id // 1000:03d}/{filename(record)}", "sha256:x")
+    assert ledger._plain_row(entry, status, later, None, entry.file) == \
+        ledger._row(entry, status, later, None, entry.file)
+
+
+def test_an_overridden_row_template_is_the_one_rendered(tmp_path) -> None:
+    from squad import ledger
+
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "index_row.md.j2").write_text("row {{ row.id }}\n")
+    record = Record(id=7, title="T", agent="a", date=datetime(2026, 1, 1, tzinfo=UTC),
+                    decision="D")
+    log = ledger.Ledger([ledger.Entry(record, filename(record), "sha256:x")])
+    assert ledger.rows_of(log, log.entries, tmp_path) == ["row 0007"]
+    assert ledger.rows_of(log, log.entries, None)[0].startswith("| [0007](0007-t.md) | T |")
