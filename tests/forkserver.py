@@ -90,7 +90,9 @@ def _preload() -> None:
     for info in pkgutil.walk_packages(squad.__path__, "squad."):
         if info.name not in {"squad.__main__", "squad.mcp_server"}:
             importlib.import_module(info.name)
-    for name in ("openai", "rich.console", "rich.live", "rich.table", "rich.markdown",
+    for name in ("openai", "openai.resources.chat", "openai.lib.streaming.chat",
+                 "openai.pagination", "httpx", "h11", "anyio.streams.tls", "jiter",
+                 "rich.console", "rich.live", "rich.table", "rich.markdown", "rich.progress",
                  "jinja2", "yaml", "git", "click", "pydantic", "watchdog.observers"):
         importlib.import_module(name)
 
@@ -242,11 +244,13 @@ class ForkServer:
     process: subprocess.Popen[bytes] | None = None
     control: socket.socket | None = None
     starts: int = 0
+    environment: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     sending: threading.Lock = field(default_factory=threading.Lock)
 
     def _started(self) -> socket.socket:
         if self.control is None:
             ours, theirs = socket.socketpair()
+            self.environment = dict(os.environ)  # what the server's interpreter started with
             self.process = subprocess.Popen(
                 [sys.executable, __file__, str(theirs.fileno())], pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
@@ -304,8 +308,7 @@ class ForkServer:
         return subprocess.CompletedProcess(command, os.waitstatus_to_exitcode(status),
                                            stdout, stderr)
 
-    @staticmethod
-    def _collect(reply: socket.socket, output: dict[int, bytearray], timeout: float | None,
+    def _collect(self, reply: socket.socket, output: dict[int, bytearray], timeout: float | None,
                  command: list[str]) -> int:
         """Read both pipes to their end and then the exit status, as `communicate` does."""
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -52,8 +52,8 @@ _AT_START = ("PYTHON", "LC_", "LANG")
 def _forkable(env: dict[str, str], kwargs: dict[str, object]) -> bool:
     return FORKING and set(kwargs) <= {"timeout", "stdin"} \
         and kwargs.get("stdin", subprocess.DEVNULL) == subprocess.DEVNULL \
-        and all(env.get(name) == os.environ.get(name) for name in {*env, *os.environ}
-                if name.startswith(_AT_START))
+        and all(env.get(name) == FORKS.environment.get(name)
+                for name in {*env, *FORKS.environment} if name.startswith(_AT_START))
 
 
 def squad(repo: Path, *args: str, check: bool = True, env: dict[str, str] | None = None,

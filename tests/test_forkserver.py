@@ -13,29 +13,30 @@ from pathlib import Path
 
 import pytest
 from forkserver import ForkServer
+from helpers import FORKS
 
 HERE = Path(__file__).parent
 
 
 @pytest.fixture
 def forks() -> Iterator[ForkServer]:
+    """A server of this test's own (the one `squad(...)` uses is shared by the session)."""
     server = ForkServer()
     yield server
     server.close()
 
 
 @pytest.mark.parametrize("what", ["0", "3", "interrupt", "crash"])
-def test_a_forked_child_sees_and_ends_as_a_fresh_process_does(
-        forks: ForkServer, tmp_path: Path, what: str) -> None:
+def test_a_forked_child_sees_and_ends_as_a_fresh_process_does(tmp_path: Path, what: str) -> None:
     """Same argv, cwd, environment, signal handling, stdio, exit code and output (atexit
     handlers and non-daemon threads included), after an earlier command in other settings."""
-    earlier = forks.run(["5"], str(HERE), {**os.environ, "PROBE": "earlier", "HOME": "/"},
+    earlier = FORKS.run(["5"], str(HERE), {**os.environ, "PROBE": "earlier", "HOME": "/"},
                         module="process_probe")
     assert earlier.returncode == 5 and '"probe": "earlier"' in earlier.stdout, earlier
     env = {**os.environ, "PROBE": what, "HOME": str(tmp_path), "TMPDIR": str(tmp_path)}
     expected = subprocess.run([sys.executable, "-m", "process_probe", what], cwd=HERE, env=env,
                               capture_output=True, text=True)
-    got = forks.run([what], str(HERE), env, module="process_probe")
+    got = FORKS.run([what], str(HERE), env, module="process_probe")
     assert "atexit ran" in expected.stdout and "thread joined" in expected.stdout
     assert (got.returncode, got.stdout) == (expected.returncode, expected.stdout)
     # a traceback names the server's frames too: the first and last lines are the same
@@ -67,11 +68,11 @@ def test_the_server_ends_with_its_client_and_takes_its_children(forks: ForkServe
     assert [str(e) for e in ended] == ["the fork server went away"]
 
 
-def test_a_timeout_kills_the_child_and_says_so(forks: ForkServer) -> None:
+def test_a_timeout_kills_the_child_and_says_so() -> None:
     with pytest.raises(subprocess.TimeoutExpired):
-        forks.run(["sleep"], str(HERE), dict(os.environ), module="process_probe", timeout=1)
-    assert forks.process is not None and _children(forks.process.pid) == []
-    assert forks.run(["0"], str(HERE), dict(os.environ), module="process_probe").returncode == 0
+        FORKS.run(["sleep"], str(HERE), dict(os.environ), module="process_probe", timeout=1)
+    assert FORKS.process is not None and _children(FORKS.process.pid) == []
+    assert FORKS.run(["0"], str(HERE), dict(os.environ), module="process_probe").returncode == 0
 
 
 def _children(pid: int) -> list[int]:
