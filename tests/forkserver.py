@@ -90,11 +90,15 @@ def _preload() -> None:
     for info in pkgutil.walk_packages(squad.__path__, "squad."):
         if info.name not in {"squad.__main__", "squad.mcp_server"}:
             importlib.import_module(info.name)
-    for name in ("openai", "openai.resources.chat", "openai.lib.streaming.chat",
-                 "openai.pagination", "httpx", "h11", "anyio.streams.tls", "jiter",
-                 "rich.console", "rich.live", "rich.table", "rich.markdown", "rich.progress",
-                 "jinja2", "yaml", "git", "click", "pydantic", "watchdog.observers"):
+    for name in ("openai", "rich.console", "rich.live", "rich.table", "rich.markdown",
+                 "rich.progress", "jinja2", "yaml", "git", "click", "pydantic",
+                 "watchdog.observers"):
         importlib.import_module(name)
+    # what the OpenAI client imports when it is made and first used (names vary by version)
+    for name in ("openai.resources.chat", "openai.lib.streaming.chat", "openai.pagination",
+                 "h11", "httpcore2", "httpcore", "anyio.streams.tls", "jiter", "truststore"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 def serve(control: socket.socket) -> dict[str, Any] | None:

@@ -58,7 +58,9 @@ def test_the_server_ends_with_its_client_and_takes_its_children(forks: ForkServe
 
     running = threading.Thread(target=sleep)
     running.start()
+    deadline = time.monotonic() + 60
     while forks.process is None or not _children(forks.process.pid):
+        assert running.is_alive() and time.monotonic() < deadline, ended
         time.sleep(0.05)
     server = forks.process.pid
     [child] = _children(server)
