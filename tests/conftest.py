@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from helpers import (  # noqa: F401  (re-exported for modules that import them from here)
     AGENTS,
+    FORKS,
     SQUAD,
     START,
     Templates,
@@ -46,6 +47,13 @@ def _isolate(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     for name in list(os.environ):
         if name.startswith(("SQUAD_", "GIT_AUTHOR", "GIT_COMMITTER", "OPENAI_")):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fork_server() -> Iterator[None]:
+    """The fork server `squad(...)` starts on first use ends with the session."""
+    yield
+    FORKS.close()
 
 
 @pytest.fixture(autouse=True)

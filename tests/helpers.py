@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from forkserver import ForkServer
 from scripted_server import RecordedRequest, Text, ToolCalls
 
 SQUAD = [sys.executable, "-m", "squad"]
@@ -40,11 +41,37 @@ def git(repo: Path, *args: str, **kwargs: object) -> str:
     return out.stdout
 
 
+# `squad(...)` forks its process from a server that has imported squad once (forkserver.py);
+# SQUAD_TEST_FORK=0 in pytest's environment starts every command as a fresh interpreter instead.
+FORKS = ForkServer()
+FORKING = os.environ.get("SQUAD_TEST_FORK", "1") != "0"
+# Read by the interpreter as it starts: a command given its own value needs its own interpreter.
+_AT_START = ("PYTHON", "LC_", "LANG")
+
+
+def _forkable(env: dict[str, str], kwargs: dict[str, object]) -> bool:
+    return FORKING and set(kwargs) <= {"timeout", "stdin"} \
+        and kwargs.get("stdin", subprocess.DEVNULL) == subprocess.DEVNULL \
+        and all(env.get(name) == FORKS.environment.get(name)
+                for name in {*env, *FORKS.environment} if name.startswith(_AT_START))
+
+
 def squad(repo: Path, *args: str, check: bool = True, env: dict[str, str] | None = None,
-          **kwargs: object) -> subprocess.CompletedProcess[str]:
-    """Run the real `squad` command in `repo` as a separate process."""
-    result = subprocess.run([*SQUAD, *args], cwd=repo, capture_output=True, text=True,
-                            env={**os.environ, **(env or {})}, **kwargs)  # type: ignore[call-overload]
+          **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """Run the real `squad` command in `repo` as a separate process (forked from the fork
+    server unless the call needs a fresh interpreter)."""
+    environment = {**os.environ, **(env or {})}
+    if _forkable(environment, kwargs) and Path(repo).is_dir():
+        if "stdin" in kwargs:
+            with open(os.devnull, "rb") as null:
+                result = FORKS.run(list(args), str(repo), environment, null.fileno(),
+                                   timeout=kwargs.get("timeout"))
+        else:
+            result = FORKS.run(list(args), str(repo), environment,
+                               timeout=kwargs.get("timeout"))
+    else:
+        result = subprocess.run([*SQUAD, *args], cwd=repo, capture_output=True, text=True,
+                                env=environment, **kwargs)
     if check and result.returncode != 0:
         raise AssertionError(f"squad {' '.join(args)} exited {result.returncode}:\n"
                              f"{result.stdout}\n{result.stderr}")

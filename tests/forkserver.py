@@ -1,0 +1,350 @@
+"""A fork server for the tests: `squad` commands without paying interpreter start and imports.
+
+Most of the suite's time went into starting `python -m squad` hundreds of times, each start
+importing pydantic, GitPython, jinja2, rich and the rest again. One server per test process has
+imported them once; each command is a fork of it that sets up what a fresh `python -m squad`
+would have (argv, cwd, environment, the caller's stdin/stdout/stderr, default signal handling),
+runs squad's real entry point as `__main__` and leaves through normal interpreter shutdown
+(atexit handlers, non-daemon threads joined, buffers flushed). So each command is still its own
+process running squad's real code; only what every start would repeat is shared.
+
+The server is single-threaded (forking a threaded process is unsafe), waits for every child it
+forks (their CPU time stays accounted to the test run), and exits, killing what it still runs,
+as soon as its client's end of the socket closes: at the end of the session, on Ctrl-C, or when
+the test process dies.
+
+Run as a script, this file is the server; imported, `ForkServer` is the client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import locale
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+# ---- the wire: a length-prefixed JSON message, possibly carrying file descriptors ----------
+
+_HEADER = struct.Struct("!I")
+
+
+def _send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
+    data = json.dumps(message).encode()
+    data = _HEADER.pack(len(data)) + data
+    if fds:
+        socket.send_fds(sock, [data], fds)
+    else:
+        sock.sendall(data)
+
+
+def _receive(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
+    """One message and the descriptors that came with it; (None, []) at end of stream."""
+    fds: list[int] = []
+    data = b""
+    size = _HEADER.size
+    while len(data) < size:
+        chunk, more, _flags, _addr = socket.recv_fds(sock, size - len(data), 8)
+        fds += more
+        if not chunk:
+            for fd in fds:
+                os.close(fd)
+            return None, []
+        data += chunk
+        if size == _HEADER.size and len(data) == size:
+            size += _HEADER.unpack(data)[0]
+    return json.loads(data[_HEADER.size:]), fds
+
+
+# ---- the server ----------------------------------------------------------------------------
+
+@dataclass
+class _Child:
+    pid: int
+    pidfd: int
+    reply: socket.socket
+
+
+def _preload() -> None:
+    """Import what commands import, so that no child pays for it again.
+
+    Only imports: nothing here may read the environment, the working directory or start a
+    thread (the module-level state a child inherits must be what a fresh process would build).
+    `mcp_server` stays out: the MCP SDK is an optional extra and `squad mcp` runs as a real
+    process in its tests.
+    """
+    import importlib
+    import pkgutil
+
+    import squad
+
+    for info in pkgutil.walk_packages(squad.__path__, "squad."):
+        if info.name not in {"squad.__main__", "squad.mcp_server"}:
+            importlib.import_module(info.name)
+    for name in ("openai", "rich.console", "rich.live", "rich.table", "rich.markdown",
+                 "rich.progress", "jinja2", "yaml", "git", "click", "pydantic",
+                 "watchdog.observers"):
+        importlib.import_module(name)
+    # what the OpenAI client imports when it is made and first used (names vary by version)
+    for name in ("openai.resources.chat", "openai.lib.streaming.chat", "openai.pagination",
+                 "h11", "httpcore2", "httpcore", "anyio.streams.tls", "jiter", "truststore"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
+def serve(control: socket.socket) -> dict[str, Any] | None:
+    """Fork a child per request until the control socket closes. Returns, in a child only,
+    the request that child is to run; the server itself returns None."""
+    import threading
+
+    server = os.getpid()
+    assert threading.active_count() == 1, "the fork server must stay single-threaded"
+    children: dict[int, _Child] = {}  # by pidfd
+    chooser = selectors.DefaultSelector()
+    chooser.register(control, selectors.EVENT_READ, "control")
+    try:
+        while True:
+            for key, _ in chooser.select():
+                if key.fd not in chooser.get_map():
+                    continue  # unregistered by an earlier event of this batch
+                if key.data == "control":
+                    request, fds = _receive(control)
+                    if request is None:
+                        return None
+                    *stdio, reply_fd = fds
+                    reply = socket.socket(fileno=reply_fd)
+                    pid = os.fork()
+                    if pid == 0:
+                        chooser.close()
+                        control.close()
+                        reply.close()
+                        for child in children.values():
+                            os.close(child.pidfd)
+                            child.reply.close()
+                        for number, fd in enumerate(stdio):
+                            os.dup2(fd, number)  # inheritable, as a fresh process's stdio is
+                            os.close(fd)
+                        return request
+                    for fd in stdio:
+                        os.close(fd)
+                    child = _Child(pid, os.pidfd_open(pid), reply)
+                    children[child.pidfd] = child
+                    chooser.register(child.pidfd, selectors.EVENT_READ, "exit")
+                    chooser.register(reply, selectors.EVENT_READ, child)
+                    _send(reply, {"pid": pid})
+                elif key.data == "exit":
+                    child = children.pop(key.fd)
+                    chooser.unregister(child.pidfd)
+                    if child.reply.fileno() in chooser.get_map():
+                        chooser.unregister(child.reply)
+                    _, status = os.waitpid(child.pid, 0)
+                    os.close(child.pidfd)
+                    with contextlib.suppress(OSError):  # the client may have gone
+                        _send(child.reply, {"status": status})
+                    child.reply.close()
+                else:  # the client asks for a signal or hangs up (gave up: a timeout, Ctrl-C)
+                    child = key.data
+                    asked, _ = _receive(child.reply)
+                    if asked is None:
+                        chooser.unregister(child.reply)
+                    signal.pidfd_send_signal(
+                        child.pidfd, signal.SIGKILL if asked is None else asked["signal"])
+    finally:
+        if os.getpid() == server:
+            for child in children.values():
+                signal.pidfd_send_signal(child.pidfd, signal.SIGKILL)
+                os.waitpid(child.pid, 0)
+                os.close(child.pidfd)
+                child.reply.close()
+
+
+def _become(request: dict[str, Any]) -> None:
+    """In the child: be what `python -m squad ARGS` started in `cwd` with `env` would be."""
+    import runpy
+    import tempfile
+
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    tempfile.tempdir = None  # found again from this environment, on first use
+    sys.path[0] = os.getcwd()  # `-m` puts the working directory first
+    sys.argv = ["-m", *request["args"]]  # runpy sets argv[0] to the module's file
+    try:
+        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as exc:
+        code = _exit_code(exc)
+    except KeyboardInterrupt:
+        sys.excepthook(*sys.exc_info())
+        _shut_down()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # dies of it, as the interpreter does
+        os.kill(os.getpid(), signal.SIGINT)
+        code = 130
+    except BaseException:
+        sys.excepthook(*sys.exc_info())
+        code = 1
+    os._exit(_shut_down() or code)
+
+
+def _exit_code(exc: SystemExit) -> int:
+    """The exit status the interpreter makes of a SystemExit."""
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code & 0xFF
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def _shut_down() -> int:
+    """What interpreter shutdown does that anyone can see: join non-daemon threads, run the
+    atexit handlers (coverage saves its data there), flush stdout and stderr (a failed flush
+    makes exit status 120). Tearing down the modules the server imported is skipped: it
+    touches every page the fork shares and costs more than the command, to no one's eyes."""
+    import atexit
+    import threading
+
+    threading._shutdown()  # type: ignore[attr-defined]
+    atexit._run_exitfuncs()
+    failed = 0
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            failed = 120
+    return failed
+
+
+def main() -> None:
+    control = socket.socket(fileno=int(sys.argv[1]))
+    _preload()
+    import gc
+
+    gc.freeze()  # what the server built stays out of the children's collections
+    request = serve(control)
+    if request is not None:
+        _become(request)
+
+
+# ---- the client ----------------------------------------------------------------------------
+
+class ServerGone(RuntimeError):
+    """The server ended (closed, or killed) while a command was running."""
+
+
+@dataclass
+class ForkServer:
+    """The client side: one server process, started on first use, per test process."""
+
+    process: subprocess.Popen[bytes] | None = None
+    control: socket.socket | None = None
+    starts: int = 0
+    environment: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    sending: threading.Lock = field(default_factory=threading.Lock)
+
+    def _started(self) -> socket.socket:
+        if self.control is None:
+            ours, theirs = socket.socketpair()
+            self.environment = dict(os.environ)  # what the server's interpreter started with
+            self.process = subprocess.Popen(
+                [sys.executable, __file__, str(theirs.fileno())], pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            theirs.close()
+            self.control = ours
+        return self.control
+
+    def close(self) -> None:
+        """End the server (it kills what it still runs) and wait for it."""
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+        if self.process is not None:
+            self.process.wait()
+            self.process = None
+
+    def run(self, args: list[str], cwd: str, env: dict[str, str], stdin: int = 0,
+            timeout: float | None = None, module: str = "squad",
+            ) -> subprocess.CompletedProcess[str]:
+        """What `subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
+        capture_output=True, text=True, timeout=timeout)` returns or raises, from a forked
+        child; `stdin` is the descriptor it reads (by default this process's own, as a
+        subprocess inherits it)."""
+        control = self._started()
+        self.starts += 1
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        ours, theirs = socket.socketpair()
+        try:
+            with self.sending:
+                _send(control, {"module": module, "args": args, "cwd": cwd, "env": env},
+                      [stdin, out_w, err_w, theirs.fileno()])
+        finally:
+            for fd in (out_w, err_w):
+                os.close(fd)
+            theirs.close()
+        command = [sys.executable, "-m", module, *args]
+        output = {out_r: bytearray(), err_r: bytearray()}
+        try:
+            hello, _ = _receive(ours)
+            if hello is None:
+                raise ServerGone("the fork server went away")
+            status = self._collect(ours, output, timeout, command)
+        except BaseException:
+            with ours:  # hanging up tells the server to kill the child; then wait for it
+                ours.settimeout(None)
+                ours.shutdown(socket.SHUT_WR)
+                _receive(ours)
+            raise
+        finally:
+            for fd in output:
+                os.close(fd)
+        ours.close()
+        stdout, stderr = (_text(bytes(output[fd])) for fd in (out_r, err_r))
+        return subprocess.CompletedProcess(command, os.waitstatus_to_exitcode(status),
+                                           stdout, stderr)
+
+    def _collect(self, reply: socket.socket, output: dict[int, bytearray], timeout: float | None,
+                 command: list[str]) -> int:
+        """Read both pipes to their end and then the exit status, as `communicate` does."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        chooser = selectors.DefaultSelector()
+        for fd in output:
+            chooser.register(fd, selectors.EVENT_READ)
+        with chooser:
+            while chooser.get_map():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise subprocess.TimeoutExpired(command, timeout or 0)
+                for key, _ in chooser.select(left):
+                    chunk = os.read(key.fd, 65536)
+                    if chunk:
+                        output[key.fd] += chunk
+                    else:
+                        chooser.unregister(key.fd)
+        reply.settimeout(None if deadline is None else max(deadline - time.monotonic(), 0.001))
+        try:
+            done, _ = _receive(reply)
+        except TimeoutError:
+            raise subprocess.TimeoutExpired(command, timeout or 0) from None
+        if done is None:
+            raise ServerGone("the fork server went away")
+        return int(done["status"])
+
+
+def _text(data: bytes) -> str:
+    """Decoded as `subprocess.run(text=True)` decodes: locale encoding, universal newlines."""
+    return data.decode(locale.getpreferredencoding(False)).replace("\r\n", "\n") \
+        .replace("\r", "\n")
+
+
+if __name__ == "__main__":
+    main()
