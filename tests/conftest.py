@@ -8,6 +8,7 @@ real repository like any other, only cheaper than running the same commands agai
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -166,6 +167,21 @@ def two_agent_run(templates: Templates, tmp_path: Path) -> tuple[Path, str]:
 # and then one at a time, so interleaving these with short ones starts one per worker at once
 # and no long test is left to run alone at the end while the other workers idle.
 LONGEST = ("test_torture.py::", "test_remote_torture.py::")
+
+
+# Memory-backed temp folders where the machine has them: the suite makes and fsyncs tens of
+# thousands of small files (repositories, drops, packs), which a disk makes the slowest part of
+# many tests. They are real files either way; a TMPDIR set by the caller is left alone.
+SHM = Path("/dev/shm")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if "TMPDIR" in os.environ or not (SHM.is_dir() and os.access(SHM, os.W_OK)):
+        return
+    stat = os.statvfs(SHM)
+    if stat.f_bavail * stat.f_frsize >= 4 << 30:  # room for the suite with plenty to spare
+        os.environ["TMPDIR"] = str(SHM)  # for xdist workers and every process they start
+        tempfile.tempdir = None  # recomputed from TMPDIR on next use
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
