@@ -76,6 +76,7 @@ def open_repo(start: Path) -> Repository:
             f"{start}: not inside a git repository (run `git init` first)") from None
     if repo.bare or repo.working_tree_dir is None:
         raise NotARepoError(f"{start}: a bare repository has no working tree for squad")
+    _check_owner(repo)
     # read from the repository's config, not asked of a git process: every command opens one
     with repo.config_reader("repository") as config:
         fmt = str(config.get_value("extensions", "objectformat", OBJECT_FORMAT)).lower()
@@ -86,6 +87,21 @@ def open_repo(start: Path) -> Repository:
             f"{root}: the repository uses {fmt} object names (extensions.objectFormat); "
             f"squad writes only {OBJECT_FORMAT} objects")
     return Repository(repo)
+
+
+def _check_owner(repo: git.Repo) -> None:
+    """git refuses a repository another user owns unless told it is safe (safe.directory);
+    GitPython would only fail later, mid-command. Asked of git only when the owners differ."""
+    root = Path(str(repo.working_tree_dir))
+    if root.stat().st_uid == os.geteuid():
+        return
+    out = subprocess.run(["git", "rev-parse", "--git-dir"], cwd=root, capture_output=True,
+                         text=True, stdin=subprocess.DEVNULL)
+    if out.returncode and "dubious ownership" in out.stderr:
+        repo.close()
+        raise UnsafeRepoError(
+            f"{root}: git refuses a repository owned by another user; if you trust it: "
+            f"git config --global --add safe.directory {root}")
 
 
 class _Git(git.Git):

@@ -194,3 +194,21 @@ def test_a_sha256_repository_is_refused_in_one_line_and_nothing_is_written(
         assert "sha256 object names" in line and str(root) in line
     assert git(root, "rev-parse", "HEAD") == head
     assert git(root, "status", "--porcelain") == "?? decisions/\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the repository away")
+def test_a_repository_git_refuses_for_its_owner_is_one_line_and_nothing_written(
+        repo: Path) -> None:
+    """git will not work in a repository another user owns (unless safe.directory says so):
+    squad says so in one line, with the way out, rather than crashing mid-command."""
+    for path in [repo, *repo.rglob("*")]:
+        os.lchown(path, 65534, 65534)
+    before = sorted(p.relative_to(repo) for p in repo.rglob("*"))
+    for command in (["log"], ["verify"], ["init"],
+                    ["decide", "--title", "T", "--decision", "d", "--agent", "tester"]):
+        result = squad(repo, *command, check=False)
+        assert result.returncode == 3, (command, result.stderr)
+        assert result.stderr.splitlines() == [
+            f"squad: {repo}: git refuses a repository owned by another user; if you trust "
+            f"it: git config --global --add safe.directory {repo}"], command
+    assert sorted(p.relative_to(repo) for p in repo.rglob("*")) == before
