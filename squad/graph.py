@@ -26,15 +26,18 @@ class Edge:
 
 def edges_of(ledger: Ledger, ids: set[int]) -> list[Edge]:
     """Edges touching `ids`: what they name, and what names them."""
+    return [edge for edge in all_edges(ledger) if edge.src in ids or edge.dst in ids]
+
+
+def all_edges(ledger: Ledger) -> list[Edge]:
+    """Every edge of the log, in log order; within a record: inputs, supersedes, target."""
     edges: list[Edge] = []
     for record in ledger.records:
         named = [(i, "input") for i in record.inputs] + [(i, "supersedes")
                                                          for i in record.supersedes]
         if record.target is not None:
             named.append((record.target, record.kind))
-        for dst, kind in named:
-            if record.id in ids or dst in ids:
-                edges.append(Edge(record.id, dst, kind))
+        edges += [Edge(record.id, dst, kind) for dst, kind in named]
     return edges
 
 

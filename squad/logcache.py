@@ -34,7 +34,6 @@ import contextlib
 import hashlib
 import json
 import os
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,6 +41,7 @@ from typing import TYPE_CHECKING
 from squad import __version__
 from squad.layout import folder_of
 from squad.ledger import Entry, Ledger
+from squad.logview import replace_whole
 from squad.records import RECORD_NAME, SECTIONS_LOWER, Origin, Record, filename
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ def _frame(blob: str, payload: bytes) -> bytes:
 def _append(path: Path, fresh: dict[str, Entry], new_file: bool) -> None:
     data = b"".join(_encode(blob, entry) for blob, entry in fresh.items())
     if new_file:
-        _write_new(path, HEADER + data)
+        replace_whole(path, HEADER + data)
         return
     fd = os.open(path, os.O_WRONLY | os.O_APPEND)
     try:
@@ -190,16 +190,6 @@ def _append(path: Path, fresh: dict[str, Entry], new_file: bool) -> None:
 def _rewrite(path: Path, keep: dict[str, bytes], entries: dict[str, Entry]) -> None:
     parts = [HEADER] + [_frame(blob, payload) for blob, payload in keep.items()]
     parts += [_encode(blob, entry) for blob, entry in entries.items() if blob not in keep]
-    _write_new(path, b"".join(parts))
+    replace_whole(path, b"".join(parts))
 
 
-def _write_new(path: Path, data: bytes) -> None:
-    """Replace the file whole: a reader sees the old file or the new one, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from squad import __version__
+from squad.graph import all_edges
 
 if TYPE_CHECKING:
     from squad.ledger import Ledger
@@ -98,20 +99,14 @@ def build(ledger: Ledger, listing: dict[str, str], commit: str, settings: str) -
     def add(record_id: int, group: str, other: int) -> None:
         edges.setdefault(record_id, {}).setdefault(group, []).append(other)
 
-    # The same edges, in the same order, as `graph.edges_of` walks them.
-    for record in ledger.records:
-        named = [(i, "input") for i in record.inputs] + [(i, "supersedes")
-                                                         for i in record.supersedes]
-        if record.target is not None:
-            named.append((record.target, record.kind))
-        for dst, kind in named:
-            forward = {"input": "inputs", "supersedes": "supersedes", "accept": "accepts",
-                       "reject": "rejects"}.get(kind)
-            backward = {"input": "input to", "supersedes": "superseded by", "accept":
-                        "accepted/rejected by", "reject": "accepted/rejected by"}.get(kind)
-            if forward is not None and backward is not None:
-                add(record.id, forward, dst)
-                add(dst, backward, record.id)
+    for edge in all_edges(ledger):  # the edges `graph.edges_of` finds, in its order
+        forward = {"input": "inputs", "supersedes": "supersedes", "accept": "accepts",
+                   "reject": "rejects"}.get(edge.kind)
+        backward = {"input": "input to", "supersedes": "superseded by", "accept":
+                    "accepted/rejected by", "reject": "accepted/rejected by"}.get(edge.kind)
+        if forward is not None and backward is not None:
+            add(edge.src, forward, edge.dst)
+            add(edge.dst, backward, edge.src)
     lines: list[bytes] = []
     index: list[tuple[int, int]] = []
     offset = 0
@@ -150,14 +145,20 @@ def _seal(commit: str, body: bytes) -> bytes:
 def save(path: Path, data: bytes) -> None:
     """Replace the file whole; a view that cannot be written only costs speed."""
     with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        replace_whole(path, data)
+
+
+def replace_whole(path: Path, data: bytes) -> None:
+    """Replace the file whole: a reader sees the old file or the new one, never a mix (also
+    the parse cache's way)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 # ---- reading ----------------------------------------------------------------------------
