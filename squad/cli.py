@@ -1068,9 +1068,10 @@ def _watch_remote(coordinator: Coordinator, remote: str, interval: float | None)
 @click.pass_context
 def push_(ctx: click.Context, remote: str, writer: str | None) -> None:
     """Push this clone's drops that are still waiting (after `decide --push` could not)."""
-    from squad.remote import DROPS, check_writer, default_writer, push_drops
+    from squad.remote import DROPS, check_remote, check_writer, default_writer, push_drops
 
     ws = _workspace(ctx)
+    check_remote(ws, remote)
     writer = check_writer(writer) if writer else default_writer(ws)
     report = push_drops(ws, remote, writer, log=lambda message: err.print(message))
     click.echo(f"pushed {report.pushed} drop(s) to {remote} ({DROPS}{writer})")

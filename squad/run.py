@@ -161,7 +161,6 @@ class Run:
             raise UsageError("the repository has no commit yet; run `squad init` first")
         check_layout(self.ws.root)  # never create the run's folder through a link
         run_id, self.ws = self.mode.begin(self.ws, settings, start, self.log)
-        self.budget.prices = self.ws.at(start).config.prices  # an input, as the charters
         coordinator.ws, coordinator.run = self.ws, run_id
         outcome = Outcome(run_id=run_id, start=start, end=start)
         branch_back = None
@@ -207,6 +206,7 @@ class Run:
             self.team = ws.snapshot.team() if ws.snapshot else self.team
             coordinator.ws = ws  # between rounds: every drop of the last one is taken
             if number == 1:
+                self.budget.prices = ws.config.prices  # the start commit's, as the charters
                 try:
                     outcome.plan = list(self._plan(ws).tasks)
                 except Divergence:
