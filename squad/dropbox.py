@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from squad.safety import write_new
+
 _counter = itertools.count(1)
 
 
@@ -45,16 +47,7 @@ class Inbox:
         self.create()
         name = name or unique_name()
         staging = self.tmp / name
-        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            data = text.encode("utf-8")
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_new(staging, text.encode("utf-8"), sync=durable)
         target = self.new / name
         if target.exists():
             os.unlink(staging)

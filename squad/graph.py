@@ -2,7 +2,7 @@
 
 Edges always point from a newer record to an older one (a record can only name records that
 were already in the log), so laying nodes out in columns by depth needs no cycle handling.
-`text` is the terminal form (`squad show`); `layout` gives geometry for the SVG template.
+`drawn` is the terminal form (`squad show`); `layout` gives geometry for the SVG template.
 """
 
 from __future__ import annotations
@@ -41,36 +41,10 @@ def all_edges(ledger: Ledger) -> list[Edge]:
     return edges
 
 
-def _line(ledger: Ledger, statuses: dict[int, str], record_id: int) -> str:
-    entry = ledger.get(record_id)
-    if entry is None:
-        return line_of(record_id, None)
-    record = entry.record
-    return line_of(record_id, (record.title, record.agent, statuses.get(record_id, record.kind)))
-
-
-def text(ledger: Ledger, record_id: int) -> str:
-    """The record's neighbourhood as indented lines for a terminal."""
-    statuses = ledger.statuses()
-    edges = edges_of(ledger, {record_id})
-    groups = [
-        ("supersedes", [e.dst for e in edges if e.src == record_id and e.kind == "supersedes"]),
-        ("accepts", [e.dst for e in edges if e.src == record_id and e.kind == "accept"]),
-        ("rejects", [e.dst for e in edges if e.src == record_id and e.kind == "reject"]),
-        ("inputs", [e.dst for e in edges if e.src == record_id and e.kind == "input"]),
-        ("superseded by", [e.src for e in edges if e.dst == record_id
-                           and e.kind == "supersedes"]),
-        ("accepted/rejected by", [e.src for e in edges if e.dst == record_id
-                                  and e.kind in ("accept", "reject")]),
-        ("input to", [e.src for e in edges if e.dst == record_id and e.kind == "input"]),
-    ]
-    return drawn(record_id, groups, lambda other: _line(ledger, statuses, other))
-
-
 def drawn(record_id: int, groups: list[tuple[str, list[int]]],
           line: Callable[[int], str]) -> str:
-    """The picture `text` prints, from the record's edge groups and a line per record (also
-    what `show` draws from the log view, so both print the same)."""
+    """The record's neighbourhood as indented lines for a terminal (`show`), from its edge
+    groups (the log view's) and a line per record."""
     out = [line(record_id)]
     shown = [(label, ids) for label, ids in groups if ids]
     for n, (label, ids) in enumerate(shown):

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # `log` filters the log view's rows too, without the ledger's models
-    from squad.ledger import Entry, Ledger
+    pass
 
 STATUSES = ("proposed", "accepted", "rejected", "superseded")
 
@@ -26,14 +26,6 @@ class Query:
     runs: tuple[str, ...] = ()
     since: datetime | None = None
     grep: str | None = None
-
-
-def select(ledger: Ledger, query: Query) -> list[Entry]:
-    status = ledger.statuses()
-    return [entry for entry in ledger.entries if admits(
-        query, entry.record.agent, entry.record.kind, status.get(entry.record.id),
-        entry.record.tags, entry.record.run, lambda r=entry.record: r.date,
-        lambda r=entry.record: (r.title, r.context, r.decision, r.consequences))]
 
 
 def admits_row(query: Query, data: dict[str, Any]) -> bool:

@@ -53,6 +53,11 @@ _INDEX_LINE = 24  # "<id:010d> <offset:012d>\n"
 # The graph groups of `squad show`, in the order it prints them.
 GROUPS = ("supersedes", "accepts", "rejects", "inputs", "superseded by",
           "accepted/rejected by", "input to")
+# an edge's kind -> its group on the record that names, and on the record named
+FORWARD = {"input": "inputs", "supersedes": "supersedes", "accept": "accepts",
+           "reject": "rejects"}
+BACKWARD = {"input": "input to", "supersedes": "superseded by",
+            "accept": "accepted/rejected by", "reject": "accepted/rejected by"}
 
 
 class Damaged(Exception):
@@ -99,11 +104,8 @@ def build(ledger: Ledger, listing: dict[str, str], commit: str, settings: str) -
     def add(record_id: int, group: str, other: int) -> None:
         edges.setdefault(record_id, {}).setdefault(group, []).append(other)
 
-    for edge in all_edges(ledger):  # the edges `graph.edges_of` finds, in its order
-        forward = {"input": "inputs", "supersedes": "supersedes", "accept": "accepts",
-                   "reject": "rejects"}.get(edge.kind)
-        backward = {"input": "input to", "supersedes": "superseded by", "accept":
-                    "accepted/rejected by", "reject": "accepted/rejected by"}.get(edge.kind)
+    for edge in all_edges(ledger):
+        forward, backward = FORWARD.get(edge.kind), BACKWARD.get(edge.kind)
         if forward is not None and backward is not None:
             add(edge.src, forward, edge.dst)
             add(edge.dst, backward, edge.src)

@@ -22,6 +22,8 @@ import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
+from squad.safety import write_new
+
 TYPES = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
 PREFIX = "tmp_pack_squad_"  # git's `prune` removes stale `tmp_*` files in objects/pack
 STALE_SECONDS = 3600.0  # a temporary this old was left by a killed writer
@@ -93,8 +95,8 @@ def write(folder: Path, objects: Iterable[tuple[str, str, bytes]]) -> Path:
     tmp_pack = folder / f"{PREFIX}{os.getpid()}_{name}.pack"
     tmp_idx = folder / f"{PREFIX}{os.getpid()}_{name}.idx"
     try:
-        _write_synced(tmp_pack, pack)
-        _write_synced(tmp_idx, idx)
+        write_new(tmp_pack, pack, 0o444)
+        write_new(tmp_idx, idx, 0o444)
         os.replace(tmp_pack, stem.with_suffix(".pack"))
         os.replace(tmp_idx, stem.with_suffix(".idx"))
     except BaseException:
@@ -133,13 +135,3 @@ def count(folder: Path) -> int:
     except FileNotFoundError:
         return 0
 
-
-def _write_synced(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -27,7 +27,7 @@ from pathlib import Path
 from squad import graph
 from squad.errors import UsageError
 from squad.logquery import Query, admits_row
-from squad.logview import Damaged, Row, View, settings_digest, view_path
+from squad.logview import GROUPS, Damaged, Row, View, settings_digest, view_path
 from squad.safety import check_layout
 
 DECISIONS = "decisions"  # squad.workspace.DECISIONS, without importing the workspace
@@ -139,9 +139,7 @@ def show(view: View, record_id: int, as_json: bool, root: Path) -> Answer:
         return graph.line_of(other, None if found is None else (
             found.data["title"], found.data["agent"], found.data["current_status"]))
 
-    picture = graph.drawn(record_id, [(label, groups.get(label, [])) for label in
-                                      ("supersedes", "accepts", "rejects", "inputs",
-                                       "superseded by", "accepted/rejected by", "input to")],
+    picture = graph.drawn(record_id, [(label, groups.get(label, [])) for label in GROUPS],
                           line)
     blob = subprocess.run(["git", "cat-file", "blob", row.blob], cwd=root, capture_output=True,
                           stdin=subprocess.DEVNULL)

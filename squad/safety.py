@@ -49,6 +49,20 @@ def check_layout(root: Path, folders: Iterable[str] = OWN_DIRS) -> None:
                     "own files there (move it away; nothing was touched)")
 
 
+def write_new(path: Path, data: bytes, mode: int = 0o644, sync: bool = True) -> None:
+    """Create `path` (never an existing file: O_EXCL) holding `data` whole, fsynced unless
+    `sync` is False: the first step of every write squad later renames into place."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def free_name(path: Path, suffix: str = KEPT_SUFFIX) -> Path:
     """`path` + suffix, numbered until nothing exists there (links count as existing)."""
     candidate, n = path.with_name(path.name + suffix), 1

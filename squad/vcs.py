@@ -129,7 +129,7 @@ class Repository:
         self.root = Path(repo.working_tree_dir or ".").resolve()
         self.git_dir = Path(repo.git_dir)
         self.common_dir = Path(repo.common_dir)  # shared by the clone's worktrees
-        self._objects = Path(repo.common_dir) / "objects"
+        self._objects = self.common_dir / "objects"
         self._trees: dict[str, list[tuple[bytes, int, str]]] = {}
         self._roots: dict[str, str] = {}  # commit -> its root tree
         self._written: dict[str, tuple[str, bytes]] = {}  # objects of our latest group

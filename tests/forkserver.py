@@ -104,7 +104,6 @@ def _preload() -> None:
 def serve(control: socket.socket) -> dict[str, Any] | None:
     """Fork a child per request until the control socket closes. Returns, in a child only,
     the request that child is to run; the server itself returns None."""
-    import threading
 
     server = os.getpid()
     assert threading.active_count() == 1, "the fork server must stay single-threaded"
@@ -211,7 +210,6 @@ def _shut_down() -> int:
     makes exit status 120). Tearing down the modules the server imported is skipped: it
     touches every page the fork shares and costs more than the command, to no one's eyes."""
     import atexit
-    import threading
 
     threading._shutdown()  # type: ignore[attr-defined]
     atexit._run_exitfuncs()
@@ -247,7 +245,6 @@ class ForkServer:
 
     process: subprocess.Popen[bytes] | None = None
     control: socket.socket | None = None
-    starts: int = 0
     environment: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     sending: threading.Lock = field(default_factory=threading.Lock)
 
@@ -279,7 +276,6 @@ class ForkServer:
         child; `stdin` is the descriptor it reads (by default this process's own, as a
         subprocess inherits it)."""
         control = self._started()
-        self.starts += 1
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         ours, theirs = socket.socketpair()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from helpers import drop_text, git, squad
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 from rich.table import Table
@@ -141,8 +141,7 @@ CELL = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_
 def test_the_plain_table_is_what_rich_prints(rows: list[tuple[str, ...]]) -> None:
     cells = [("id", "date", "agent", "status", "title"), *rows]
     plain = plain_table(cells)
-    if plain is None:
-        return
+    assume(plain is not None)  # a table the hand printer leaves to rich; counted as filtered
     table = Table(*cells[0], box=None, pad_edge=False)
     for row in rows:
         table.add_row(*row)
