@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 import click
 
 from squad import __version__
-from squad.errors import SquadError, UsageError
+from squad.errors import NotARepoError, SquadError, UsageError
 
 if TYPE_CHECKING:  # the rest is imported by the commands that need it: `--help` stays quick
     import threading
@@ -378,23 +378,34 @@ def _edit(fields: dict[str, Any]) -> dict[str, Any]:
         raise UsageError(f"the edited decision is not valid: {exc.message}") from None
 
 
+def _writer_option(fn: Any) -> Any:
+    return click.option("--writer", envvar="SQUAD_WRITER", metavar="ID",
+                        help="Writer id (default: this clone's, user@host+<6 hex>; env "
+                             "SQUAD_WRITER).")(fn)
+
+
+def _writer_id(ws: Workspace, writer: str | None) -> str:
+    """The writer id given (checked) or this clone's own."""
+    from squad.remote import check_writer, default_writer
+
+    return check_writer(writer) if writer else default_writer(ws)
+
+
 def _push_options(fn: Any) -> Any:
-    fn = click.option("--writer", envvar="SQUAD_WRITER", metavar="ID",
-                      help="Writer id for --push (default: this clone's, user@host+<6 hex>; env "
-                           "SQUAD_WRITER).")(fn)
     return click.option("--push", metavar="REMOTE",
-                        help="Deliver the drop through REMOTE instead of the local inbox.")(fn)
+                        help="Deliver the drop through REMOTE instead of the local inbox.")(
+        _writer_option(fn))
 
 
 def _push_target(ws: Workspace, push: str | None,
                  writer: str | None) -> tuple[str, str] | None:
-    from squad.remote import check_remote, check_writer, default_writer
+    from squad.remote import check_remote
 
     if not push:
         if writer:
             raise UsageError("--writer only makes sense with --push REMOTE")
         return None
-    return check_remote(ws, push), check_writer(writer) if writer else default_writer(ws)
+    return check_remote(ws, push), _writer_id(ws, writer)
 
 
 def _push_drop(ws: Workspace, text: str, remote: str, writer: str) -> None:
@@ -558,16 +569,26 @@ def _answered(ctx: click.Context, answer: Callable[[Any, Path], Any]) -> Any:
             with contextlib.suppress(Damaged):
                 return answer(*found)
     from squad import layout, logview
-    from squad.ledger import Ledger
 
     ws = _workspace(ctx)
-    head = ws.repo.head()
-    ledger, _, files = ws.log(head) if head is not None else (Ledger(), None, {})
+    head = _set_up(ws)
+    ledger, _, files = ws.log(head)
     settings = logview.settings_digest(ws.root)
-    data = logview.build(ledger, layout.records(files), head or "0" * 40, settings)
-    if head is not None:
-        logview.save(logview.view_path(ws.repo.git_dir), data)
-    return answer(logview.View.of_bytes(data, head or "0" * 40, settings), ws.root)
+    data = logview.build(ledger, layout.records(files), head, settings)
+    logview.save(logview.view_path(ws.repo.git_dir), data)
+    return answer(logview.View.of_bytes(data, head, settings), ws.root)
+
+
+def _set_up(ws: Workspace) -> str:
+    """HEAD, in a repository squad is set up in (squad.toml or decisions/ committed): a read
+    command anywhere else says so, rather than print an empty log that looks clean."""
+    head = ws.repo.head()
+    if head is None or not (ws.repo.file_sha("squad.toml", head)
+                            or ws.repo.list_dir("decisions", head)
+                            or ws.repo.list_dirs("decisions", head)):
+        raise NotARepoError(f"{ws.root}: squad is not set up here (no squad.toml or decisions/ "
+                            "committed); `squad init` sets it up")
+    return head
 
 
 def _print(answer: Any) -> None:
@@ -829,8 +850,7 @@ def _plan_only(ws: Workspace, settings: Any, as_json: bool) -> None:
               help="The planned run (default: the only one at HEAD with TASK-ID).")
 @click.option("--push", "remote", metavar="REMOTE", required=True,
               help="Deliver the drops and the agent's log through REMOTE.")
-@click.option("--writer", envvar="SQUAD_WRITER", metavar="ID",
-              help="Writer id (default: this clone's; env SQUAD_WRITER).")
+@_writer_option
 @click.pass_context
 def agent_(ctx: click.Context, task_id: str, run_id: str | None, remote: str,
            writer: str | None) -> None:
@@ -838,12 +858,12 @@ def agent_(ctx: click.Context, task_id: str, run_id: str | None, remote: str,
     from squad.connection import connect
     from squad.errors import RemoteError
     from squad.events import ToolUsed
-    from squad.remote import DROPS, check_remote, check_writer, default_writer
+    from squad.remote import DROPS, check_remote
     from squad.spread import deliver, delivered_here, find_plan, run_task
 
     ws = _workspace(ctx, env=True)
     check_remote(ws, remote)
-    writer = check_writer(writer) if writer else default_writer(ws)
+    writer = _writer_id(ws, writer)
     plan = find_plan(ws, task_id, run_id)
     task_id = plan.task(task_id).id
     if delivered_here(ws, writer, plan.run, task_id):
@@ -1028,6 +1048,7 @@ def verify(ctx: click.Context, as_json: bool) -> None:
     from squad.verify import verify as run_verify
 
     ws = _workspace(ctx)
+    _set_up(ws)
     faults = run_verify(ws)
     if as_json:
         click.echo(json.dumps({"ok": not faults,
@@ -1063,16 +1084,15 @@ def _watch_remote(coordinator: Coordinator, remote: str, interval: float | None)
 
 @main.command(name="push")
 @click.argument("remote")
-@click.option("--writer", envvar="SQUAD_WRITER", metavar="ID",
-              help="Writer id (default: this clone's, user@host+<6 hex>; env SQUAD_WRITER).")
+@_writer_option
 @click.pass_context
 def push_(ctx: click.Context, remote: str, writer: str | None) -> None:
     """Push this clone's drops that are still waiting (after `decide --push` could not)."""
-    from squad.remote import DROPS, check_remote, check_writer, default_writer, push_drops
+    from squad.remote import DROPS, check_remote, push_drops
 
     ws = _workspace(ctx)
     check_remote(ws, remote)
-    writer = check_writer(writer) if writer else default_writer(ws)
+    writer = _writer_id(ws, writer)
     report = push_drops(ws, remote, writer, log=lambda message: err.print(message))
     click.echo(f"pushed {report.pushed} drop(s) to {remote} ({DROPS}{writer})")
 

@@ -16,7 +16,6 @@ counts once: the first delivery the coordinator sees wins, the others are passed
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +42,7 @@ from squad.events import (
 from squad.llm.messages import Usage
 from squad.outcome import Outcome
 from squad.runlog import summarize
-from squad.vcs import Commit, write_atomic
+from squad.vcs import Commit
 
 if TYPE_CHECKING:
     from squad.remote import Drop, RemoteCoordinator
@@ -199,9 +198,7 @@ class Collector:
                     if drop is None or drop.blob is None or coordinator.is_done(key):
                         continue  # an earlier pass of this run: rebuilt from scratch
                     coordinator.writers[key] = delivery.writer
-                    staging = inbox.tmp / name
-                    write_atomic(staging, repo.blob(drop.blob))
-                    os.replace(staging, inbox.new / name)  # a leftover of a killed pass
+                    inbox.place(name, repo.blob(drop.blob))  # may replace a killed pass's
                     step = PassReport()
                     coordinator.take(name, step)
                     _merge(report, step)

@@ -8,6 +8,7 @@ settle time. Hidden files and `tmp/` are never drops.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import secrets
@@ -54,6 +55,18 @@ class Inbox:
             raise FileExistsError(f"{target}: a drop with this name is already waiting")
         os.rename(staging, target)
         return name
+
+    def place(self, name: str, data: bytes) -> None:
+        """Put a drop squad already holds (one redelivered from a commit, fetched from a
+        remote, or taken from a delivery) into `new/`, whole before its name appears there.
+        A file of that name in `tmp/` or `new/` is a leftover of a killed pass of squad's
+        own, so it is replaced."""
+        self.create()
+        staging = self.tmp / name
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staging)
+        write_new(staging, data, sync=False)
+        os.replace(staging, self.new / name)
 
     def claim_loose(self, settle_seconds: float) -> float | None:
         """Move settled files written straight into the inbox into `new/`.

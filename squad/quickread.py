@@ -100,8 +100,9 @@ def log(view: View, query: Query, as_json: bool, limit: int, all_: bool) -> Answ
         left = total - len(rows)
         answer.err.append(f"{left} older record{'s' * (left > 1)} not shown "
                           "(--all shows every one)")
-    if not total and view.count:
-        answer.err.append("no matching decisions")
+    if not total:
+        answer.err.append("no matching decisions" if view.count else
+                          "no decisions yet (`squad decide` or `squad run` records them)")
     if as_json:
         answer.out = json.dumps([row.data for row in rows], indent=2)
         return answer

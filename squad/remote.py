@@ -391,9 +391,7 @@ class RemoteCoordinator:
                 commit.trailers.get("Squad-Drop-Hash", []), strict=False)) <= there]
             redrops = self._redrops(alone, local, head) if alone else []
             for name, data in redrops:  # before the reset: a kill may repeat, never lose one
-                self.ws.inbox.create()
-                write_atomic(self.ws.inbox.tmp / name, data)
-                os.replace(self.ws.inbox.tmp / name, self.ws.inbox.new / name)
+                self.ws.inbox.place(name, data)
             repo.reset_keep(trunk, head)
             report.committed.clear()
             report.commits.clear()
@@ -441,13 +439,9 @@ class RemoteCoordinator:
                 continue
             if self.coordinator.is_done(drop.key) or self._quarantined(drop):
                 continue
-            target = inbox.new / drop.name
-            data = repo.blob(drop.blob)
-            if os.path.lexists(target):
+            if os.path.lexists(inbox.new / drop.name):
                 continue  # the same drop from an earlier pass, or a namesake taken first
-            staging = inbox.tmp / drop.name
-            write_atomic(staging, data)
-            os.rename(staging, target)
+            inbox.place(drop.name, repo.blob(drop.blob))
 
     def _quarantined(self, drop: Drop) -> bool:
         """Whether an earlier pass quarantined exactly this drop (so it counts as handled)."""

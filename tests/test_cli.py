@@ -147,8 +147,20 @@ def test_help_for_every_command(repo: Path) -> None:
         assert "Usage: squad" in squad(repo, command, "--help").stdout
 
 
+def test_read_commands_where_squad_is_not_set_up_say_so(repo: Path) -> None:
+    """An empty answer would look like a clean log (and a passing CI check)."""
+    for command in (["log"], ["log", "--json"], ["show", "1"], ["verify"]):
+        result = squad(repo, *command, check=False)
+        assert (result.returncode, result.stdout) == (2, ""), command
+        assert result.stderr == (f"squad: {repo}: squad is not set up here (no squad.toml or "
+                                 "decisions/ committed); `squad init` sets it up\n")
+    assert not (repo / ".git" / "squad" / "log-view").exists()
+
+
 def test_newcomer_mistakes_get_one_line_in_the_words_of_the_command(initialized: Path) -> None:
     repo = initialized
+    empty = squad(repo, "log")
+    assert empty.stderr == "no decisions yet (`squad decide` or `squad run` records them)\n"
     missing = squad(repo, "decide", "--decision", "no title", check=False)
     assert (missing.returncode, missing.stderr) == (2, "squad: --title is required\n")
     squad(repo, "decide", "--title", "Use SQLite", "--decision", "WAL mode.")
