@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import threading
@@ -104,11 +105,28 @@ def _check_owner(repo: git.Repo) -> None:
             f"git config --global --add safe.directory {root}")
 
 
+_STOPS = {signal.SIGINT, signal.SIGTERM}
+_NETWORK = {"fetch", "push", "ls-remote", "clone"}
+
+
+@contextlib.contextmanager
+def _shielded() -> Iterator[None]:
+    """Start git where a Ctrl-C cannot reach it: in a session of its own, and with SIGINT and
+    SIGTERM blocked while it starts (it inherits that mask). A terminal's Ctrl-C goes to every
+    process of the foreground group, and a child is still in squad's group between its fork
+    and its `setsid`; a git killed there (say the `update-index` after a commit point) would
+    turn squad's orderly stop into a half-done step. squad hears the signal itself: it stays
+    pending for this thread until git has started (or, for a local command, finished: a few
+    ms). Commands that talk to a remote are not shielded, so a Ctrl-C still ends a hung push."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 class _Git(git.Git):
-    """git's processes run in a session of their own: a terminal's Ctrl-C reaches every
-    process of the foreground group, and a git killed mid-command (say the `update-index`
-    after a commit point) would turn squad's orderly stop into a half-done step. squad hears
-    the Ctrl-C and stops them itself."""
+    """git's processes, shielded from the signals meant for squad (see `_shielded`)."""
 
     before: Callable[[list[str]], None] | None = None  # set by Repository: publish objects
 
@@ -116,7 +134,10 @@ class _Git(git.Git):
         kwargs.setdefault("start_new_session", True)
         if self.before is not None and args:
             self.before(list(args[0]))
-        return super().execute(*args, **kwargs)
+        if args and _NETWORK & set(args[0][1:3]):
+            return super().execute(*args, **kwargs)
+        with _shielded():
+            return super().execute(*args, **kwargs)
 
 
 class _Repo(git.Repo):
@@ -1029,11 +1050,12 @@ def _changes(raw: str) -> Iterator[Change]:
 
 
 def _run_git(root: Path, args: list[str], stdin: str) -> str:
-    """One git process fed `stdin` (GitPython's wrapper cannot feed a string), in a session
-    of its own like every git squad starts (see `_Git`)."""
+    """One git process fed `stdin` (GitPython's wrapper cannot feed a string), shielded like
+    every git squad starts (see `_shielded`)."""
     try:
-        out = subprocess.run(["git", *args], cwd=root, input=stdin.encode("utf-8"),
-                             capture_output=True, check=True, start_new_session=True)
+        with _shielded():
+            out = subprocess.run(["git", *args], cwd=root, input=stdin.encode("utf-8"),
+                                 capture_output=True, check=True, start_new_session=True)
     except subprocess.CalledProcessError as exc:
         detail = " ".join(exc.stderr.decode("utf-8", "replace").split())[:300]
         raise SquadError(f"{root}: git {args[0]} failed: {detail}") from None

@@ -18,6 +18,8 @@ import pytest
 from helpers import SQUAD, agent_of, decide, drop_text, events, git, squad
 from scripted_server import RecordedRequest, ScriptedServer, Text, ToolCalls
 
+from squad.workspace import Workspace
+
 
 def start(team: Path, server: ScriptedServer, *args: str,
           group: bool = False) -> subprocess.Popen[str]:
@@ -35,6 +37,41 @@ def wait_for(condition: object, seconds: float = 30) -> None:
         time.sleep(0.05)
     assert condition(), "the condition never held"  # type: ignore[operator]
 
+
+
+def test_git_starts_where_a_ctrl_c_meant_for_squad_cannot_reach_it(ws: Workspace) -> None:
+    """A terminal's Ctrl-C goes to the whole foreground group, and a child is still in it
+    between its fork and its setsid: git starts in a session of its own with SIGINT and
+    SIGTERM blocked, so it cannot die mid-step (squad hears the signal and stops in order)."""
+    sha = git(ws.root, "rev-parse", "HEAD:app.py").strip()
+    assert ws.repo.blob(sha) == b"print('hello')\n"  # starts git's long-lived cat-file
+    children = [int(pid) for pid in os.listdir("/proc") if pid.isdigit()
+                and _parent(int(pid)) == os.getpid() and b"cat-file" in _cmdline(int(pid))]
+    assert children, "no git cat-file child found"
+    for pid in children:
+        assert os.getsid(pid) == pid
+        blocked = int(_status(pid)["SigBlk"], 16)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            assert blocked & (1 << (sig - 1)), f"git {pid} would die of {sig.name}"
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(_status(pid)["PPid"])
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def _status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in lines)}
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
 
 def test_two_runs_at_once_both_replay(team: Path, server: ScriptedServer) -> None:
     """The first run's model calls are held until the second says it waits for the first,
