@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,10 +42,26 @@ def the_happy_script(server: ScriptedServer) -> None:
     )
 
 
+
+@pytest.fixture
+def opened() -> Iterator[Callable[[Path], Workspace]]:
+    """Workspace.open, closed after the test: its git cat-file processes end with the test,
+    not at some later garbage collection (which pytest would blame on another test)."""
+    workspaces: list[Workspace] = []
+
+    def open_(root: Path) -> Workspace:
+        workspaces.append(Workspace.open(root))
+        return workspaces[-1]
+
+    yield open_
+    for ws in workspaces:
+        ws.repo.close()
+
 def test_an_agent_looks_around_records_a_decision_and_it_commits(
-        team: Path, server: ScriptedServer) -> None:
+        team: Path, server: ScriptedServer,
+        opened: Callable[[Path], Workspace]) -> None:
     the_happy_script(server)
-    ws = Workspace.open(team)
+    ws = opened(team)
     connection = connect(ws.config.with_env({"OPENAI_BASE_URL": server.base_url}), {})
     result = run_agent(ws, find_charter(team, "architect"), "Where do sessions live?",
                        connection, ledger=Ledger())
@@ -69,14 +86,15 @@ def test_an_agent_looks_around_records_a_decision_and_it_commits(
 
 
 def test_malformed_arguments_and_refusals_go_back_to_the_model(
-        team: Path, server: ScriptedServer) -> None:
+        team: Path, server: ScriptedServer,
+        opened: Callable[[Path], Workspace]) -> None:
     server.enqueue(
         ToolCalls([("read_file", "{not json"), ("read_file", {"path": "../etc/passwd"})]),
         ToolCalls([("record_decision", {**DECIDE, "decision": ""})]),
         ToolCalls([("record_decision", DECIDE)]),
         Text("done"),
     )
-    ws = Workspace.open(team)
+    ws = opened(team)
     connection = connect(ws.config.with_env({"OPENAI_BASE_URL": server.base_url}), {})
     result = run_agent(ws, find_charter(team, "architect"), "t", connection, ledger=Ledger())
     connection.close()
@@ -89,9 +107,10 @@ def test_malformed_arguments_and_refusals_go_back_to_the_model(
     assert "decision" in correction["content"] and correction["content"].startswith("error:")
 
 
-def test_429_then_success_is_retried(team: Path, server: ScriptedServer) -> None:
+def test_429_then_success_is_retried(team: Path, server: ScriptedServer,
+        opened: Callable[[Path], Workspace]) -> None:
     server.enqueue(Error(429, "slow down", retry_after=0), Text("nothing to decide"))
-    ws = Workspace.open(team)
+    ws = opened(team)
     connection = connect(ws.config.with_env({"OPENAI_BASE_URL": server.base_url}), {})
     result = run_agent(ws, find_charter(team, "tester"), "t", connection, ledger=Ledger())
     connection.close()

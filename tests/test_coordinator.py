@@ -167,6 +167,7 @@ def test_killed_after_the_commit_before_files_and_drop_were_handled(ws: Workspac
     head = git(ws.root, "rev-parse", "HEAD")
     assert git(ws.root, "status", "--porcelain") != ""
 
+    crashed.ws.repo.close()
     report = Coordinator(ws).ingest()
     assert report.committed == [] and report.recovered == 1
     assert git(ws.root, "rev-parse", "HEAD") == head
@@ -192,6 +193,7 @@ def test_a_group_killed_after_its_branch_move_is_finished_not_kept_as_the_users(
     assert crashed._head
     crashed.ws.repo.move_branch(crashed._head, base, "Group d")  # the commit point, then kill
     assert git(ws.root, "status", "--porcelain") != ""
+    crashed.ws.repo.close()
 
     report = Coordinator(ws).ingest()
     assert report.committed == [] and report.recovered == 3 and report.kept == []
