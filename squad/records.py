@@ -239,15 +239,16 @@ def _block_plain(text: str) -> bool:
 _KEY = re.compile(r"[a-z_]+")
 _INT = re.compile(r"0|[1-9][0-9]{0,17}")
 _QUOTED = re.compile(r"'((?:[^'\n]|'')*)'")
+_DQUOTED = re.compile(r'"[ !#-\[\]-~]*"')  # double-quoted printable ASCII, no escape: as is
 # A plain scalar that YAML can only read as a string: a letter first (numbers, dates, floats
 # and YAML's special forms start otherwise), words of safe characters joined by one space or
 # one colon (so never ': ' or ' #'), nothing that ends a flow item.
 _PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9._/-]*(?:[ :][A-Za-z0-9._/-]+)*")
-_WORD = re.compile(r"[A-Za-z][A-Za-z0-9._/-]*")  # a list item: no space, no colon
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_./-]*")  # a list item: no space, no colon
 _NOT_STRINGS = frozenset({"yes", "no", "true", "false", "on", "off", "null", "y", "n"})
 # Words of text joined by one space: a letter first, no ':' and no '#' (so never ': ' nor
 # ' #'), no flow indicator that matters outside a flow collection: a title as YAML writes it.
-_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9._/,'()-]*(?: [A-Za-z0-9._/,'()-]+)*")
+_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9_.,/'()-]*(?: [A-Za-z0-9_.,/'()-]+)*")
 _RUN = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")  # a run's id: no number, date or time
 _INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
@@ -269,11 +270,12 @@ def plain_front_matter(head: str) -> dict[str, Any] | None:
             if not (text.startswith("[") and text.endswith("]")):
                 return None
             items = text[1:-1].split(", ") if text != "[]" else []
-            if not all(_INT.fullmatch(item) or (_WORD.fullmatch(item) and
-                                                item.lower() not in _NOT_STRINGS)
+            if not all(_INT.fullmatch(item) or _DQUOTED.fullmatch(item) or
+                       (_WORD.fullmatch(item) and item.lower() not in _NOT_STRINGS)
                        for item in items):
                 return None
-            value = [int(item) if _INT.fullmatch(item) else item for item in items]
+            value = [int(item) if _INT.fullmatch(item) else
+                     item[1:-1] if item.startswith('"') else item for item in items]
         meta[key] = value
     return meta or None  # nothing at all: YAML's own verdict (not a mapping)
 
@@ -288,6 +290,8 @@ def _scalar(text: str) -> Any:
     if first == "'":
         quoted = _QUOTED.fullmatch(text)
         return quoted.group(1).replace("''", "'") if quoted else _NOT_SIMPLE
+    if first == '"':
+        return text[1:-1] if _DQUOTED.fullmatch(text) else _NOT_SIMPLE
     if "0" <= first <= "9":
         if _INT.fullmatch(text):
             return int(text)

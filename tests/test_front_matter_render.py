@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from squad.records import dump_front_matter, plain_front_matter
 
-WORDS = ["a16", "picks", "option", "A", "it's", "(v2),", "x-y", "a/b", "sha256:abc", "yes",
+WORDS = ["a16", "record_decision", "_x", "1_000", "picks", "option", "A", "it's", "(v2),", "x-y", "a/b", "sha256:abc", "yes",
          "No", "null", "y", "1", "07", "a:", "a: b", "#x", "a,", "é", "-x", "[a]", "{b}",
          "x  y", "&a", "*a", "!x", "%x", "@x", "`x", "|", ">", "?", "'q'", '"q"', "~", ".inf",
          "1e3", "0x1f", "2026-01-01", "12:30", "tab\there", "line\nbreak", " ", ""]
@@ -42,6 +42,21 @@ def test_the_front_matter_is_yamls_own_bytes(data: dict[str, Any]) -> None:
 @given(st.dictionaries(KEYS, VALUE, max_size=7))
 def test_what_squad_writes_reads_back_as_yaml_reads_it(data: dict[str, Any]) -> None:
     head = dump_front_matter(data)
+    fast = plain_front_matter(head)
+    if fast is not None:
+        assert fast == yaml.safe_load(head)
+
+
+HEAD_PIECES = ['"**"', '["**"]', '["a", "b"]', '["a, b"]', '"a\\"b"', '"a\\nb"', '"x\ty"', '"é"',
+               '"it\'s"', '""', '[""]', '"#x"', "[record_decision, \"src/**\"]", '"a"b"',
+               '"\x01"', '"a', '["a]', 'a"', "plain words", "20261128-005113-313d33"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["reads", "tools", "role"]),
+                          st.sampled_from(HEAD_PIECES) | st.text(max_size=8)), max_size=4))
+def test_the_fast_reading_of_quoted_items_agrees_with_yaml(lines: list[tuple[str, str]]) -> None:
+    head = "".join(f"{key}: {value}\n" for key, value in lines)
     fast = plain_front_matter(head)
     if fast is not None:
         assert fast == yaml.safe_load(head)
