@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from squad.records import dump_front_matter, plain_front_matter
 
-WORDS = ["a16", "record_decision", "_x", "1_000", "picks", "option", "A", "it's", "(v2),", "x-y", "a/b", "sha256:abc", "yes",
+WORDS = ["a16", "record_decision", "_x", "1_000", "picks", "option", "A", "it's", "(v2),",
+         "x-y", "a/b", "sha256:abc", "yes",
          "No", "null", "y", "1", "07", "a:", "a: b", "#x", "a,", "é", "-x", "[a]", "{b}",
          "x  y", "&a", "*a", "!x", "%x", "@x", "`x", "|", ">", "?", "'q'", '"q"', "~", ".inf",
          "1e3", "0x1f", "2026-01-01", "12:30", "tab\there", "line\nbreak", " ", ""]
