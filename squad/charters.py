@@ -9,11 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from squad.errors import UsageError, describe
-from squad.records import Tag
+from squad.records import Tag, plain_front_matter
 
 ToolName = Literal["list_files", "read_file", "grep", "record_decision"]
 ALL_TOOLS: tuple[ToolName, ...] = ("list_files", "read_file", "grep", "record_decision")
@@ -42,11 +41,9 @@ def parse_charter(text: str, where: str) -> Charter:
     if not text.startswith("---\n") or "\n---\n" not in text[3:]:
         raise UsageError(f"{where}: a charter starts with YAML front matter between '---' lines")
     end = text.index("\n---\n", 3)
-    try:
-        meta = yaml.load(text[4 : end + 1], Loader=yaml.CSafeLoader)
-    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
-        raise UsageError(f"{where}: front matter is not valid YAML: "
-                         f"{' '.join(str(exc).split())[:200]}") from None
+    # The simple `key: value` lines most charters hold are read without YAML (exactly as YAML
+    # reads them), so a run need not import a YAML parser before its first model call.
+    meta = plain_front_matter(text[4 : end + 1]) or _yaml(text[4 : end + 1], where)
     if not isinstance(meta, dict):
         raise UsageError(f"{where}: front matter is not a YAML mapping")
     if "body" in meta:
@@ -55,6 +52,16 @@ def parse_charter(text: str, where: str) -> Charter:
         return Charter.model_validate({**meta, "body": text[end + 5 :].strip()})
     except ValidationError as exc:
         raise UsageError(f"{where}: {describe(exc)}") from None
+
+
+def _yaml(head: str, where: str) -> object:
+    import yaml  # imported where used: see parse_charter
+
+    try:
+        return yaml.load(head, Loader=yaml.CSafeLoader)
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+        raise UsageError(f"{where}: front matter is not valid YAML: "
+                         f"{' '.join(str(exc).split())[:200]}") from None
 
 
 def load_charter(path: Path) -> Charter:

@@ -725,38 +725,42 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
          max_tokens: int | None, max_cost: float | None, max_seconds: float | None,
          branch: bool, live: bool, as_json: bool, plan_only: bool) -> None:
     """Route GOAL to specialists, run them in parallel, commit their decisions as they land."""
-    preload = _preload("squad.llm.openai_backend")  # the model client, beside the git work
-    from rich.console import Console
+    from squad import heap
 
-    from squad.connection import connect
-    from squad.modes import Record
-    from squad.progress import JsonLines, LiveView, print_summary
-    from squad.run import Run, RunSettings, check, summarize
+    with heap.paused():  # the imports make objects by the hundred thousand, none garbage,
+        # and the checks' git work overlaps the openai import: collect once both are done
+        preload = _preload("squad.llm.openai_backend")  # the client, beside the git work
+        from rich.console import Console
 
-    ws = _workspace(ctx, env=True)
-    defaults, limits = ws.config.run, ws.config.budget
-    overrides = {k: v for k, v in {"calls": max_calls, "tokens": max_tokens, "cost": max_cost,
-                                   "wall_seconds": max_seconds}.items() if v is not None}
-    settings = RunSettings(
-        goal=goal,
-        agents=tuple(a.strip() for a in agents.split(",") if a.strip())
-        if agents is not None else None,
-        rounds=rounds or defaults.rounds, concurrency=concurrency or defaults.concurrency,
-        max_agents=max_agents or defaults.max_agents,
-        limits=limits.model_copy(update=overrides), branch=branch)
+        from squad.connection import connect
+        from squad.modes import Record
+        from squad.progress import JsonLines, LiveView, print_summary
+        from squad.run import Run, RunSettings, check, summarize
+
+        ws = _workspace(ctx, env=True)
+        defaults, limits = ws.config.run, ws.config.budget
+        overrides = {k: v for k, v in {"calls": max_calls, "tokens": max_tokens, "cost": max_cost,
+                                       "wall_seconds": max_seconds}.items() if v is not None}
+        settings = RunSettings(
+            goal=goal,
+            agents=tuple(a.strip() for a in agents.split(",") if a.strip())
+            if agents is not None else None,
+            rounds=rounds or defaults.rounds, concurrency=concurrency or defaults.concurrency,
+            max_agents=max_agents or defaults.max_agents,
+            limits=limits.model_copy(update=overrides), branch=branch)
+        if not plan_only:
+            check(ws, settings)  # every input, before a model server starts or a file is made
+        preload.join()
     if plan_only:
         if live:
             raise UsageError("--live does not go with --plan-only: the lead's calls are "
                              "recorded so that the run can be replayed")
         settings = dataclasses.replace(settings, rounds=rounds or 1)
-        preload.join()
         return _plan_only(ws, settings, as_json)
-    check(ws, settings)  # every input, before a model server starts or a file is written
     terminal = not as_json and sys.stdout.isatty()
     if not as_json and not terminal:
         err.print("stdout is not a terminal: one JSON event per line on stdout (--json), "
                   "the summary on stderr")
-    preload.join()
     connection = connect(ws.config)
     try:
         err.print(f"using the {connection.label}")

@@ -178,24 +178,79 @@ SECTIONS_LOWER = tuple(name.lower() for name in SECTIONS)
 
 def render(value: Draft, root: templating.Templates = None) -> str:
     """The markdown form of a draft or record."""
-    import yaml  # imported where used: reading the log from its cache needs no YAML
-
-    head = yaml.safe_dump(front_matter(value), sort_keys=False, allow_unicode=True,
-                          width=float("inf"), default_flow_style=None)
-    return templating.render("record.md.j2", root, front_matter=head,
+    return templating.render("record.md.j2", root, front_matter=dump_front_matter(
+                                 front_matter(value)),
                              context=value.context, decision=value.decision,
                              consequences=value.consequences)
+
+
+def dump_front_matter(data: dict[str, Any]) -> str:
+    """`data` as YAML, in exactly the bytes `yaml.safe_dump` writes (records are hashed and
+    replayed byte for byte), written here when every value is in a form whose YAML is known
+    (null, an integer, a date, a plain string, a one-line list of those): the coordinator
+    renders every record it commits, and the YAML emitter, pure Python, cost more than the
+    rest of a commit's Python work. Anything else goes through YAML itself."""
+    lines = []
+    for key, value in data.items():
+        text = _dumped(value)
+        if text is None or not _KEY.fullmatch(key):
+            import yaml  # imported where used: squad's own records never need it
+
+            return yaml.safe_dump(data, sort_keys=False, allow_unicode=True,
+                                  width=float("inf"), default_flow_style=None)
+        lines.append(f"{key}: {text}\n")
+    has_list = any(isinstance(value, list) for value in data.values())
+    return "".join(lines) if has_list else _flow_mapping(data)
+
+
+def _flow_mapping(data: dict[str, Any]) -> str:
+    import yaml  # a mapping of scalars only is written in flow style: YAML's own business
+
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=float("inf"),
+                          default_flow_style=None)
+
+
+def _dumped(value: Any) -> str | None:
+    """How safe_dump writes `value` as a block mapping's value, or None when not known here."""
+    if value is None:
+        return "null"
+    if type(value) is int:
+        return str(value)
+    if type(value) is str:
+        if _INSTANT.fullmatch(value):
+            return f"'{value}'"  # YAML would read it as a timestamp: quoted
+        return value if _block_plain(value) else None
+    if type(value) is list:
+        items = [str(item) if type(item) is int else
+                 item if type(item) is str and _WORD.fullmatch(item) and
+                 item.lower() not in _NOT_STRINGS else None for item in value]
+        if any(item is None for item in items):
+            return None
+        return "[" + ", ".join(items) + "]"  # type: ignore[arg-type]
+    return None
+
+
+def _block_plain(text: str) -> bool:
+    """True when YAML writes and reads `text` as a plain scalar after `key: `."""
+    return bool((_PLAIN.fullmatch(text) or _TEXT.fullmatch(text) or _RUN.fullmatch(text))
+                and text.lower() not in _NOT_STRINGS)
 
 
 _KEY = re.compile(r"[a-z_]+")
 _INT = re.compile(r"0|[1-9][0-9]{0,17}")
 _QUOTED = re.compile(r"'((?:[^'\n]|'')*)'")
+_DQUOTED = re.compile(r'"[ !#-\[\]-~]*"')  # double-quoted printable ASCII, no escape: as is
 # A plain scalar that YAML can only read as a string: a letter first (numbers, dates, floats
 # and YAML's special forms start otherwise), words of safe characters joined by one space or
 # one colon (so never ': ' or ' #'), nothing that ends a flow item.
 _PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9._/-]*(?:[ :][A-Za-z0-9._/-]+)*")
-_WORD = re.compile(r"[A-Za-z][A-Za-z0-9._/-]*")  # a list item: no space, no colon
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_./-]*")  # a list item: no space, no colon
 _NOT_STRINGS = frozenset({"yes", "no", "true", "false", "on", "off", "null", "y", "n"})
+# Words of text joined by one space: a letter first, no ':' and no '#' (so never ': ' nor
+# ' #'), no flow indicator that matters outside a flow collection: a title as YAML writes it.
+_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9_.,/'()-]*(?: [A-Za-z0-9_.,/'()-]+)*")
+_RUN = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")  # a run's id: no number, date or time
+_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
 
 def plain_front_matter(head: str) -> dict[str, Any] | None:
@@ -215,11 +270,12 @@ def plain_front_matter(head: str) -> dict[str, Any] | None:
             if not (text.startswith("[") and text.endswith("]")):
                 return None
             items = text[1:-1].split(", ") if text != "[]" else []
-            if not all(_INT.fullmatch(item) or (_WORD.fullmatch(item) and
-                                                item.lower() not in _NOT_STRINGS)
+            if not all(_INT.fullmatch(item) or _DQUOTED.fullmatch(item) or
+                       (_WORD.fullmatch(item) and item.lower() not in _NOT_STRINGS)
                        for item in items):
                 return None
-            value = [int(item) if _INT.fullmatch(item) else item for item in items]
+            value = [int(item) if _INT.fullmatch(item) else
+                     item[1:-1] if item.startswith('"') else item for item in items]
         meta[key] = value
     return meta or None  # nothing at all: YAML's own verdict (not a mapping)
 
@@ -234,11 +290,15 @@ def _scalar(text: str) -> Any:
     if first == "'":
         quoted = _QUOTED.fullmatch(text)
         return quoted.group(1).replace("''", "'") if quoted else _NOT_SIMPLE
+    if first == '"':
+        return text[1:-1] if _DQUOTED.fullmatch(text) else _NOT_SIMPLE
     if "0" <= first <= "9":
-        return int(text) if _INT.fullmatch(text) else _NOT_SIMPLE
+        if _INT.fullmatch(text):
+            return int(text)
+        return text if _RUN.fullmatch(text) else _NOT_SIMPLE
     if text == "null":
         return None
-    if _PLAIN.fullmatch(text) and text.lower() not in _NOT_STRINGS:
+    if _block_plain(text):
         return text
     return _NOT_SIMPLE
 

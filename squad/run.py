@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from squad import __version__, events
+from squad import __version__, events, heap
 from squad.agent import AgentResult, run_agent
 from squad.arrivals import Arrivals
 from squad.budget import Budget, Stop
@@ -137,7 +137,7 @@ class Run:
         self.team = check(self.ws, self.settings)
         coordinator = Coordinator(self.ws)
         try:
-            with coordinator.session(self.stopping, on_busy=self._busy):
+            with heap.quiet(), coordinator.session(self.stopping, on_busy=self._busy):
                 return self._execute(coordinator)
         except LockWaitStopped:
             raise Interrupted("interrupted while waiting for the other run; nothing was "

@@ -9,6 +9,9 @@ round's snapshot commit, and works through a workspace bound to them (`Workspace
 
 from __future__ import annotations
 
+import functools
+import re
+import threading
 from dataclasses import dataclass
 
 from squad.charters import AGENTS_DIR, Charter, parse_charter
@@ -19,6 +22,10 @@ from squad.vcs import Repository
 
 TEMPLATES_DIR = "templates"
 AGENTS_MD = "AGENTS.md"
+_FULL_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # a commit by its id, not a ref
+_KEEP = 4
+_kept: dict[str, Snapshot] = {}
+_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,24 @@ class Snapshot:
 
     @classmethod
     def read(cls, repo: Repository, commit: str) -> Snapshot:
+        """The inputs at `commit`. A commit's content never changes, so a snapshot read by
+        its full id is kept (a few, the newest): a run reads its start commit's inputs to
+        check them, to price its calls and to run its first round, each a score of reads
+        from git, and parses its charters twice."""
+        if not _FULL_ID.fullmatch(commit):
+            return cls._read(repo, commit)
+        with _lock:
+            kept = _kept.pop(commit, None)
+        if kept is None:
+            kept = cls._read(repo, commit)
+        with _lock:
+            _kept[commit] = kept  # the newest last
+            while len(_kept) > _KEEP:
+                del _kept[next(iter(_kept))]
+        return kept
+
+    @classmethod
+    def _read(cls, repo: Repository, commit: str) -> Snapshot:
         agents_md = repo.file_at(AGENTS_MD, commit)
         listing = repo.list_dir(AGENTS_DIR, commit)
         charters = tuple((name, repo.blob(sha)) for name, sha in sorted(listing.items())
@@ -44,6 +69,10 @@ class Snapshot:
 
     def team(self) -> dict[str, Charter]:
         """Every committed charter, by name; the first bad one stops with its file and field."""
+        return dict(self._team)
+
+    @functools.cached_property
+    def _team(self) -> dict[str, Charter]:
         team = {}
         for name, data in self.charters:
             where = f"{AGENTS_DIR}/{name} at {self.commit[:12]}"

@@ -1,0 +1,96 @@
+"""squad.heap: when the cyclic collector runs during a command's start and a run, and that
+both leave the collector as they found it (the service and tests run many in one process)."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from squad import heap
+
+
+@pytest.fixture(autouse=True)
+def _restore() -> Iterator[None]:
+    threshold, enabled = gc.get_threshold(), gc.isenabled()
+    yield
+    gc.set_threshold(*threshold)
+    gc.unfreeze()
+    if enabled:
+        gc.enable()
+
+
+class Node:
+    def __init__(self) -> None:
+        self.me = self  # a cycle: only the collector frees it
+
+
+def test_quiet_raises_the_young_threshold_and_restores_it() -> None:
+    gc.unfreeze()
+    gc.set_threshold(700, 10, 10)
+    with heap.quiet():
+        assert gc.get_threshold() == (heap.YOUNG, 10, 10)
+        assert gc.get_freeze_count() > 0  # what existed at the start is out of sight
+    assert gc.get_threshold() == (700, 10, 10)
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_cycle_made_during_a_run_is_still_collected() -> None:
+    with heap.quiet():
+        node = Node()
+        gone = weakref.ref(node)
+        del node
+        gc.collect()
+        assert gone() is None
+
+
+def test_overlapping_runs_restore_once_the_last_ends() -> None:
+    gc.unfreeze()
+    gc.set_threshold(500, 5, 5)
+    first_in, second_done = threading.Event(), threading.Event()
+
+    def second() -> None:
+        first_in.wait()
+        with heap.quiet():
+            pass
+        second_done.set()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with heap.quiet():
+        first_in.set()
+        second_done.wait()
+        assert gc.get_threshold() == (heap.YOUNG, 5, 5)  # still inside the first run
+    thread.join()
+    assert gc.get_threshold() == (500, 5, 5)
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_host_that_froze_first_keeps_its_frozen_objects() -> None:
+    gc.freeze()
+    before = gc.get_freeze_count()
+    with heap.quiet():
+        pass
+    assert gc.get_freeze_count() >= before > 0
+
+
+def test_paused_collects_nothing_then_freezes_what_was_made() -> None:
+    gc.unfreeze()
+    gc.enable()
+    with heap.paused():
+        assert not gc.isenabled()
+        kept = [Node() for _ in range(100)]
+    assert gc.isenabled()
+    assert gc.get_freeze_count() >= len(kept)
+    walked = {id(o) for o in gc.get_objects()}  # the generations a collection walks
+    assert not any(id(n) in walked for n in kept)
+
+
+def test_paused_leaves_a_disabled_collector_disabled() -> None:
+    gc.disable()
+    with heap.paused():
+        pass
+    assert not gc.isenabled()
