@@ -189,12 +189,18 @@ def render(value: Draft, root: templating.Templates = None) -> str:
 
 _KEY = re.compile(r"[a-z_]+")
 _INT = re.compile(r"0|[1-9][0-9]{0,17}")
-_QUOTED = re.compile(r"'((?:[^'\n]|'')*)'")
-# A plain scalar that YAML can only read as a string: a letter first (numbers, dates, floats
-# and YAML's special forms start otherwise), words of safe characters joined by one space or
-# one colon (so never ': ' or ' #'), nothing that ends a flow item.
-_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9._/-]*(?:[ :][A-Za-z0-9._/-]+)*")
+# Inside single quotes YAML takes every character as it is but for '' (one quote); a line
+# break folds, and some characters it refuses or may treat apart (controls, C1, NEL, the
+# line and paragraph separators, surrogates, a BOM, U+FFFE/F): those are left to YAML.
+_QUOTED_BODY = r"(?:[^'\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]|'')*"
+_QUOTED = re.compile(f"'({_QUOTED_BODY})'")
+# A plain (unquoted) value on a line of its own, which YAML can only read as that very string:
+# a letter first (numbers, dates, floats and YAML's indicators start otherwise), printable
+# ASCII after it; `_plain` also refuses ': ' and ' #' (which end it), a trailing ':' or
+# space, and the words YAML reads as booleans or null.
+_PLAIN = re.compile(r"[A-Za-z][ -~]*")
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9._/-]*")  # a list item: no space, no colon
+_RUN_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")  # squad's run ids: a string to YAML
 _NOT_STRINGS = frozenset({"yes", "no", "true", "false", "on", "off", "null", "y", "n"})
 
 
@@ -203,6 +209,9 @@ def plain_front_matter(head: str) -> dict[str, Any] | None:
     writes (`key: value` with null, an integer, a quoted or plain string, or a one-line list
     of those): about ten times faster than the YAML parser, which `verify` would otherwise
     spend most of its time in. None when any line is in another form: YAML reads it then."""
+    shaped = squad_front_matter(head)
+    if shaped is not None:
+        return shaped
     meta: dict[str, Any] = {}
     for line in head.split("\n"):
         if not line:
@@ -224,7 +233,7 @@ def plain_front_matter(head: str) -> dict[str, Any] | None:
     return meta or None  # nothing at all: YAML's own verdict (not a mapping)
 
 
-_NOT_SIMPLE = object()
+_NOT_SIMPLE: Any = object()
 
 
 def _scalar(text: str) -> Any:
@@ -235,12 +244,71 @@ def _scalar(text: str) -> Any:
         quoted = _QUOTED.fullmatch(text)
         return quoted.group(1).replace("''", "'") if quoted else _NOT_SIMPLE
     if "0" <= first <= "9":
-        return int(text) if _INT.fullmatch(text) else _NOT_SIMPLE
+        if _INT.fullmatch(text):
+            return int(text)
+        return text if _RUN_ID.fullmatch(text) else _NOT_SIMPLE
     if text == "null":
         return None
-    if _PLAIN.fullmatch(text) and text.lower() not in _NOT_STRINGS:
-        return text
-    return _NOT_SIMPLE
+    return _plain(text) if _PLAIN.fullmatch(text) else _NOT_SIMPLE
+
+
+def _plain(text: str) -> Any:
+    """A value that matched `_PLAIN` (or _RUN_ID) as YAML reads it, or _NOT_SIMPLE."""
+    if (": " in text or " #" in text or text[-1] in ": "
+            or text.lower() in _NOT_STRINGS):
+        return _NOT_SIMPLE
+    return text
+
+
+def _string(text: str) -> Any:
+    """A value the shape below matched as a quoted string or a plain one."""
+    if text[0] == "'":
+        return text[1:-1].replace("''", "'")
+    return _plain(text)
+
+
+_STR = f"'{_QUOTED_BODY}'|[A-Za-z][ -~]*"
+_INTS = rf"\[((?:{_INT.pattern})(?:, (?:{_INT.pattern}))*)?\]"
+# The front matter exactly as squad renders a record (every key, in its order), read with
+# one match: most of the cost of reading a record back is otherwise spent line by line.
+_SHAPE = re.compile(
+    rf"id: ({_INT.pattern})\n"
+    rf"title: ({_STR})\n"
+    rf"agent: ({_STR})\n"
+    r"date: '([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z)'\n"
+    r"kind: (decision|accept|reject)\n"
+    rf"target: (null|{_INT.pattern})\n"
+    r"status: (proposed|accepted)\n"
+    rf"supersedes: {_INTS}\n"
+    rf"tags: \[((?:{_WORD.pattern})(?:, {_WORD.pattern})*)?\]\n"
+    rf"run: (null|{_RUN_ID.pattern}|{_STR})\n"
+    rf"inputs: {_INTS}\n"
+    r"prev: (null|sha256:[0-9a-f]{64})\n")
+
+
+def squad_front_matter(head: str) -> dict[str, Any] | None:
+    """The front matter as YAML reads it when it is exactly in the shape squad renders a
+    record's (see `_SHAPE`), else None; `plain_front_matter` tries this first."""
+    match = _SHAPE.fullmatch(head)
+    if match is None:
+        return None
+    (number, title, agent, date, kind, target, status, supersedes, tags, run, inputs,
+     prev) = match.groups()
+    title, agent = _string(title), _string(agent)
+    words = tags.split(", ") if tags else []
+    if run == "null":
+        run = None
+    elif not _RUN_ID.fullmatch(run):
+        run = _string(run)
+    if (title is _NOT_SIMPLE or agent is _NOT_SIMPLE or run is _NOT_SIMPLE
+            or any(word.lower() in _NOT_STRINGS for word in words)):
+        return None
+    return {"id": int(number), "title": title, "agent": agent, "date": date, "kind": kind,
+            "target": None if target == "null" else int(target), "status": status,
+            "supersedes": [int(i) for i in supersedes.split(", ")] if supersedes else [],
+            "tags": words, "run": run,
+            "inputs": [int(i) for i in inputs.split(", ")] if inputs else [],
+            "prev": None if prev == "null" else prev}
 
 
 def split(text: str) -> tuple[dict[str, Any], dict[str, str]]:

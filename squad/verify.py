@@ -116,10 +116,13 @@ def _regular_file(path: str) -> bytes | None:
     except OSError:
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             return None
-        with open(fd, "rb", closefd=False) as handle:
-            return handle.read()
+        chunks = [os.read(fd, info.st_size + 1)]  # the whole file in one read, as a rule
+        while chunks[-1]:  # it grew, or the read came back short: read on to the end
+            chunks.append(os.read(fd, 1 << 16))
+        return b"".join(chunks)
     finally:
         os.close(fd)
 

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-import yaml
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from datetime import UTC, datetime, timedelta
 
-from squad.records import plain_front_matter
+import pytest
+import yaml
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from squad.errors import RecordError
+from squad.records import (
+    Origin,
+    Record,
+    parse_record,
+    plain_front_matter,
+    render,
+    squad_front_matter,
+)
 
 PIECES = ["null", "0", "7", "012", "1e3", "0x1f", "1:20", "-1", "yes", "No", "on", "off", "y",
           "true", "~", "'it''s'", "''", "'a: b'", "Use SQLite", "sha256:abc", "a: b", "a #b",
@@ -33,3 +45,117 @@ def test_squads_own_front_matter_takes_the_fast_way() -> None:
             "prev: sha256:4c4c75dbcc58b269007109e3010114d16865b783286f28fb9dfdcec4596ee26f\n")
     assert plain_front_matter(head) == yaml.safe_load(head)
     assert plain_front_matter(head + "was: {id: 2, commit: abc}\n") is None
+
+
+# ---- the exact shape squad renders (`squad_front_matter`), read with one match ----------
+
+def _head(record: Record) -> str:
+    text = render(record)
+    return text[4:text.index("\n---\n", 3) + 1]
+
+
+def _yaml_reads(head: str) -> list[object]:
+    """What each of PyYAML's loaders reads (the C one is what squad uses); they differ on
+    some odd input, where a fast reading must step aside."""
+    found = []
+    for loader in (yaml.CSafeLoader, yaml.SafeLoader):
+        try:
+            found.append(yaml.load(head, Loader=loader))
+        except yaml.YAMLError:
+            found.append(YAML_ERROR)
+    return found
+
+
+YAML_ERROR = object()
+ONE_LINE = st.text(st.characters(codec="utf-8"), min_size=1, max_size=30) | st.sampled_from(
+    ["Use SQLite", "yes", "No", "null", "a: b", "a #b", "C#", "a:b", "x:", "x ", "[x", "{y}",
+     "it's", "'q'", "a, b; c", "-x", "é", "~", "1.5", "2026-01-01", "x\u0085y", "x\x81y",
+     "\ufeffx", "x\ty", "x  y", "%x", "@x", "a - b", "ends with -", "a ? b"])
+RUN = st.sampled_from([None, "20260101-120000-abc123", "run.1", "1.5", "r-1", "2026-01-01",
+                       "12", "x"])
+REF = st.lists(st.integers(1, 10**6), max_size=3, unique=True).map(tuple)
+TAGS = st.lists(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,8}", fullmatch=True),
+                max_size=3).map(tuple)
+
+
+@st.composite
+def records(draw: st.DrawFn) -> Record:
+    kind = draw(st.sampled_from(["decision", "accept", "reject"]))
+    try:
+        return Record(
+            id=draw(st.integers(1, 10**6)), title=draw(ONE_LINE), agent=draw(ONE_LINE),
+            date=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=draw(st.integers(0, 10**9))),
+            kind=kind, target=None if kind == "decision" else draw(st.integers(1, 10**6)),
+            status=draw(st.sampled_from(["proposed", "accepted"])), supersedes=draw(REF),
+            tags=draw(TAGS), run=draw(RUN), inputs=draw(REF), decision="d",
+            prev=draw(st.sampled_from([None, "sha256:" + "ab" * 32])))
+    except ValidationError:
+        assume(False)
+        raise
+
+
+@settings(max_examples=400, deadline=None)
+@given(records())
+def test_a_rendered_record_reads_as_yaml_reads_it(record: Record) -> None:
+    head = _head(record)
+    fast = squad_front_matter(head)
+    if fast is not None:
+        assert _yaml_reads(head) == [fast, fast]
+
+
+@settings(max_examples=400, deadline=None)
+@given(records(), st.sampled_from(["title", "agent", "run", "tags", "date", "id", "prev"]),
+       ONE_LINE | st.sampled_from(PIECES))
+def test_an_edited_line_reads_as_yaml_reads_it_or_goes_to_yaml(
+        record: Record, key: str, value: str) -> None:
+    """Whatever a hand puts on a line, the fast readings give YAML's result or step aside
+    (and so a malformed record fails exactly as YAML and the validators make it fail)."""
+    lines = _head(record).split("\n")
+    head = "\n".join(f"{key}: {value}" if line.startswith(f"{key}: ") else line
+                     for line in lines)
+    expected = _yaml_reads(head)
+    for fast in (squad_front_matter(head), plain_front_matter(head)):
+        if fast is not None:
+            assert expected == [fast, fast]
+
+
+def test_what_squad_writes_takes_the_one_match_way() -> None:
+    """Titles as squad's own log has them (commas, semicolons, apostrophes, ': ' quoted)
+    and run ids: the shape reads them; a renumbered record (`was`) goes the line way."""
+    for title in ("Status changes are records of their own, folded from the log",
+                  "squad merge joins logs; the trunk keeps its ids", "jinja2's sandbox",
+                  "Decision 5: use option 5", "it's 'quoted'", "Use C# [or] {not}"):
+        record = Record(id=3, title=title, agent="architect",
+                        date=datetime(2026, 1, 1, tzinfo=UTC), tags=("a", "b-2"),
+                        run="20260101-120000-abc123", supersedes=(1,), inputs=(1, 2),
+                        decision="d", prev="sha256:" + "0" * 64)
+        head = _head(record)
+        assert squad_front_matter(head) == yaml.load(head, Loader=yaml.CSafeLoader)
+        assert squad_front_matter(head) is not None, head
+        moved = record.model_copy(update={"was": Origin(id=2, commit="a" * 40)})
+        assert squad_front_matter(_head(moved)) is None
+
+
+@pytest.mark.parametrize("line", [
+    "title: 'x\x81y'", "title: x\x85y", "title: 'a\u2028b'", "title: yes", "title: Null",
+    "title: a: b", "title: a #b", "title: x:", "title: 'x' ", "title: \"x\"", "title: x ",
+    "agent: ~", "run: 20260101-120000-ABC123", "run: 1.5", "tags: [yes]", "tags: [2fa]",
+    "date: 2026-01-01T00:00:00Z", "prev: sha256:XYZ", "id: 012", "kind: Decision"])
+def test_anything_unusual_is_refused_by_the_shape(line: str) -> None:
+    """Each of these is left to YAML (which reads it otherwise, or refuses it)."""
+    record = Record(id=3, title="t", agent="a", date=datetime(2026, 1, 1, tzinfo=UTC),
+                    decision="d")
+    key = line.split(":", 1)[0]
+    head = "\n".join(line if old.startswith(f"{key}: ") else old
+                     for old in _head(record).split("\n"))
+    assert line in head
+    assert squad_front_matter(head) is None
+
+
+def test_a_malformed_title_fails_as_before() -> None:
+    """A C1 control character inside quotes: YAML refuses the front matter, and so does
+    squad (the fast readings step aside rather than pass it to the validators)."""
+    text = render(Record(id=1, title="t", agent="a", date=datetime(2026, 1, 1, tzinfo=UTC),
+                         decision="d")).replace("title: t\n", "title: 'x\x81y'\n")
+    with pytest.raises(RecordError, match="front matter is not valid YAML"):
+        parse_record(text)
