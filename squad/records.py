@@ -322,22 +322,25 @@ def split(text: str) -> tuple[dict[str, Any], dict[str, str]]:
     meta = plain_front_matter(text[4 : end + 1])
     if meta is None:
         meta = _yaml(text[4 : end + 1])
-    sections: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text[end + 5 :].split("\n"):
-        heading = line.rstrip()
-        if heading in _HEADINGS:
-            name = heading[3:].lower()
-            if name in sections:
-                raise RecordError(f"section '## {heading[3:]}' appears twice")
-            current = sections[name] = []
-        elif current is not None:
-            current.append(line)
-        elif line.strip():
-            raise RecordError("text before the first '## Context' section")
+    body = text[end + 5 :]
+    headings = list(_HEADING_LINE.finditer(body))
+    if body[: headings[0].start() if headings else len(body)].strip():
+        raise RecordError("text before the first '## Context' section")
+    sections: dict[str, str] = {}
+    for number, heading in enumerate(headings):
+        name = heading.group(1).lower()
+        if name in sections:
+            raise RecordError(f"section '## {heading.group(1)}' appears twice")
+        stop = headings[number + 1].start() if number + 1 < len(headings) else len(body)
+        sections[name] = body[heading.end() + 1 : stop].strip()
     if "decision" not in sections:
         raise RecordError("no '## Decision' section")
-    return meta, {name: "\n".join(lines).strip() for name, lines in sections.items()}
+    return meta, sections
+
+
+# A line that is a section heading and nothing else but trailing whitespace (what `rstrip`
+# takes off: `\s` is the same set of characters), found in one pass over the body.
+_HEADING_LINE = re.compile(rf"^## ({'|'.join(SECTIONS)})[^\S\n]*$", re.MULTILINE)
 
 
 def _yaml(head: str) -> dict[str, Any]:

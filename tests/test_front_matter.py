@@ -17,6 +17,7 @@ from squad.records import (
     parse_record,
     plain_front_matter,
     render,
+    split,
     squad_front_matter,
 )
 
@@ -159,3 +160,46 @@ def test_a_malformed_title_fails_as_before() -> None:
                          decision="d")).replace("title: t\n", "title: 'x\x81y'\n")
     with pytest.raises(RecordError, match="front matter is not valid YAML"):
         parse_record(text)
+
+
+# ---- the body's sections, found with one pass of a pattern --------------------------------
+
+def _sections_line_by_line(body: str) -> dict[str, str] | str:
+    """The reading `split` had before it matched heading lines with a pattern: the oracle."""
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in body.split("\n"):
+        heading = line.rstrip()
+        if heading in {"## Context", "## Decision", "## Consequences"}:
+            name = heading[3:].lower()
+            if name in sections:
+                return f"section '## {heading[3:]}' appears twice"
+            current = sections[name] = []
+        elif current is not None:
+            current.append(line)
+        elif line.strip():
+            return "text before the first '## Context' section"
+    if "decision" not in sections:
+        return "no '## Decision' section"
+    return {name: "\n".join(lines).strip() for name, lines in sections.items()}
+
+
+BODY_PIECES = st.sampled_from(
+    ["## Context", "## Decision", "## Consequences", "## Decision  ", "## Decision\t",
+     "## Decision\x85", "## Decision\u2028", "## Decision\xa0", "## Decision\r", " ## Decision",
+     "## decision", "## Decisions", "### Decision", "## Context x", "", " ", "\t", "text",
+     "\u3000", "\x1c", "a\rb", "## Decision\x0c"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(BODY_PIECES | st.text(max_size=8), max_size=10))
+def test_sections_are_found_as_line_by_line(lines: list[str]) -> None:
+    body = "\n".join(lines)
+    text = "---\nid: 1\n---\n" + body
+    expected = _sections_line_by_line(body)
+    try:
+        _, sections = split(text)
+    except RecordError as exc:
+        assert exc.message == expected
+    else:
+        assert sections == expected
