@@ -32,14 +32,17 @@ from squad.errors import RecordError, describe
 
 M = TypeVar("M", bound="Draft")
 SECTIONS = ("Context", "Decision", "Consequences")
-_HEADINGS = {f"## {name}" for name in SECTIONS}
+# A line that is a section heading and nothing else but trailing whitespace (what `rstrip`
+# takes off: `\s` is the same set of characters), found in one pass.
+_HEADING_LINE = re.compile(rf"^## ({'|'.join(SECTIONS)})[^\S\n]*$", re.MULTILINE)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_BREAK_OR_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")  # the above, and \n
 _HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def _one_line(value: str) -> str:
     value = value.strip()
-    if any(ch in value for ch in "\r\n\x85\u2028\u2029") or _CONTROL.search(value):
+    if _BREAK_OR_CONTROL.search(value):
         raise ValueError("must be a single line without control characters")
     problem = safety.text_problem(value, one_line=True)
     if problem:
@@ -54,9 +57,9 @@ def _text(value: str) -> str:
     problem = safety.text_problem(value, one_line=False)
     if problem:
         raise ValueError(problem)
-    for line in value.split("\n"):
-        if line.rstrip() in _HEADINGS:
-            raise ValueError(f"may not contain the section heading line {line.rstrip()!r}")
+    heading = _HEADING_LINE.search(value)
+    if heading:
+        raise ValueError(f"may not contain the section heading line {'## ' + heading[1]!r}")
     return value
 
 
@@ -336,11 +339,6 @@ def split(text: str) -> tuple[dict[str, Any], dict[str, str]]:
     if "decision" not in sections:
         raise RecordError("no '## Decision' section")
     return meta, sections
-
-
-# A line that is a section heading and nothing else but trailing whitespace (what `rstrip`
-# takes off: `\s` is the same set of characters), found in one pass over the body.
-_HEADING_LINE = re.compile(rf"^## ({'|'.join(SECTIONS)})[^\S\n]*$", re.MULTILINE)
 
 
 def _yaml(head: str) -> dict[str, Any]:

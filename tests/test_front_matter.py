@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from squad import records, safety
 from squad.errors import RecordError
 from squad.records import (
     Origin,
@@ -80,7 +82,7 @@ TAGS = st.lists(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,8}", fullmatch=True
 
 
 @st.composite
-def records(draw: st.DrawFn) -> Record:
+def any_record(draw: st.DrawFn) -> Record:
     kind = draw(st.sampled_from(["decision", "accept", "reject"]))
     try:
         return Record(
@@ -96,7 +98,7 @@ def records(draw: st.DrawFn) -> Record:
 
 
 @settings(max_examples=400, deadline=None)
-@given(records())
+@given(any_record())
 def test_a_rendered_record_reads_as_yaml_reads_it(record: Record) -> None:
     head = _head(record)
     fast = squad_front_matter(head)
@@ -105,7 +107,7 @@ def test_a_rendered_record_reads_as_yaml_reads_it(record: Record) -> None:
 
 
 @settings(max_examples=400, deadline=None)
-@given(records(), st.sampled_from(["title", "agent", "run", "tags", "date", "id", "prev"]),
+@given(any_record(), st.sampled_from(["title", "agent", "run", "tags", "date", "id", "prev"]),
        ONE_LINE | st.sampled_from(PIECES))
 def test_an_edited_line_reads_as_yaml_reads_it_or_goes_to_yaml(
         record: Record, key: str, value: str) -> None:
@@ -203,3 +205,46 @@ def test_sections_are_found_as_line_by_line(lines: list[str]) -> None:
         assert exc.message == expected
     else:
         assert sections == expected
+
+
+def _text_line_by_line(value: str) -> str:
+    """The check of a section's text as it was before the pattern: the oracle."""
+    value = value.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if re.search(r"[\x00-\x08\x0b-\x1f\x7f]", value):
+        raise ValueError("contains control characters")
+    problem = safety.text_problem(value, one_line=False)
+    if problem:
+        raise ValueError(problem)
+    for line in value.split("\n"):
+        if line.rstrip() in {"## Context", "## Decision", "## Consequences"}:
+            raise ValueError(f"may not contain the section heading line {line.rstrip()!r}")
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(BODY_PIECES | st.text(max_size=8), max_size=6))
+def test_a_heading_inside_a_section_is_refused_as_line_by_line(lines: list[str]) -> None:
+    """A section's text may not hold a heading line: found by the pattern as by the lines."""
+    value = "\n".join(lines)
+    try:
+        expected = _text_line_by_line(value)
+    except ValueError as exc:
+        with pytest.raises(ValueError) as raised:
+            records._text(value)
+        assert str(raised.value) == str(exc)
+    else:
+        assert records._text(value) == expected
+
+
+@pytest.mark.parametrize("char", ["\r", "\n", "\x85", "\u2028", "\u2029", "\x07", "\x1f",
+                                  "\x7f", "\x00"])
+def test_a_title_with_a_break_or_control_is_refused(char: str) -> None:
+    with pytest.raises(ValidationError, match="must be a single line without control"):
+        Record(id=1, title=f"a{char}b", agent="a", date=datetime(2026, 1, 1, tzinfo=UTC),
+               decision="d")
+
+
+def test_a_title_may_hold_a_tab() -> None:
+    record = Record(id=1, title="a\tb", agent="a", date=datetime(2026, 1, 1, tzinfo=UTC),
+                    decision="d")
+    assert record.title == "a\tb"
