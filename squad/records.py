@@ -286,7 +286,9 @@ _SHAPE = re.compile(
     rf"tags: \[((?:{_WORD.pattern})(?:, {_WORD.pattern})*)?\]\n"
     rf"run: (null|{_RUN_ID.pattern}|{_STR})\n"
     rf"inputs: {_INTS}\n"
-    r"prev: (null|sha256:[0-9a-f]{64})\n")
+    r"prev: (null|sha256:[0-9a-f]{64})\n"
+    rf"(?:was: \{{id: ({_INT.pattern}), commit: ([0-9a-f]{{40}}|'[0-9a-f]{{40}}')\}}\n)?")
+_NUMBER_LIKE = re.compile(r"[0-9]+|0b[01]+")  # hex digits that YAML would read as a number
 
 
 def squad_front_matter(head: str) -> dict[str, Any] | None:
@@ -296,7 +298,7 @@ def squad_front_matter(head: str) -> dict[str, Any] | None:
     if match is None:
         return None
     (number, title, agent, date, kind, target, status, supersedes, tags, run, inputs,
-     prev) = match.groups()
+     prev, was_id, was_commit) = match.groups()
     title, agent = _string(title), _string(agent)
     words = tags.split(", ") if tags else []
     if run == "null":
@@ -304,14 +306,18 @@ def squad_front_matter(head: str) -> dict[str, Any] | None:
     elif not _RUN_ID.fullmatch(run):
         run = _string(run)
     if (title is _NOT_SIMPLE or agent is _NOT_SIMPLE or run is _NOT_SIMPLE
-            or any(word.lower() in _NOT_STRINGS for word in words)):
+            or any(word.lower() in _NOT_STRINGS for word in words)
+            or (was_commit is not None and _NUMBER_LIKE.fullmatch(was_commit))):
         return None
-    return {"id": int(number), "title": title, "agent": agent, "date": date, "kind": kind,
+    meta = {"id": int(number), "title": title, "agent": agent, "date": date, "kind": kind,
             "target": None if target == "null" else int(target), "status": status,
             "supersedes": [int(i) for i in supersedes.split(", ")] if supersedes else [],
             "tags": words, "run": run,
             "inputs": [int(i) for i in inputs.split(", ")] if inputs else [],
             "prev": None if prev == "null" else prev}
+    if was_id is not None:  # a record `squad merge` renumbered
+        meta["was"] = {"id": int(was_id), "commit": was_commit.strip("'")}
+    return meta
 
 
 def split(text: str) -> tuple[dict[str, Any], dict[str, str]]:

@@ -76,6 +76,10 @@ ONE_LINE = st.text(st.characters(codec="utf-8"), min_size=1, max_size=30) | st.s
      "\ufeffx", "x\ty", "x  y", "%x", "@x", "a - b", "ends with -", "a ? b"])
 RUN = st.sampled_from([None, "20260101-120000-abc123", "run.1", "1.5", "r-1", "2026-01-01",
                        "12", "x"])
+ORIGIN = st.none() | st.builds(
+    Origin, id=st.integers(1, 10**6),
+    commit=st.from_regex(r"[0-9a-f]{40}", fullmatch=True) | st.sampled_from(
+        ["1" * 40, "0b" + "01" * 19, "0" * 40, "1e" + "0" * 38]))
 REF = st.lists(st.integers(1, 10**6), max_size=3, unique=True).map(tuple)
 TAGS = st.lists(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,8}", fullmatch=True),
                 max_size=3).map(tuple)
@@ -91,7 +95,7 @@ def any_record(draw: st.DrawFn) -> Record:
             kind=kind, target=None if kind == "decision" else draw(st.integers(1, 10**6)),
             status=draw(st.sampled_from(["proposed", "accepted"])), supersedes=draw(REF),
             tags=draw(TAGS), run=draw(RUN), inputs=draw(REF), decision="d",
-            prev=draw(st.sampled_from([None, "sha256:" + "ab" * 32])))
+            prev=draw(st.sampled_from([None, "sha256:" + "ab" * 32])), was=draw(ORIGIN))
     except ValidationError:
         assume(False)
         raise
@@ -124,7 +128,7 @@ def test_an_edited_line_reads_as_yaml_reads_it_or_goes_to_yaml(
 
 def test_what_squad_writes_takes_the_one_match_way() -> None:
     """Titles as squad's own log has them (commas, semicolons, apostrophes, ': ' quoted)
-    and run ids: the shape reads them; a renumbered record (`was`) goes the line way."""
+    and run ids: the shape reads them, and a renumbered record's origin (`was`)."""
     for title in ("Status changes are records of their own, folded from the log",
                   "squad merge joins logs; the trunk keeps its ids", "jinja2's sandbox",
                   "Decision 5: use option 5", "it's 'quoted'", "Use C# [or] {not}"):
@@ -135,8 +139,11 @@ def test_what_squad_writes_takes_the_one_match_way() -> None:
         head = _head(record)
         assert squad_front_matter(head) == yaml.load(head, Loader=yaml.CSafeLoader)
         assert squad_front_matter(head) is not None, head
-        moved = record.model_copy(update={"was": Origin(id=2, commit="a" * 40)})
-        assert squad_front_matter(_head(moved)) is None
+        for commit in ("a" * 40, "1" * 40, "0b" + "01" * 19, "0" * 39 + "f"):
+            moved = _head(record.model_copy(update={"was": Origin(id=2, commit=commit)}))
+            fast = squad_front_matter(moved)
+            assert fast == yaml.load(moved, Loader=yaml.CSafeLoader)
+            assert fast is not None or commit == "0b" + "01" * 19  # that one YAML reads as 0
 
 
 @pytest.mark.parametrize("line", [
@@ -248,3 +255,15 @@ def test_a_title_may_hold_a_tab() -> None:
     record = Record(id=1, title="a\tb", agent="a", date=datetime(2026, 1, 1, tzinfo=UTC),
                     decision="d")
     assert record.title == "a\tb"
+
+
+@pytest.mark.parametrize("commit", ["1" * 40, "0b" + "01" * 19, "0" * 40, "ab" * 20,
+                                    "'" + "1" * 40 + "'", "0" * 39 + "e"])
+def test_a_hand_written_origin_reads_as_yaml_reads_it(commit: str) -> None:
+    """Written by hand without the quotes squad's renderer adds, some hex reads as a number."""
+    record = Record(id=3, title="t", agent="a", date=datetime(2026, 1, 1, tzinfo=UTC),
+                    decision="d")
+    head = _head(record) + f"was: {{id: 2, commit: {commit}}}\n"
+    fast = squad_front_matter(head)
+    assert fast is None or [fast, fast] == _yaml_reads(head)
+    assert (fast is None) == (not isinstance(yaml.safe_load(head)["was"]["commit"], str))
