@@ -46,7 +46,7 @@ of logs made before, see `bench/layout.py` for the two side by side); the index 
 rewritten every max(1, N // 100) commits for the folders changed since.
 
 Run: .venv/bin/python bench/scale.py [--sizes 100,1000,10000] [--repeat 3] [--drops 20]
-     [--layout folders|flat] [--quick]
+     [--layout folders|flat] [--quick] [--only WORD]
 """
 
 from __future__ import annotations
@@ -259,7 +259,7 @@ def ingest_per_decision(repo: Path, drops: int, repeat: int) -> tuple[Times, Tim
 
 def measure(root: Path, n: int, repeat: int, drops: int, console: Console,
             server: ScriptedServer, shape: layout.Layout = layout.FOLDERS,
-            quick: bool = False) -> dict[str, Any]:
+            quick: bool = False, only: str | None = None) -> dict[str, Any]:
     repo = root / f"log-{n}"
     console.print(f"building a log of {n} records ...")
     start = time.perf_counter()
@@ -283,6 +283,8 @@ def measure(root: Path, n: int, repeat: int, drops: int, console: Console,
     for warm in (["--help"], ["show", "1"], ["log"]):
         subprocess.run([*SQUAD, *warm], cwd=repo, check=True, capture_output=True)
     view = repo / ".git" / "squad" / "log-view"
+    if only is not None:  # the baselines and the rows named, nothing else
+        return _only(repo, n, repeat, only)
     row = {
         "build s": built, ".git files": git_files, "decisions/ files": tree_files,
         "python -c pass": timed(repo, [sys.executable, "-c", "pass"], repeat),
@@ -327,6 +329,21 @@ def measure(root: Path, n: int, repeat: int, drops: int, console: Console,
     return row
 
 
+def _only(repo: Path, n: int, repeat: int, only: str) -> dict[str, Any]:
+    """`--only WORD`: the baselines and the squad commands whose row names WORD (each run
+    as in the full table; no run, ingest or gc)."""
+    commands = {"squad --help": ["--help"], "squad log": ["log"],
+                "squad log --all": ["log", "--all"], "squad show 1": ["show", "1"],
+                "squad show N": ["show", str(n)], "squad verify": ["verify"]}
+    row: dict[str, Any] = {
+        "python -c pass": timed(repo, [sys.executable, "-c", "pass"], repeat),
+        "git log -1": timed(repo, ["git", "log", "-1"], repeat)}
+    for key, argv in commands.items():
+        if only in key and (key != "squad log --all" or _has_all_flag()):
+            row[key] = timed(repo, [*SQUAD, *argv], repeat)
+    return row
+
+
 def _has_all_flag() -> bool:
     out = subprocess.run([*SQUAD, "log", "--help"], capture_output=True, text=True)
     return "--all" in out.stdout
@@ -342,6 +359,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="only the read commands (--help, log, show): no verify (the log "
                              "is read back instead), no ingest, no gc; for 100,000 records")
+    parser.add_argument("--only", metavar="WORD",
+                        help="time only the squad commands whose row names WORD (e.g. verify), "
+                             "next to the baselines; no run, ingest or gc")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     console = Console(stderr=True)
@@ -357,7 +377,7 @@ def main() -> None:
             server.responder = reply
             for n in sizes:
                 rows[n] = measure(root, n, args.repeat, args.drops, console, server,
-                                  args.layout, args.quick)
+                                  args.layout, args.quick, args.only)
                 shutil.rmtree(root / f"log-{n}")  # the disk holds one log at a time
     first = sizes[0]
     table = Table(title="squad at scale: whole processes, medians; wall ms / CPU ms, "
@@ -413,7 +433,7 @@ def main() -> None:
             if n != first:
                 cells.append(f"{rows[n][key] / rows[first][key]:.2f}" if rows[first][key] else "")
         table.add_row(key, *cells)
-    if 1000 in rows and 10000 in rows and not args.quick:
+    if 1000 in rows and 10000 in rows and not args.quick and not args.only:
         key = "bytes/decision after gc"
         slope = (rows[10000][key] - rows[1000][key]) / 9000
         table.add_row("est. bytes/decision after gc at 100,000 (linear from 1k, 10k)",

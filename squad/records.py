@@ -32,14 +32,17 @@ from squad.errors import RecordError, describe
 
 M = TypeVar("M", bound="Draft")
 SECTIONS = ("Context", "Decision", "Consequences")
-_HEADINGS = {f"## {name}" for name in SECTIONS}
+# A line that is a section heading and nothing else but trailing whitespace (what `rstrip`
+# takes off: `\s` is the same set of characters), found in one pass.
+_HEADING_LINE = re.compile(rf"^## ({'|'.join(SECTIONS)})[^\S\n]*$", re.MULTILINE)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_BREAK_OR_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")  # the above, and \n
 _HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def _one_line(value: str) -> str:
     value = value.strip()
-    if any(ch in value for ch in "\r\n\x85\u2028\u2029") or _CONTROL.search(value):
+    if _BREAK_OR_CONTROL.search(value):
         raise ValueError("must be a single line without control characters")
     problem = safety.text_problem(value, one_line=True)
     if problem:
@@ -54,9 +57,9 @@ def _text(value: str) -> str:
     problem = safety.text_problem(value, one_line=False)
     if problem:
         raise ValueError(problem)
-    for line in value.split("\n"):
-        if line.rstrip() in _HEADINGS:
-            raise ValueError(f"may not contain the section heading line {line.rstrip()!r}")
+    heading = _HEADING_LINE.search(value)
+    if heading:
+        raise ValueError(f"may not contain the section heading line {'## ' + heading[1]!r}")
     return value
 
 
@@ -232,24 +235,32 @@ def _dumped(value: Any) -> str | None:
 
 def _block_plain(text: str) -> bool:
     """True when YAML writes and reads `text` as a plain scalar after `key: `."""
-    return bool((_PLAIN.fullmatch(text) or _TEXT.fullmatch(text) or _RUN.fullmatch(text))
+    return bool((_SAFE_PLAIN.fullmatch(text) or _TEXT.fullmatch(text) or _RUN_ID.fullmatch(text))
                 and text.lower() not in _NOT_STRINGS)
 
 
 _KEY = re.compile(r"[a-z_]+")
 _INT = re.compile(r"0|[1-9][0-9]{0,17}")
-_QUOTED = re.compile(r"'((?:[^'\n]|'')*)'")
+# Inside single quotes YAML takes every character as it is but for '' (one quote); a line
+# break folds, and some characters it refuses or may treat apart (controls, C1, NEL, the
+# line and paragraph separators, surrogates, a BOM, U+FFFE/F): those are left to YAML.
+_QUOTED_BODY = r"(?:[^'\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]|'')*"
+_QUOTED = re.compile(f"'({_QUOTED_BODY})'")
+# A plain (unquoted) value on a line of its own, which YAML can only read as that very string:
+# a letter first (numbers, dates, floats and YAML's indicators start otherwise), printable
+# ASCII after it; `_plain` also refuses ': ' and ' #' (which end it), a trailing ':' or
+# space, and the words YAML reads as booleans or null.
+_PLAIN = re.compile(r"[A-Za-z][ -~]*")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9._/-]*")  # a list item: no space, no colon
+_RUN_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")  # squad's run ids: a string to YAML
 _DQUOTED = re.compile(r'"[ !#-\[\]-~]*"')  # double-quoted printable ASCII, no escape: as is
-# A plain scalar that YAML can only read as a string: a letter first (numbers, dates, floats
-# and YAML's special forms start otherwise), words of safe characters joined by one space or
-# one colon (so never ': ' or ' #'), nothing that ends a flow item.
-_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9._/-]*(?:[ :][A-Za-z0-9._/-]+)*")
-_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_./-]*")  # a list item: no space, no colon
+# What the writer may leave plain: words of safe characters joined by one space or one colon
+# (so never ': ' or ' #'), a letter first, nothing that ends a flow item.
+_SAFE_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9._/-]*(?:[ :][A-Za-z0-9._/-]+)*")
 _NOT_STRINGS = frozenset({"yes", "no", "true", "false", "on", "off", "null", "y", "n"})
 # Words of text joined by one space: a letter first, no ':' and no '#' (so never ': ' nor
 # ' #'), no flow indicator that matters outside a flow collection: a title as YAML writes it.
 _TEXT = re.compile(r"[A-Za-z][A-Za-z0-9_.,/'()-]*(?: [A-Za-z0-9_.,/'()-]+)*")
-_RUN = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")  # a run's id: no number, date or time
 _INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
 
@@ -258,6 +269,9 @@ def plain_front_matter(head: str) -> dict[str, Any] | None:
     writes (`key: value` with null, an integer, a quoted or plain string, or a one-line list
     of those): about ten times faster than the YAML parser, which `verify` would otherwise
     spend most of its time in. None when any line is in another form: YAML reads it then."""
+    shaped = squad_front_matter(head)
+    if shaped is not None:
+        return shaped
     meta: dict[str, Any] = {}
     for line in head.split("\n"):
         if not line:
@@ -280,7 +294,7 @@ def plain_front_matter(head: str) -> dict[str, Any] | None:
     return meta or None  # nothing at all: YAML's own verdict (not a mapping)
 
 
-_NOT_SIMPLE = object()
+_NOT_SIMPLE: Any = object()
 
 
 def _scalar(text: str) -> Any:
@@ -295,12 +309,75 @@ def _scalar(text: str) -> Any:
     if "0" <= first <= "9":
         if _INT.fullmatch(text):
             return int(text)
-        return text if _RUN.fullmatch(text) else _NOT_SIMPLE
+        return text if _RUN_ID.fullmatch(text) else _NOT_SIMPLE
     if text == "null":
         return None
-    if _block_plain(text):
-        return text
-    return _NOT_SIMPLE
+    return _plain(text) if _PLAIN.fullmatch(text) else _NOT_SIMPLE
+
+
+def _plain(text: str) -> Any:
+    """A value that matched `_PLAIN` (or _RUN_ID) as YAML reads it, or _NOT_SIMPLE."""
+    if (": " in text or " #" in text or text[-1] in ": "
+            or text.lower() in _NOT_STRINGS):
+        return _NOT_SIMPLE
+    return text
+
+
+def _string(text: str) -> Any:
+    """A value the shape below matched as a quoted string or a plain one."""
+    if text[0] == "'":
+        return text[1:-1].replace("''", "'")
+    return _plain(text)
+
+
+_STR = f"'{_QUOTED_BODY}'|[A-Za-z][ -~]*"
+_INTS = rf"\[((?:{_INT.pattern})(?:, (?:{_INT.pattern}))*)?\]"
+# The front matter exactly as squad renders a record (every key, in its order), read with
+# one match: most of the cost of reading a record back is otherwise spent line by line.
+_SHAPE = re.compile(
+    rf"id: ({_INT.pattern})\n"
+    rf"title: ({_STR})\n"
+    rf"agent: ({_STR})\n"
+    r"date: '([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z)'\n"
+    r"kind: (decision|accept|reject)\n"
+    rf"target: (null|{_INT.pattern})\n"
+    r"status: (proposed|accepted)\n"
+    rf"supersedes: {_INTS}\n"
+    rf"tags: \[((?:{_WORD.pattern})(?:, {_WORD.pattern})*)?\]\n"
+    rf"run: (null|{_RUN_ID.pattern}|{_STR})\n"
+    rf"inputs: {_INTS}\n"
+    r"prev: (null|sha256:[0-9a-f]{64})\n"
+    rf"(?:was: \{{id: ({_INT.pattern}), commit: ([0-9a-f]{{40}}|'[0-9a-f]{{40}}')\}}\n)?")
+_NUMBER_LIKE = re.compile(r"[0-9]+|0b[01]+")  # hex digits that YAML would read as a number
+
+
+def squad_front_matter(head: str) -> dict[str, Any] | None:
+    """The front matter as YAML reads it when it is exactly in the shape squad renders a
+    record's (see `_SHAPE`), else None; `plain_front_matter` tries this first."""
+    match = _SHAPE.fullmatch(head)
+    if match is None:
+        return None
+    (number, title, agent, date, kind, target, status, supersedes, tags, run, inputs,
+     prev, was_id, was_commit) = match.groups()
+    title, agent = _string(title), _string(agent)
+    words = tags.split(", ") if tags else []
+    if run == "null":
+        run = None
+    elif not _RUN_ID.fullmatch(run):
+        run = _string(run)
+    if (title is _NOT_SIMPLE or agent is _NOT_SIMPLE or run is _NOT_SIMPLE
+            or any(word.lower() in _NOT_STRINGS for word in words)
+            or (was_commit is not None and _NUMBER_LIKE.fullmatch(was_commit))):
+        return None
+    meta = {"id": int(number), "title": title, "agent": agent, "date": date, "kind": kind,
+            "target": None if target == "null" else int(target), "status": status,
+            "supersedes": [int(i) for i in supersedes.split(", ")] if supersedes else [],
+            "tags": words, "run": run,
+            "inputs": [int(i) for i in inputs.split(", ")] if inputs else [],
+            "prev": None if prev == "null" else prev}
+    if was_id is not None:  # a record `squad merge` renumbered
+        meta["was"] = {"id": int(was_id), "commit": was_commit.strip("'")}
+    return meta
 
 
 def split(text: str) -> tuple[dict[str, Any], dict[str, str]]:
@@ -314,22 +391,20 @@ def split(text: str) -> tuple[dict[str, Any], dict[str, str]]:
     meta = plain_front_matter(text[4 : end + 1])
     if meta is None:
         meta = _yaml(text[4 : end + 1])
-    sections: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text[end + 5 :].split("\n"):
-        heading = line.rstrip()
-        if heading in _HEADINGS:
-            name = heading[3:].lower()
-            if name in sections:
-                raise RecordError(f"section '## {heading[3:]}' appears twice")
-            current = sections[name] = []
-        elif current is not None:
-            current.append(line)
-        elif line.strip():
-            raise RecordError("text before the first '## Context' section")
+    body = text[end + 5 :]
+    headings = list(_HEADING_LINE.finditer(body))
+    if body[: headings[0].start() if headings else len(body)].strip():
+        raise RecordError("text before the first '## Context' section")
+    sections: dict[str, str] = {}
+    for number, heading in enumerate(headings):
+        name = heading.group(1).lower()
+        if name in sections:
+            raise RecordError(f"section '## {heading.group(1)}' appears twice")
+        stop = headings[number + 1].start() if number + 1 < len(headings) else len(body)
+        sections[name] = body[heading.end() + 1 : stop].strip()
     if "decision" not in sections:
         raise RecordError("no '## Decision' section")
-    return meta, {name: "\n".join(lines).strip() for name, lines in sections.items()}
+    return meta, sections
 
 
 def _yaml(head: str) -> dict[str, Any]:

@@ -535,58 +535,17 @@ class Repository:
         """What `git log HEAD -- <prefix>` walks, found in one pass: every change under
         `prefix` made by a non-merge commit (newest first, with the blobs before and after
         and the commit's squad trailers), and the merges (with their parents) that change it.
-
-        git's own walk with a path (`git log -- prefix`) diffs every commit twice, once to
-        simplify history and once to show it, each time into the folder that changed. Here
-        the simplification compares only the id of `prefix`'s tree in each commit and its
-        parents (one `cat-file --batch-check`), as git's default simplification does (a merge
-        whose folder equals a parent's follows that parent only), and only the commits that
-        change the folder are diffed, once (`diff-tree --stdin`).
-        """
+        `HistoryWalk` runs the same walk beside the caller."""
         if self.head() is None:
             return [], []
-        folder = prefix.rstrip("/")
-        graph: dict[str, list[str]] = {}
-        order: list[str] = []
-        for line in self._repo.git.rev_list("--parents", "HEAD").splitlines():
-            sha, *parents = line.split()
-            graph[sha] = parents
-            order.append(sha)
-        query = "".join(f"{sha}:{folder}\n" for sha in order)
-        out = _run_git(self.root, ["cat-file", "--batch-check=%(objectname)"], query)
-        trees = {sha: (line if " " not in line else None)
-                 for sha, line in zip(order, out.splitlines(), strict=True)}
-        shown: list[str] = []
-        merges: list[tuple[str, list[str]]] = []
-        seen: set[str] = set()
-        stack = [order[0]]
-        while stack:
-            sha = stack.pop()
-            if sha in seen:
-                continue
-            seen.add(sha)
-            parents = graph.get(sha, [])
-            same = [p for p in parents if trees.get(p) == trees[sha]]
-            if len(parents) > 1 and same:
-                stack.append(same[0])  # the merge took that parent's folder: follow it only
-                continue
-            if len(parents) > 1:
-                merges.append((sha, parents))
-            elif not same and (parents or trees[sha] is not None):
-                shown.append(sha)
-            stack.extend(reversed(parents))
-        position = {sha: i for i, sha in enumerate(order)}
-        shown.sort(key=position.__getitem__)
-        merges.sort(key=lambda item: position[item[0]])
-        changes: list[Change] = []
-        if shown:
-            raw = _run_git(self.root, [
-                "diff-tree", "--stdin", "--root", "-r", "--no-renames", "--raw", "--no-abbrev",
-                "--format=%x1e%H%x00%(trailers:key=Squad-Decision,valueonly,separator=%x1f)"
-                "%x00%(trailers:key=Squad-Layout,valueonly,separator=%x1f)",
-                "--", prefix], "".join(f"{sha}\n" for sha in shown))
-            changes = list(_changes(raw))
-        return changes, merges
+        self._before_git(["git", "rev-list"])
+        return _history(prefix, lambda args, stdin: _run_git(self.root, args, stdin))
+
+    def history_walk(self, prefix: str) -> HistoryWalk:
+        """`history(prefix)`, started in the background: collect it with `result()`, and
+        `close()` it in a `finally` (that stops its git at once)."""
+        self._before_git(["git", "rev-list"])
+        return HistoryWalk(self.root, prefix, unborn=self.head() is None)
 
     def uncommitted(self, prefix: str) -> dict[str, str]:
         """path -> porcelain status for files under prefix that differ from HEAD."""
@@ -1031,6 +990,138 @@ class Repository:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+History = tuple[list[Change], list[tuple[str, list[str]]]]
+GitRunner = Callable[[list[str], str], str]
+
+
+def _history(prefix: str, run: GitRunner) -> History:
+    """`Repository.history`, its git commands run by `run` (args, stdin -> stdout).
+
+    git's own walk with a path (`git log -- prefix`) diffs every commit twice, once to
+    simplify history and once to show it, each time into the folder that changed. Here
+    the simplification compares only the id of `prefix`'s tree in each commit and its
+    parents (one `cat-file --batch-check`), as git's default simplification does (a merge
+    whose folder equals a parent's follows that parent only), and only the commits that
+    change the folder are diffed, once (`diff-tree --stdin`). That diff takes no path: git
+    would match every entry of the folder against it (a sixth of the diff's time at 10,000
+    records); what else such a commit changes is left out here instead.
+    """
+    folder = prefix.rstrip("/")
+    graph: dict[str, list[str]] = {}
+    order: list[str] = []
+    for line in run(["rev-list", "--parents", "HEAD"], "").splitlines():
+        sha, *parents = line.split()
+        graph[sha] = parents
+        order.append(sha)
+    if not order:
+        return [], []
+    query = "".join(f"{sha}:{folder}\n" for sha in order)
+    out = run(["cat-file", "--batch-check=%(objectname)"], query)
+    trees = {sha: (line if " " not in line else None)
+             for sha, line in zip(order, out.splitlines(), strict=True)}
+    shown: list[str] = []
+    merges: list[tuple[str, list[str]]] = []
+    seen: set[str] = set()
+    stack = [order[0]]
+    while stack:
+        sha = stack.pop()
+        if sha in seen:
+            continue
+        seen.add(sha)
+        parents = graph.get(sha, [])
+        same = [p for p in parents if trees.get(p) == trees[sha]]
+        if len(parents) > 1 and same:
+            stack.append(same[0])  # the merge took that parent's folder: follow it only
+            continue
+        if len(parents) > 1:
+            merges.append((sha, parents))
+        elif not same and (parents or trees[sha] is not None):
+            shown.append(sha)
+        stack.extend(reversed(parents))
+    position = {sha: i for i, sha in enumerate(order)}
+    shown.sort(key=position.__getitem__)
+    merges.sort(key=lambda item: position[item[0]])
+    changes: list[Change] = []
+    if shown:
+        raw = run([
+            "diff-tree", "--stdin", "--root", "-r", "--no-renames", "--raw", "--no-abbrev",
+            "--format=%x1e%H%x00%(trailers:key=Squad-Decision,valueonly,separator=%x1f)"
+            "%x00%(trailers:key=Squad-Layout,valueonly,separator=%x1f)"],
+            "".join(f"{sha}\n" for sha in shown))
+        changes = [change for change in _changes(raw) if change.path.startswith(prefix)]
+    return changes, merges
+
+
+class _Stopped(Exception):
+    """The walk was closed before it finished."""
+
+
+class HistoryWalk:
+    """`Repository.history` in a thread of its own, so that a caller (`verify`) parses the
+    working tree while git walks the history: most of the walk is git's time, spent on
+    another core. Only plain `git` processes run in the thread (no GitPython object is
+    shared), and `close()` kills the one running, so Ctrl-C or SIGTERM never waits for it.
+    """
+
+    def __init__(self, root: Path, prefix: str, unborn: bool = False) -> None:
+        self._root = root
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._closed = False
+        self._result: History | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, args=(prefix, unborn),
+                                        name="squad-history", daemon=True)
+        self._thread.start()
+
+    def _work(self, prefix: str, unborn: bool) -> None:
+        if unborn:  # no commit yet: no history
+            self._result = [], []
+            return
+        try:
+            self._result = _history(prefix, self._git)
+        except _Stopped:
+            pass
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+
+    def _git(self, args: list[str], stdin: str) -> str:
+        with self._lock:
+            if self._closed:
+                raise _Stopped
+            process = self._process = subprocess.Popen(
+                ["git", *args], cwd=self._root, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            out, err = process.communicate(stdin.encode("utf-8"))
+        finally:
+            with self._lock:
+                self._process = None
+        if self._closed:
+            raise _Stopped
+        if process.returncode != 0:
+            detail = " ".join(err.decode("utf-8", "replace").split())[:300]
+            raise SquadError(f"{self._root}: git {args[0]} failed: {detail}")
+        return out.decode("utf-8", "surrogateescape")
+
+    def result(self) -> History:
+        """The walk's changes and merges, once it is done (its error, if it failed)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if self._result is None:
+            raise SquadError(f"{self._root}: the history walk was stopped")
+        return self._result
+
+    def close(self) -> None:
+        """Stop the walk if it still runs (killing its git) and wait for its thread."""
+        with self._lock:
+            self._closed = True
+            if self._process is not None and self._process.poll() is None:
+                self._process.kill()
+        self._thread.join()
 
 
 def _changes(raw: str) -> Iterator[Change]:

@@ -22,7 +22,7 @@ from squad.errors import RecordError
 from squad.ledger import Entry, Ledger
 from squad.records import digest, filename, parse_record
 from squad.renumber import Origins, id_of, record_names, renumbering_problem
-from squad.vcs import Change
+from squad.vcs import Change, HistoryWalk
 from squad.workspace import DECISIONS, Workspace
 
 RUNS = ".squad/runs"  # as in squad.run, which verify does not import (it pulls in the models)
@@ -56,8 +56,17 @@ def verify(ws: Workspace) -> list[Fault]:
 
 
 def _verify(ws: Workspace) -> list[Fault]:
+    # The history walk is mostly git's work: it runs on another core while this one parses
+    # the working tree's records.
+    walk = ws.repo.history_walk(DECISIONS + "/")
+    try:
+        return _check(ws, walk)
+    finally:
+        walk.close()
+
+
+def _check(ws: Workspace, walk: HistoryWalk) -> list[Fault]:
     faults: list[Fault] = []
-    changes, merges = ws.repo.history(DECISIONS + "/")
     entries: list[Entry] = []
     names = _record_files(ws)
     shape = layout.detect(names)
@@ -93,6 +102,7 @@ def _verify(ws: Workspace) -> list[Fault]:
     ledger = Ledger(entries)
     faults += _references(ledger)
     faults += _index(ws, ledger, shape)
+    changes, merges = walk.result()
     faults += _history(ws, names, changes)
     faults += _merges(ws, origins, merges)
     return faults
@@ -106,10 +116,13 @@ def _regular_file(path: str) -> bytes | None:
     except OSError:
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             return None
-        with open(fd, "rb", closefd=False) as handle:
-            return handle.read()
+        chunks = [os.read(fd, info.st_size + 1)]  # the whole file in one read, as a rule
+        while chunks[-1]:  # it grew, or the read came back short: read on to the end
+            chunks.append(os.read(fd, 1 << 16))
+        return b"".join(chunks)
     finally:
         os.close(fd)
 

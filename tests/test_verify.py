@@ -99,3 +99,22 @@ def test_json_output(logged: Path) -> None:
     result = squad(logged, "verify", "--json", check=False)
     assert result.returncode == 1
     assert '"path": "decisions/README.md"' in result.stdout
+
+
+def test_a_commit_that_also_changes_files_outside_the_log(logged: Path) -> None:
+    """History is diffed without a path limit: what a commit changes outside decisions/
+    (here a file named like a record, in a folder named like a thousand's) is no fault,
+    and the edit it makes inside is still found."""
+    outside = logged / "000"
+    outside.mkdir()
+    (outside / "0001-decision-1.md").write_text("not a record\n")
+    (logged / "notes.md").write_text("notes\n")
+    path = logged / "decisions/000/0003-decision-3.md"
+    path.write_text(path.read_text().replace("\nd\n", "\nchanged\n"))
+    git(logged, "add", "-A")
+    git(logged, "commit", "-qm", "notes and an edit")
+    out = faults(logged)
+    assert "decisions/000/0003-decision-3.md: edited after it was committed" in out
+    assert "notes.md" not in out
+    assert "\n000/0001" not in "\n" + out
+    assert out.count("edited after it was committed") == 1
