@@ -559,15 +559,17 @@ def _answered(ctx: click.Context, answer: Callable[[Any, Path], Any]) -> Any:
                 return answer(*found)
     from squad import layout, logview
     from squad.ledger import Ledger
+    from squad.workspace import DECISIONS
 
     ws = _workspace(ctx)
     head = ws.repo.head()
     ledger, _, files = ws.log(head) if head is not None else (Ledger(), None, {})
     settings = logview.settings_digest(ws.root)
-    data = logview.build(ledger, layout.records(files), head or "0" * 40, settings)
-    if head is not None:
+    key = ws.repo.tree_sha(DECISIONS, head)
+    data = logview.build(ledger, layout.records(files), key or "0" * 40, settings)
+    if key is not None:
         logview.save(logview.view_path(ws.repo.git_dir), data)
-    return answer(logview.View.of_bytes(data, head or "0" * 40, settings), ws.root)
+    return answer(logview.View.of_bytes(data, key or "0" * 40, settings), ws.root)
 
 
 def _print(answer: Any) -> None:

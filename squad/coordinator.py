@@ -28,7 +28,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from squad import layout, safety
+from squad import layout, logview, safety
 from squad.errors import RecordError, SquadError
 from squad.ledger import Ledger, entry_for
 from squad.records import Draft, Record, digest, parse_draft, parse_record, render
@@ -72,6 +72,8 @@ class Coordinator:
         self._settled_head: str | None = None  # the commit our last settle wrote out
         # the user's index entries read while its file had this stamp, and for which scopes
         self._staged_memo: tuple[tuple[int, int, int], set[str], dict[str, str]] | None = None
+        # the log view's key (decisions/ tree id) and length of the log as last loaded
+        self._view_base: tuple[str | None, int] = (None, 0)
 
     # ---- state --------------------------------------------------------------------------
 
@@ -88,6 +90,7 @@ class Coordinator:
             hashes = commit.trailers.get("Squad-Drop-Hash", [])
             self._done.update(zip(names, hashes, strict=False))
         self._head = self._settled_head = head
+        self._view_base = (repo.tree_sha(DECISIONS, head), len(self._ledger.entries))
         self._sweep_temporaries()
         self._recover(files)
 
@@ -156,6 +159,30 @@ class Coordinator:
             self.ws.repo.ensure_safe()
             self._load()
             yield
+            self._carry_view()
+
+    def _carry_view(self) -> None:
+        """Bring the log view (`squad log`, `squad show`) up to the records this session
+        committed, from the view of the log it loaded, if that one is on file: the first
+        `log` after a commit then costs what any `log` costs (see `logview.carry`)."""
+        old_key, count = self._view_base
+        head, repo = self._head, self.ws.repo
+        added = self._ledger.entries[count:]
+        if old_key is None or not added or head is None or head == "unknown":
+            return
+        key = repo.tree_sha(DECISIONS, head)
+        blobs: dict[str, str] = {}
+        for entry in added:
+            blob = repo.file_sha(f"{DECISIONS}/{entry.name}", head)
+            if blob is None:
+                return
+            blobs[entry.name] = blob
+        if key is None:
+            return
+        with contextlib.suppress(OSError):
+            logview.carry(repo.git_dir, old_key, key, logview.settings_digest(self.ws.root),
+                          self._ledger, blobs)
+        self._view_base = (key, len(self._ledger.entries))
 
     def ingest(self, stop: threading.Event | None = None,
                on_busy: Callable[[], None] | None = None) -> PassReport:

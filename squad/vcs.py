@@ -331,6 +331,13 @@ class Repository:
             return []
         return [n for _, m, n in self._tree(entry[1]) if m == _TREE_MODE]
 
+    def tree_sha(self, path: str, commit: str | None) -> str | None:
+        """The tree id of the folder `path` at `commit`, or None (no commit, no folder)."""
+        if commit is None:
+            return None
+        entry = self._lookup(self._root_tree(commit), path)
+        return entry[1] if entry is not None and entry[0] == _TREE_MODE else None
+
     def file_sha(self, path: str, commit: str | None) -> str | None:
         """The blob sha of the file `path` at `commit`, or None (no commit, no such file)."""
         if commit is None:
