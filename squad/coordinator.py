@@ -28,7 +28,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from squad import layout, logview, safety
+from squad import dropcache, layout, logview, safety
 from squad.errors import RecordError, SquadError
 from squad.ledger import Ledger, entry_for
 from squad.records import Draft, Record, digest, parse_draft, parse_record, render
@@ -84,11 +84,7 @@ class Coordinator:
         if head == self._head:
             return
         self._ledger, self._layout, files = self.ws.log(head, checked=True)
-        self._done = set()
-        for commit in repo.squad_commits("Squad-Drop"):
-            names = commit.trailers.get("Squad-Drop", [])
-            hashes = commit.trailers.get("Squad-Drop-Hash", [])
-            self._done.update(zip(names, hashes, strict=False))
+        self._done = dropcache.committed(repo, head) if head is not None else set()
         self._head = self._settled_head = head
         self._view_base = (repo.tree_sha(DECISIONS, head), len(self._ledger.entries))
         self._sweep_temporaries()

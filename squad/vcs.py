@@ -380,23 +380,6 @@ class Repository:
                 trailers.setdefault(name, []).append(found)
         return Commit(sha, trailers) if sha and value in trailers.get(key, []) else None
 
-    def squad_commits(self, key: str) -> Iterator[Commit]:
-        """Commits reachable from HEAD whose message has a `key:` trailer, newest first."""
-        if self.head() is None:
-            return
-        out = self._repo.git.log(
-            "HEAD", f"--grep=^{key}: ", "--format=%H%x00%(trailers:only,unfold)%x1e")
-        for chunk in out.split("\x1e"):
-            sha, _, text = chunk.strip("\n").partition("\x00")
-            if not sha:
-                continue
-            trailers: dict[str, list[str]] = {}
-            for line in text.splitlines():
-                name, sep, value = line.partition(": ")
-                if sep:
-                    trailers.setdefault(name, []).append(value)
-            yield Commit(sha, trailers)
-
     # ---- writing ------------------------------------------------------------------------
 
     def _store(self, kind: str, data: bytes) -> str:
