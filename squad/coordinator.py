@@ -112,6 +112,13 @@ class Coordinator:
         and `verify`'s to report. `listing` is every record and page (path in decisions/).
         """
         repo = self.ws.repo
+        if not listing or self._head is None or self._head == "unknown":
+            return
+        # Only what git finds out of step with the commit can be a leftover: a long log
+        # costs two git processes here, not a look at every file.
+        unsettled = repo.unsettled(self._head, DECISIONS + "/")
+        listing = {name: sha for name, sha in listing.items()
+                   if f"{DECISIONS}/{name}" in unsettled}
         if not listing:
             return
         staged = repo.index_entries(DECISIONS + "/")

@@ -491,6 +491,16 @@ class Repository:
                     f"{self.root}: committed, but could not update the index: {_stderr(exc)}"
                 ) from None
 
+    def unsettled(self, commit: str, prefix: str) -> set[str]:
+        """Paths under `prefix` where the user's index differs from `commit` or the working
+        tree from the index, as git's stat cache sees them (a superset: a file merely
+        touched is listed too): what may hold a commit not yet written out. Two git
+        processes that read the index's stat data, instead of a read of every file."""
+        staged = self._repo.git.diff_index("--cached", "--name-only", "-z", "--no-renames",
+                                           commit, "--", prefix)
+        worktree = self._repo.git.diff_files("--name-only", "-z", "--", prefix)
+        return {path for path in (staged + "\0" + worktree).split("\0") if path}
+
     def index_entries(self, *prefixes: str) -> dict[str, str]:
         """path -> blob sha of the user's index entries under the prefixes (or paths)."""
         out = self._repo.git.ls_files("-s", "--", *prefixes)
