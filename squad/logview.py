@@ -166,6 +166,8 @@ def extend(old: View, ledger: Ledger, blobs: dict[str, str], key: str) -> bytes:
     ids = old.ids()
     if ids != [entry.record.id for entry in entries[:first]]:
         raise Damaged("the view's ids are not the log's")
+    if len(set(ids)) != len(ids):  # a broken log that repeats an id: rebuild it whole
+        raise Damaged("the log repeats an id")
     bodies = old.bodies()
     edges: dict[int, dict[str, list[int]]] = {}
     changed: set[int] = set()
