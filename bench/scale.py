@@ -170,13 +170,13 @@ def count_files(path: Path) -> tuple[int, int]:
 
 
 def timed(repo: Path, argv: list[str], repeat: int, cold: bool = False,
-          stale: bool = False, before: list[str] | None = None) -> tuple[float, float]:
+          stale: bool = False, first: list[str] | None = None) -> tuple[float, float]:
     """Median wall and CPU (user + system) seconds of a whole process; it must succeed.
 
     CPU time is reported too because this machine is shared: wall time follows the load.
     With `cold`, squad's caches (the parsed-log cache and the log view) are removed before
-    each run; with `stale`, only the log view (as after a commit: the view is per commit).
-    `before` is a command run, untimed, before each run (a commit, for "first after a
+    each run; with `stale`, only the log view (so it is rebuilt).
+    `first` is a command run, untimed, before each run (a commit, for "first after a
     commit")."""
     walls, cpus = [], []
     for _ in range(repeat):
@@ -184,8 +184,8 @@ def timed(repo: Path, argv: list[str], repeat: int, cold: bool = False,
             (repo / ".git" / "squad" / "log-cache").unlink(missing_ok=True)
         if cold or stale:
             (repo / ".git" / "squad" / "log-view").unlink(missing_ok=True)
-        if before is not None:
-            subprocess.run(before, cwd=repo, check=True, capture_output=True)
+        if first is not None:
+            subprocess.run(first, cwd=repo, check=True, capture_output=True)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         result = subprocess.run(argv, cwd=repo, stdout=subprocess.DEVNULL,
@@ -310,9 +310,9 @@ def measure(root: Path, n: int, repeat: int, drops: int, console: Console,
         "squad log --all": timed(repo, [*SQUAD, "log", "--all"], repeat)
         if _has_all_flag() else (float("nan"), float("nan")),
         "squad show 1, view stale": timed(repo, [*SQUAD, "show", "1"], repeat, stale=True),
-        "squad log, after a commit": timed(repo, [*SQUAD, "log"], repeat, before=DECIDE),
+        "squad log, after a commit": timed(repo, [*SQUAD, "log"], repeat, first=DECIDE),
         "squad show 1, after a commit": timed(repo, [*SQUAD, "show", "1"], repeat,
-                                              before=DECIDE),
+                                              first=DECIDE),
         "squad log, cold cache": timed(repo, [*SQUAD, "log"], repeat, cold=True),
         "squad show 1, cold cache": timed(repo, [*SQUAD, "show", "1"], repeat, cold=True),
         "squad verify": timed(repo, [*SQUAD, "verify"], repeat),
