@@ -30,8 +30,11 @@ points.
 Times are wall and CPU (user + system of the child) milliseconds: this machine is shared,
 and wall time follows whatever else runs. `cold cache` runs remove squad's caches in `.git`
 (the parsed-log cache `.git/squad/log-cache` and the log view `.git/squad/log-view`) first,
-as after a fresh clone; `view stale` runs remove only the log view, which is per commit: what
-the first `log` or `show` after a commit pays. `show N` shows the newest record.
+as after a fresh clone; `view stale` runs remove only the log view (which describes one
+state of the log): what the first `log` or `show` pays when the view cannot be carried over
+(after a rewrite, a merge, or a commit made by plain git). `after a commit` runs make one
+commit with `squad decide` (untimed) before each timed run: what the first `log` or `show`
+after squad's own commit pays. `show N` shows the newest record.
 
 --quick times only the read commands (for 100,000 records, where verify, ingest and gc take
 many minutes): the built log is then checked by reading it back (`log --json --limit 1`
@@ -167,19 +170,22 @@ def count_files(path: Path) -> tuple[int, int]:
 
 
 def timed(repo: Path, argv: list[str], repeat: int, cold: bool = False,
-          stale: bool = False) -> tuple[float, float]:
+          stale: bool = False, first: list[str] | None = None) -> tuple[float, float]:
     """Median wall and CPU (user + system) seconds of a whole process; it must succeed.
 
     CPU time is reported too because this machine is shared: wall time follows the load.
     With `cold`, squad's caches (the parsed-log cache and the log view) are removed before
-    each run; with `stale`, only the log view (as after a commit: the view is per commit).
-    """
+    each run; with `stale`, only the log view (so it is rebuilt).
+    `first` is a command run, untimed, before each run (a commit, for "first after a
+    commit")."""
     walls, cpus = [], []
     for _ in range(repeat):
         if cold:
             (repo / ".git" / "squad" / "log-cache").unlink(missing_ok=True)
         if cold or stale:
             (repo / ".git" / "squad" / "log-view").unlink(missing_ok=True)
+        if first is not None:
+            subprocess.run(first, cwd=repo, check=True, capture_output=True)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         result = subprocess.run(argv, cwd=repo, stdout=subprocess.DEVNULL,
@@ -193,6 +199,9 @@ def timed(repo: Path, argv: list[str], repeat: int, cold: bool = False,
     return statistics.median(walls), statistics.median(cpus)
 
 
+# A commit made by squad (one decision), untimed, before each "first after a commit" run.
+DECIDE = [*SQUAD, "decide", "--agent", "bench", "--title", "Another bench decision",
+          "--decision", "We pick another option."]
 RUN_AGENTS = 4
 CHARTER = ("---\nname: {name}\nrole: Bench specialist number {n}\ntools: [record_decision]\n"
            "---\n\n## How I work\nRecord one decision, then stop.\n")
@@ -303,6 +312,9 @@ def measure(root: Path, n: int, repeat: int, drops: int, console: Console,
         "squad log --all": timed(repo, [*SQUAD, "log", "--all"], repeat)
         if _has_all_flag() else (float("nan"), float("nan")),
         "squad show 1, view stale": timed(repo, [*SQUAD, "show", "1"], repeat, stale=True),
+        "squad log, after a commit": timed(repo, [*SQUAD, "log"], repeat, first=DECIDE),
+        "squad show 1, after a commit": timed(repo, [*SQUAD, "show", "1"], repeat,
+                                              first=DECIDE),
         "squad log, cold cache": timed(repo, [*SQUAD, "log"], repeat, cold=True),
         "squad show 1, cold cache": timed(repo, [*SQUAD, "show", "1"], repeat, cold=True),
         "squad verify": timed(repo, [*SQUAD, "verify"], repeat),
@@ -392,8 +404,10 @@ def main() -> None:
                   "squad --help": "squad --help", "squad log": "squad log",
                   "squad log --all": "squad log --all", "squad show 1": "squad show 1",
                   "squad show N": "squad show N (the newest)",
-                  "squad log, view stale": "squad log, view stale (first after a commit)",
+                  "squad log, view stale": "squad log, view stale (rebuilt)",
                   "squad show 1, view stale": "squad show 1, view stale",
+                  "squad log, after a commit": "squad log, first after `squad decide`",
+                  "squad show 1, after a commit": "squad show 1, first after `squad decide`",
                   "squad log, cold cache": "squad log, cold cache",
                   "squad show 1, cold cache": "squad show 1, cold cache",
                   "squad verify": "squad verify",

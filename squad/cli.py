@@ -569,14 +569,17 @@ def _answered(ctx: click.Context, answer: Callable[[Any, Path], Any]) -> Any:
             with contextlib.suppress(Damaged):
                 return answer(*found)
     from squad import layout, logview
+    from squad.workspace import DECISIONS
 
     ws = _workspace(ctx)
     head = _set_up(ws)
     ledger, _, files = ws.log(head)
     settings = logview.settings_digest(ws.root)
-    data = logview.build(ledger, layout.records(files), head, settings)
-    logview.save(logview.view_path(ws.repo.git_dir), data)
-    return answer(logview.View.of_bytes(data, head, settings), ws.root)
+    key = ws.repo.tree_sha(DECISIONS, head)
+    data = logview.build(ledger, layout.records(files), key or "0" * 40, settings)
+    if key is not None:
+        logview.save(logview.view_path(ws.repo.git_dir), data)
+    return answer(logview.View.of_bytes(data, key or "0" * 40, settings), ws.root)
 
 
 def _set_up(ws: Workspace) -> str:
@@ -773,7 +776,7 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
         connection.close()
     summary = summarize(outcome, run.budget.prices)
     if not as_json:
-        titles = _titles(ws, {row.id for row in summary.decisions})
+        titles = _titles(ws, {row.id for row in summary.decisions}, outcome.end)
         print_summary(Console(markup=False, highlight=False, stderr=not terminal, soft_wrap=True,
                               width=None if terminal else 200),
                       summary, titles)
@@ -804,17 +807,24 @@ def _preload(module: str) -> threading.Thread:
     return thread
 
 
-def _titles(ws: Workspace, ids: set[int]) -> dict[int, str]:
-    """The titles of the records `ids` (a run's decisions), reading only those records, not
-    the whole log."""
-    from squad import layout, logcache
+def _titles(ws: Workspace, ids: set[int], commit: str) -> dict[int, str]:
+    """The titles of the records `ids` (a run's decisions) at `commit`, reading only the
+    folders they are in and those records, not the whole log (nor the parsed-log cache,
+    which a partial read must not prune)."""
+    from squad import layout
+    from squad.ledger import Ledger
     from squad.records import RECORD_NAME
+    from squad.workspace import DECISIONS
 
-    files = layout.records(layout.listing(ws.repo))
-    wanted = {path: blob for path, blob in files.items()
-              if int(RECORD_NAME.match(layout.split(path)[1]).group(1)) in ids}  # type: ignore[union-attr]
-    return {entry.record.id: entry.record.title
-            for entry in logcache.load(ws.repo, wanted).entries}
+    blobs: dict[str, bytes] = {}
+    for folder in sorted({layout.folder_of(i) for i in ids}):
+        for where in (f"{folder}/", ""):  # a log in folders, or a flat one
+            for name, blob in ws.repo.list_dir(f"{DECISIONS}/{where}".rstrip("/"),
+                                               commit).items():
+                match = RECORD_NAME.match(name)
+                if match and int(match.group(1)) in ids:
+                    blobs[f"{where}{name}"] = ws.repo.blob(blob)
+    return {entry.record.id: entry.record.title for entry in Ledger.from_blobs(blobs).entries}
 
 
 def _plan_only(ws: Workspace, settings: Any, as_json: bool) -> None:

@@ -76,10 +76,27 @@ class Selection:
         return tuple(sorted(r.id for r in self.team + self.own))
 
 
-def _take(ranked: list[Record], budget: int) -> tuple[list[Record], list[Record], int]:
-    chosen, rest, spent = [], [], 0
-    for record in ranked:
-        cost = _cost(record)
+# No decision costs less: its heading line alone is 120 characters.
+_MIN_COST = (120 + 3) // 4
+
+
+def _costs(ledger: Ledger) -> dict[int, int]:
+    """`_cost` of every record of the log, by object: made once per log, not per agent."""
+    return ledger.memo("context-costs", lambda log: {id(r): _cost(r) for r in log.records})
+
+
+def _take(ranked: list[Record], budget: int, costs: dict[int, int],
+          ) -> tuple[list[Record], list[Record], int]:
+    """Greedy, in rank order: each decision that still fits is taken. Once the room left is
+    below the cheapest possible decision, the rest is left out without pricing each one."""
+    chosen: list[Record] = []
+    rest: list[Record] = []
+    spent = 0
+    for at, record in enumerate(ranked):
+        if budget - spent < _MIN_COST:
+            rest.extend(ranked[at:])
+            break
+        cost = costs[id(record)]
         if spent + cost <= budget:
             chosen.append(record)
             spent += cost
@@ -91,9 +108,11 @@ def _take(ranked: list[Record], budget: int) -> tuple[list[Record], list[Record]
 def _team(ledger: Ledger, status: dict[int, str], room: int,
           ) -> tuple[list[Record], list[Record], int]:
     """The team part, the same for every agent on one log: made once per round's log."""
+    costs = _costs(ledger)
     live = [r for r in ledger.records if r.kind == "decision" and status.get(r.id) in LIVE]
     newest = sorted(live, key=lambda r: (status[r.id] != "accepted", -r.id))
-    return _take(newest, room if sum(map(_cost, live)) <= room else room // 2)
+    whole = sum(costs[id(r)] for r in live)
+    return _take(newest, room if whole <= room else room // 2, costs)
 
 
 def select(ledger: Ledger, charter: Charter, budget: int,
@@ -110,9 +129,12 @@ def select(ledger: Ledger, charter: Charter, budget: int,
     team, rest, spent = ledger.memo(f"context-team {room}",
                                     lambda log: _team(log, folded, room)) \
         if status is folded else _team(ledger, status, room)
-    relevant = sorted(rest, key=lambda r: (-_relevance(r, charter),
-                                           status[r.id] != "accepted", -r.id))
-    own, left, _ = _take(relevant, room - spent)
+    if charter.tags or charter.reads != ("**",):
+        relevant = sorted(rest, key=lambda r: (-_relevance(r, charter),
+                                               status[r.id] != "accepted", -r.id))
+    else:  # every relevance is 0: the order is the team's, which `rest` is already in
+        relevant = rest
+    own, left, _ = _take(relevant, room - spent, _costs(ledger))
     by_id = lambda records: sorted(records, key=lambda r: r.id)  # noqa: E731
     return Selection(by_id(team), by_id(own), sorted(r.id for r in left))
 

@@ -28,7 +28,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from squad import layout, safety
+from squad import dropcache, layout, logview, safety
 from squad.errors import RecordError, SquadError
 from squad.ledger import Ledger, entry_for
 from squad.records import Draft, Record, digest, parse_draft, parse_record, render
@@ -72,6 +72,8 @@ class Coordinator:
         self._settled_head: str | None = None  # the commit our last settle wrote out
         # the user's index entries read while its file had this stamp, and for which scopes
         self._staged_memo: tuple[tuple[int, int, int], set[str], dict[str, str]] | None = None
+        # the log view's key (decisions/ tree id) and length of the log as last loaded
+        self._view_base: tuple[str | None, int] = (None, 0)
 
     # ---- state --------------------------------------------------------------------------
 
@@ -82,12 +84,9 @@ class Coordinator:
         if head == self._head:
             return
         self._ledger, self._layout, files = self.ws.log(head, checked=True)
-        self._done = set()
-        for commit in repo.squad_commits("Squad-Drop"):
-            names = commit.trailers.get("Squad-Drop", [])
-            hashes = commit.trailers.get("Squad-Drop-Hash", [])
-            self._done.update(zip(names, hashes, strict=False))
+        self._done = dropcache.committed(repo, head) if head is not None else set()
         self._head = self._settled_head = head
+        self._view_base = (repo.tree_sha(DECISIONS, head), len(self._ledger.entries))
         self._sweep_temporaries()
         self._recover(files)
 
@@ -113,6 +112,13 @@ class Coordinator:
         and `verify`'s to report. `listing` is every record and page (path in decisions/).
         """
         repo = self.ws.repo
+        if not listing or self._head is None or self._head == "unknown":
+            return
+        # Only what git finds out of step with the commit can be a leftover: a long log
+        # costs two git processes here, not a look at every file.
+        unsettled = repo.unsettled(self._head, DECISIONS + "/")
+        listing = {name: sha for name, sha in listing.items()
+                   if f"{DECISIONS}/{name}" in unsettled}
         if not listing:
             return
         staged = repo.index_entries(DECISIONS + "/")
@@ -156,6 +162,30 @@ class Coordinator:
             self.ws.repo.ensure_safe()
             self._load()
             yield
+            self._carry_view()
+
+    def _carry_view(self) -> None:
+        """Bring the log view (`squad log`, `squad show`) up to the records this session
+        committed, from the view of the log it loaded, if that one is on file: the first
+        `log` after a commit then costs what any `log` costs (see `logview.carry`)."""
+        old_key, count = self._view_base
+        head, repo = self._head, self.ws.repo
+        added = self._ledger.entries[count:]
+        if old_key is None or not added or head is None or head == "unknown":
+            return
+        key = repo.tree_sha(DECISIONS, head)
+        blobs: dict[str, str] = {}
+        for entry in added:
+            blob = repo.file_sha(f"{DECISIONS}/{entry.name}", head)
+            if blob is None:
+                return
+            blobs[entry.name] = blob
+        if key is None:
+            return
+        with contextlib.suppress(OSError):
+            logview.carry(repo.git_dir, old_key, key, logview.settings_digest(self.ws.root),
+                          self._ledger, blobs)
+        self._view_base = (key, len(self._ledger.entries))
 
     def ingest(self, stop: threading.Event | None = None,
                on_busy: Callable[[], None] | None = None) -> PassReport:

@@ -6,6 +6,7 @@ them in id order, so the current status of any decision is a pure function of th
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,16 +50,20 @@ class Ledger:
             self._fold(entry.record)
         self._counts = Counter(self.statuses().values())
         self._memo: dict[str, tuple[int, object]] = {}
+        self._memo_lock = threading.RLock()
 
     def memo(self, key: str, make: Callable[[Ledger], T]) -> T:
         """A value derived from the whole log, made once while the log stays as it is (a
-        log only grows, by `append`): what every agent of a round computes alike from it."""
-        found = self._memo.get(key)
-        if found is not None and found[0] == len(self.entries):
-            return found[1]  # type: ignore[return-value]
-        value = make(self)
-        self._memo[key] = (len(self.entries), value)
-        return value
+        log only grows, by `append`): what every agent of a round computes alike from it.
+        The agents of a round start together: one makes it while the others wait for it,
+        rather than each making it too."""
+        with self._memo_lock:
+            found = self._memo.get(key)
+            if found is not None and found[0] == len(self.entries):
+                return found[1]  # type: ignore[return-value]
+            value = make(self)
+            self._memo[key] = (len(self.entries), value)
+            return value
 
     def copy(self) -> Ledger:
         """A ledger of the same entries that later appends to this one do not reach."""

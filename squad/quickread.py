@@ -53,21 +53,24 @@ class Answer:
 
 @contextmanager
 def fresh_view() -> Iterator[tuple[View, Path] | None]:
-    """The view of HEAD of the repository here and its root, if fresh; else None."""
+    """The view of the log at HEAD of the repository here and its root, if fresh; else
+    None. The view is keyed by the tree id of `decisions/` at HEAD, so a commit that leaves
+    the log alone (code, a run's log) leaves its view fresh."""
     if any(name in os.environ for name in _GIT_ENV):
         yield None
         return
     try:
         out = subprocess.run(["git", "rev-parse", "--show-toplevel", "--absolute-git-dir",
-                              "HEAD"], capture_output=True, stdin=subprocess.DEVNULL)
+                              f"HEAD:{DECISIONS}"], capture_output=True,
+                             stdin=subprocess.DEVNULL)
     except OSError:
         yield None
         return
     lines = out.stdout.decode("utf-8", "surrogateescape").splitlines()
     if out.returncode or len(lines) != 3 or not _SHA1.match(lines[2]):
-        yield None  # no repository, bare, unborn, another object format, ...: the long way
+        yield None  # no repository, bare, unborn, no log, another object format: the long way
         return
-    root, git_dir, head = Path(lines[0]), Path(lines[1]), lines[2]
+    root, git_dir, key = Path(lines[0]), Path(lines[1]), lines[2]
     check_layout(root)  # refuses as the long way would, before anything is read
     try:
         settings = settings_digest(root)
@@ -77,7 +80,7 @@ def fresh_view() -> Iterator[tuple[View, Path] | None]:
         return
     try:
         try:
-            view = View.of_file(fd, head, settings)
+            view = View.of_file(fd, key, settings)
         except Damaged:
             view = None
         yield None if view is None else (view, root)

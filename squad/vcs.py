@@ -352,6 +352,13 @@ class Repository:
             return []
         return [n for _, m, n in self._tree(entry[1]) if m == _TREE_MODE]
 
+    def tree_sha(self, path: str, commit: str | None) -> str | None:
+        """The tree id of the folder `path` at `commit`, or None (no commit, no folder)."""
+        if commit is None:
+            return None
+        entry = self._lookup(self._root_tree(commit), path)
+        return entry[1] if entry is not None and entry[0] == _TREE_MODE else None
+
     def file_sha(self, path: str, commit: str | None) -> str | None:
         """The blob sha of the file `path` at `commit`, or None (no commit, no such file)."""
         if commit is None:
@@ -393,23 +400,6 @@ class Repository:
             if sep:
                 trailers.setdefault(name, []).append(found)
         return Commit(sha, trailers) if sha and value in trailers.get(key, []) else None
-
-    def squad_commits(self, key: str) -> Iterator[Commit]:
-        """Commits reachable from HEAD whose message has a `key:` trailer, newest first."""
-        if self.head() is None:
-            return
-        out = self._repo.git.log(
-            "HEAD", f"--grep=^{key}: ", "--format=%H%x00%(trailers:only,unfold)%x1e")
-        for chunk in out.split("\x1e"):
-            sha, _, text = chunk.strip("\n").partition("\x00")
-            if not sha:
-                continue
-            trailers: dict[str, list[str]] = {}
-            for line in text.splitlines():
-                name, sep, value = line.partition(": ")
-                if sep:
-                    trailers.setdefault(name, []).append(value)
-            yield Commit(sha, trailers)
 
     # ---- writing ------------------------------------------------------------------------
 
@@ -521,6 +511,16 @@ class Repository:
                 raise UnsafeRepoError(
                     f"{self.root}: committed, but could not update the index: {_stderr(exc)}"
                 ) from None
+
+    def unsettled(self, commit: str, prefix: str) -> set[str]:
+        """Paths under `prefix` where the user's index differs from `commit` or the working
+        tree from the index, as git's stat cache sees them (a superset: a file merely
+        touched is listed too): what may hold a commit not yet written out. Two git
+        processes that read the index's stat data, instead of a read of every file."""
+        staged = self._repo.git.diff_index("--cached", "--name-only", "-z", "--no-renames",
+                                           commit, "--", prefix)
+        worktree = self._repo.git.diff_files("--name-only", "-z", "--", prefix)
+        return {path for path in (staged + "\0" + worktree).split("\0") if path}
 
     def index_entries(self, *prefixes: str) -> dict[str, str]:
         """path -> blob sha of the user's index entries under the prefixes (or paths)."""

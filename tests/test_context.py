@@ -7,8 +7,11 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from squad.charters import Charter
-from squad.context import build, estimate_tokens
+from squad.context import build, estimate_tokens, select
 from squad.ledger import Entry, Ledger
 from squad.records import Record
 
@@ -87,3 +90,64 @@ def test_budget_holds_with_ten_thousand_records_and_says_what_was_left_out(repo:
     # and every agent gets the same team part, so their prompts share it as a prefix
     other = build(repo, Charter(name="tester", role="t", tags=("ui",)), "x", ledger, budget)
     assert other.messages[0] == ctx.messages[0]
+
+
+# ---- the selection is the plain algorithm's, made cheaper -------------------------------
+
+def _plain_select(ledger: Ledger, charter: Charter, budget: int,
+                  ) -> tuple[list[int], list[int], list[int]]:
+    """The selection as first written: every record priced and ranked for every agent."""
+    from squad.context import _FIXED_TOKENS, LIVE, _cost, _relevance
+
+    def take(ranked: list[Record], room: int) -> tuple[list[Record], list[Record], int]:
+        chosen, rest, spent = [], [], 0
+        for record in ranked:
+            if spent + _cost(record) <= room:
+                chosen.append(record)
+                spent += _cost(record)
+            else:
+                rest.append(record)
+        return chosen, rest, spent
+
+    status = ledger.statuses()
+    room = budget - _FIXED_TOKENS
+    live = [r for r in ledger.records if r.kind == "decision" and status.get(r.id) in LIVE]
+    newest = sorted(live, key=lambda r: (status[r.id] != "accepted", -r.id))
+    team, rest, spent = take(newest, room if sum(map(_cost, live)) <= room else room // 2)
+    relevant = sorted(rest, key=lambda r: (-_relevance(r, charter),
+                                           status[r.id] != "accepted", -r.id))
+    own, left, _ = take(relevant, room - spent)
+    return sorted(r.id for r in team), sorted(r.id for r in own), sorted(r.id for r in left)
+
+
+LOGS = st.lists(st.tuples(st.integers(0, 400), st.sampled_from(["storage", "ui", "api"]),
+                          st.sampled_from(["decision", "decision", "accept", "reject"]),
+                          st.booleans(), st.integers(0, 1000)), max_size=60)
+CHARTERS = st.sampled_from([
+    ARCHITECT, Charter(name="tester", role="tests"),
+    Charter(name="ops", role="runs", reads=("src/**",)),
+    Charter(name="web", role="builds", tags=("ui", "api"), reads=("docs/*.md",))])
+
+
+@settings(max_examples=150, deadline=None)
+@given(LOGS, CHARTERS, st.integers(100, 3000))
+def test_the_selection_is_the_plain_algorithms(log: list, charter: Charter,
+                                               budget: int) -> None:
+    ledger = Ledger()
+    for size, tag, kind, accepted, pick in log:
+        i = ledger.next_id
+        decisions = [e.record.id for e in ledger.entries if e.record.kind == "decision"]
+        if kind != "decision" and decisions:
+            record = Record(id=i, title=f"{kind} {i}", agent="a", date=WHEN, decision="x",
+                            kind=kind, target=decisions[pick % len(decisions)])
+        else:
+            path = "`src/app.py`" if pick % 3 == 0 else "`docs/x.md`" if pick % 3 == 1 else ""
+            record = Record(id=i, title=f"Decision {i}", agent="a", date=WHEN, tags=(tag,),
+                            decision="w" * size + path + ".", status="accepted" if accepted
+                            else "proposed",
+                            supersedes=(decisions[pick % len(decisions)],)
+                            if decisions and pick % 5 == 0 else ())
+        ledger.append(Entry(record, f"{i:04d}-x.md", "sha256:" + "0" * 64))
+    chosen = select(ledger, charter, budget)
+    assert ([r.id for r in chosen.team], [r.id for r in chosen.own], chosen.left) \
+        == _plain_select(ledger, charter, budget)

@@ -274,3 +274,47 @@ def test_a_backlog_is_one_group_commit_a_commit_per_decision_one_branch_move(
     assert git(ws.root, "status", "--porcelain") == "?? decisions/000/0004-decision-4.md.mine\n"
     assert ws.inbox.ready() == []
     assert verify(ws) == []
+
+
+def _drops_file(repo: Path) -> Path:
+    return repo / ".git" / "squad" / "drops"
+
+
+def test_committed_drops_are_read_from_the_cache_and_the_commits_since(ws: Workspace) -> None:
+    text = drop_text("Once")
+    ws.inbox.drop(text, name="once.md")
+    Coordinator(ws).ingest()
+    first = git(ws.root, "rev-parse", "HEAD").strip()
+    ws.inbox.drop(drop_text("Twice"), name="twice.md")
+    Coordinator(ws).ingest()  # loaded at the first commit: the cache is of it
+    assert _drops_file(ws.root).read_bytes().startswith(f"squad-drops 1 {first} 1 ".encode())
+    ws.inbox.drop(text, name="once.md")  # found again, as after a kill before its removal
+    report = Coordinator(ws).ingest()  # the cached commit and the one since
+    assert report.committed == [] and report.recovered == 1 and ws.inbox.ready() == []
+    head = git(ws.root, "rev-parse", "HEAD").strip()
+    assert _drops_file(ws.root).read_bytes().startswith(f"squad-drops 1 {head} 2 ".encode())
+
+
+@pytest.mark.parametrize("fault", ["rewound", "damaged", "torn"])
+def test_a_cache_of_another_history_or_damaged_is_not_believed(ws: Workspace,
+                                                                fault: str) -> None:
+    """A pair the cache holds but the branch does not must never get a drop removed."""
+    ws.inbox.drop(drop_text("Base"), name="base.md")
+    Coordinator(ws).ingest()
+    base = git(ws.root, "rev-parse", "HEAD").strip()
+    text = drop_text("Kept")
+    ws.inbox.drop(text, name="kept.md")
+    Coordinator(ws).ingest()
+    Coordinator(ws).ingest()  # nothing to take: loads the log, so the cache holds kept.md
+    cache = _drops_file(ws.root)
+    if fault == "rewound":  # the user moves the branch back; the cache names the later commit
+        git(ws.root, "reset", "-q", "--hard", base)
+    else:  # the cache claims kept.md for the current commit, but does not check out
+        good = cache.read_bytes()
+        git(ws.root, "reset", "-q", "--hard", base)
+        forged = good.replace(good.split(b" ")[2], base.encode(), 1)
+        cache.write_bytes(forged[:-5] if fault == "torn" else forged.replace(b"base", b"bass"))
+    assert b"kept.md" in cache.read_bytes()
+    ws.inbox.drop(text, name="kept.md")
+    report = Coordinator(ws).ingest()
+    assert [r.title for r in report.committed] == ["Kept"]

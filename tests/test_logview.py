@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,11 @@ from hypothesis import strategies as st
 from rich.console import Console
 from rich.table import Table
 
+from squad import logview
 from squad.dropbox import Inbox
+from squad.ledger import Entry, Ledger
 from squad.quickread import plain_table
+from squad.records import Record, digest, filename, render
 
 COMMANDS = (("log",), ("log", "--json"), ("log", "--all", "--limit", "2"),
             ("log", "--grep", "redis"), ("log", "--status", "superseded", "--json"),
@@ -69,7 +73,7 @@ def test_a_sealed_view_is_what_is_served(logged: Path) -> None:
     edit its hooks): a line resealed by hand is served, which shows the view is read."""
     squad(logged, "log")
     data = _view(logged).read_bytes()
-    head = git(logged, "rev-parse", "HEAD").strip()
+    head = git(logged, "rev-parse", "HEAD:decisions").strip()
     lines = data.split(b"\n")
     k = next(i for i, line in enumerate(lines) if b'"Use SQLite"' in line)
     lines[k] = _reseal(lines[k].replace(b'"Use SQLite"', b'"Use SQLitE"'), head)
@@ -80,18 +84,18 @@ def test_a_sealed_view_is_what_is_served(logged: Path) -> None:
 def test_a_damaged_or_stale_view_is_never_served_and_is_rebuilt(logged: Path) -> None:
     truth = _outputs(logged, fresh=True)
     good = _view(logged).read_bytes()
-    head = git(logged, "rev-parse", "HEAD").strip()
+    head = git(logged, "rev-parse", "HEAD:decisions").strip()
     header, _, rest = good.partition(b"\n")
     damaged = {
         "a flipped byte": good.replace(b'"Use SQLite"', b'"Use SQLitE"'),
         "a torn file": good[:-40],
         "an empty file": b"",
-        "a header from another commit": header.replace(head.encode(), b"0" * 40) + b"\n"
+        "a header of another log": header.replace(head.encode(), b"0" * 40) + b"\n"
         + rest,
         "a line moved to another place": _swap_last_two(good),
         "an index pointing elsewhere": _bad_index(good),
         "an index with a wrong id": _bad_index(good, line=1, field=b"0000000009"),
-        "another version": good.replace(b"squad-log-view 1 ", b"squad-log-view 0 ", 1),
+        "another version": good.replace(b"squad-log-view 2 ", b"squad-log-view 0 ", 1),
     }
     for fault, data in damaged.items():
         for args, expected in list(zip(COMMANDS, truth, strict=True))[::3]:
@@ -157,3 +161,102 @@ def test_the_plain_table_leaves_unusual_text_to_rich() -> None:
     assert plain_table([head, ("1", "d", "a", "s", "a :smile: b")]) is None
     assert plain_table([head, ("1", "d", "a", "s", "x" * 200)]) is None
     assert plain_table([head, ("1", "d", "a", "s", "fine: yes")]) is not None
+
+
+# ---- carrying the view over a commit ----------------------------------------------------
+
+STEP = st.tuples(st.sampled_from(["decision", "decision", "accept", "reject"]),
+                 st.booleans(), st.lists(st.integers(0, 10_000), max_size=3),
+                 st.integers(0, 10_000), st.booleans())
+
+
+def _log(steps: list[tuple[str, bool, list[int], int, bool]]) -> Ledger:
+    """A log made of `steps`: decisions (some accepted when made, some superseding or
+    taking earlier ones as inputs) and accepts or rejects of earlier decisions."""
+    ledger = Ledger()
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for kind, flag, picks, pick, late in steps:
+        decisions = [e.record.id for e in ledger.entries if e.record.kind == "decision"]
+        every = [e.record.id for e in ledger.entries]
+        rid = ledger.next_id
+        fields: dict[str, object] = {"id": rid, "date": start + timedelta(minutes=rid),
+                                     "agent": "tester", "decision": f"d{rid}"}
+        if kind != "decision" and decisions:
+            fields.update(kind=kind, target=decisions[pick % len(decisions)],
+                          title=f"{kind} {rid}")
+        else:
+            fields.update(title=f"Decision {rid}", status="accepted" if flag else "proposed",
+                          tags=("t",) if late else ())
+            if decisions and picks:
+                fields["supersedes"] = tuple(sorted({decisions[i % len(decisions)]
+                                                     for i in picks[:2]}))
+            if every and picks:
+                fields["inputs"] = tuple(sorted({every[i % len(every)] for i in picks[1:]}))
+        record = Record(**fields)  # type: ignore[arg-type]
+        ledger.append(Entry(record, filename(record), digest(render(record).encode())))
+    return ledger
+
+
+def _blob(entry: Entry) -> str:
+    return hashlib.sha1(entry.name.encode()).hexdigest()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(STEP, max_size=25), st.lists(STEP, min_size=1, max_size=6))
+def test_a_carried_view_is_the_rebuilt_view(before: list, after: list) -> None:
+    """The view carried over appended records is byte for byte the view built afresh."""
+    whole = _log(before + after)
+    old = Ledger(whole.entries[:len(before)])
+    listing = {entry.name: _blob(entry) for entry in whole.entries}
+    old_view = logview.build(old, listing, "a" * 40, "none")
+    added = {entry.name: listing[entry.name] for entry in whole.entries[len(before):]}
+    carried = logview.extend(logview.View.of_bytes(old_view, "a" * 40, "none"), whole, added,
+                             "b" * 40)
+    assert carried == logview.build(whole, listing, "b" * 40, "none")
+
+
+def test_a_damaged_old_view_is_not_carried() -> None:
+    whole = _log([("decision", False, [], 0, False)] * 3 + [("accept", False, [], 1, False)])
+    old = Ledger(whole.entries[:3])
+    listing = {entry.name: _blob(entry) for entry in whole.entries}
+    good = logview.build(old, listing, "a" * 40, "none")
+    added = {entry.name: listing[entry.name] for entry in whole.entries[3:]}
+    for damaged in (good.replace(b'"Decision 2"', b'"Decision X"'), good[:-30],
+                    _swap_last_two(good), _bad_index(good)):
+        with pytest.raises(logview.Damaged):
+            logview.extend(logview.View.of_bytes(damaged, "a" * 40, "none"), whole, added,
+                           "b" * 40)
+    with pytest.raises(logview.Damaged):  # a view of another log than the one extended
+        logview.extend(logview.View.of_bytes(good, "a" * 40, "none"), whole,
+                       {e.name: listing[e.name] for e in whole.entries[2:]}, "b" * 40)
+
+
+def test_a_commit_carries_the_view_and_other_commits_keep_it(logged: Path) -> None:
+    squad(logged, "log")
+    Inbox(logged / "decisions" / "inbox").drop(drop_text("Fifth", inputs="[1, 4]"))
+    squad(logged, "ingest")  # rows 1 and 4 change (input to 5)
+    key = git(logged, "rev-parse", "HEAD:decisions").strip()
+    assert key.encode() in _view(logged).read_bytes().partition(b"\n")[0]
+    squad(logged, "supersede", "4", "--title", "Sixth", "--decision", "y")
+    key = git(logged, "rev-parse", "HEAD:decisions").strip()
+    carried = _view(logged).read_bytes()
+    assert key.encode() in carried.partition(b"\n")[0]  # fresh for the new log already
+    quick = _outputs(logged, fresh=False)
+    assert _view(logged).read_bytes() == carried  # served, not rebuilt
+    assert quick == _outputs(logged, fresh=True)  # and what the long way prints
+    assert _view(logged).read_bytes() == carried  # the long way builds the same bytes
+    (logged / "app.py").write_text("print('hi')\n")  # a commit that leaves the log alone
+    git(logged, "add", "app.py")
+    git(logged, "commit", "-q", "-m", "code")
+    assert _outputs(logged, fresh=False) == quick
+    assert _view(logged).read_bytes() == carried
+
+
+def test_a_damaged_view_is_not_carried_over_a_commit(logged: Path) -> None:
+    squad(logged, "log")
+    damaged = _view(logged).read_bytes().replace(b'"Use SQLite"', b'"Use SQLitE"')
+    _view(logged).write_bytes(damaged)
+    squad(logged, "decide", "--agent", "docs", "--title", "Fifth", "--decision", "z")
+    assert _view(logged).read_bytes() == damaged  # left for the next `log` to rebuild
+    out = squad(logged, "log").stdout
+    assert "Use SQLite " in out and "Use SQLitE" not in out and "Fifth" in out

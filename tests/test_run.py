@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
 from pathlib import Path
 
-from helpers import AGENTS, SQUAD, agent_of, decide, events, git, squad
+from helpers import AGENTS, SQUAD, agent_of, decide, decide_once, drop_text, events, git, squad
 from scripted_server import Error, RecordedRequest, ScriptedServer, Text, ToolCalls
+
+from squad.dropbox import Inbox
 
 
 def run(team: Path, server: ScriptedServer, *args: str, check: bool = True,
@@ -170,3 +173,23 @@ def test_the_key_is_in_no_file_a_run_writes(team: Path, server: ScriptedServer) 
     for path in written:
         assert b"SECRET" not in path.read_bytes(), f"the key leaked into {path}"
     assert "SECRET" not in git(team, "log", "-p", "--all")
+
+
+def test_the_summary_reads_its_titles_without_pruning_the_parse_cache(
+        team: Path, server: ScriptedServer) -> None:
+    """The printed summary names the run's decisions by title, read from their own folder:
+    a partial read of the log must not rewrite the parsed-log cache down to those records
+    (every command after the run would parse the whole log again)."""
+    inbox = Inbox(team / "decisions" / "inbox")
+    for n in range(120):
+        inbox.drop(drop_text(f"Earlier {n}"), durable=False)
+    squad(team, "ingest")
+    squad(team, "log")  # the long way: the log parsed and cached
+    cache = team / ".git" / "squad" / "log-cache"
+    entry = re.compile(rb"^[0-9a-f]{40} [0-9a-f]{64} \d+$", re.MULTILINE)
+    assert len(entry.findall(cache.read_bytes())) >= 120
+    server.responder = decide_once
+    result = squad(team, "run", "Add rate limiting", "--agents", "architect,tester",
+                   env={"OPENAI_BASE_URL": server.base_url})
+    assert "architect thoughts" in result.stderr and "tester thoughts" in result.stderr
+    assert len(entry.findall(cache.read_bytes())) >= 120
