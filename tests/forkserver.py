@@ -22,6 +22,7 @@ import contextlib
 import json
 import locale
 import os
+import select
 import selectors
 import signal
 import socket
@@ -31,7 +32,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 # ---- the wire: a length-prefixed JSON message, possibly carrying file descriptors ----------
 
@@ -156,8 +157,9 @@ def serve(control: socket.socket) -> dict[str, Any] | None:
                     asked, _ = _receive(child.reply)
                     if asked is None:
                         chooser.unregister(child.reply)
-                    signal.pidfd_send_signal(
-                        child.pidfd, signal.SIGKILL if asked is None else asked["signal"])
+                    with contextlib.suppress(ProcessLookupError):  # it has just exited
+                        signal.pidfd_send_signal(
+                            child.pidfd, signal.SIGKILL if asked is None else asked["signal"])
     finally:
         if os.getpid() == server:
             for child in children.values():
@@ -176,10 +178,13 @@ def _become(request: dict[str, Any]) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     tempfile.tempdir = None  # found again from this environment, on first use
-    sys.path[0] = os.getcwd()  # `-m` puts the working directory first
-    sys.argv = ["-m", *request["args"]]  # runpy sets argv[0] to the module's file
     try:
-        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+        if "code" in request:
+            _run_code(request["code"], request["args"])
+        else:
+            sys.path[0] = os.getcwd()  # `-m` puts the working directory first
+            sys.argv = ["-m", *request["args"]]  # runpy sets argv[0] to the module's file
+            runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
         code = 0
     except SystemExit as exc:
         code = _exit_code(exc)
@@ -193,6 +198,19 @@ def _become(request: dict[str, Any]) -> None:
         sys.excepthook(*sys.exc_info())
         code = 1
     os._exit(_shut_down() or code)
+
+
+def _run_code(code: str, args: list[str]) -> None:
+    """`python -c CODE ARGS`: the code runs as a new `__main__`, '' first on the path."""
+    import builtins
+    import types
+
+    sys.path[0] = ""
+    sys.argv = ["-c", *args]
+    main = types.ModuleType("__main__")
+    main.__builtins__ = builtins  # type: ignore[attr-defined]
+    sys.modules["__main__"] = main
+    exec(compile(code, "<string>", "exec"), main.__dict__)
 
 
 def _exit_code(exc: SystemExit) -> int:
@@ -236,6 +254,8 @@ def main() -> None:
 
 
 # ---- the client ----------------------------------------------------------------------------
+
+Stdio = int | IO[Any] | None  # what Popen's stdin, stdout and stderr take
 
 class ServerGone(RuntimeError):
     """The server ended (closed, or killed) while a command was running."""
@@ -312,6 +332,62 @@ class ForkServer:
         return subprocess.CompletedProcess(command, os.waitstatus_to_exitcode(status),
                                            stdout, stderr)
 
+    def popen(self, args: list[str], cwd: str, env: dict[str, str], *, module: str = "squad",
+              code: str | None = None, stdin: Stdio = None, stdout: Stdio = None,
+              stderr: Stdio = None, text: bool = False) -> Forked:
+        """What `subprocess.Popen([sys.executable, "-m", module, *args], ...)` starts (or, given
+        `code`, `[sys.executable, "-c", code, *args]`), as a forked child: a handle with Popen's
+        pid, poll, wait, send_signal, terminate, kill, communicate and pipes. The streams take
+        what Popen's do: None (inherited), PIPE, DEVNULL, STDOUT (stderr only), a descriptor
+        or a file."""
+        control = self._started()
+        self.starts += 1
+        theirs: list[int] = []  # the child's ends of pipes and /dev/null, closed once sent
+        mine: list[int | None] = [None, None, None]
+        fds: list[int] = []
+        for number, spec in enumerate((stdin, stdout, stderr)):
+            if spec == subprocess.STDOUT and number == 2:
+                fd = fds[1]
+            elif spec is None:
+                fd = number
+            elif spec == subprocess.DEVNULL:
+                fd = os.open(os.devnull, os.O_RDWR)
+                theirs.append(fd)
+            elif spec == subprocess.PIPE:
+                read, write = os.pipe()
+                fd, mine[number] = (read, write) if number == 0 else (write, read)
+                theirs.append(fd)
+            elif isinstance(spec, int):
+                fd = spec
+            else:
+                fd = spec.fileno()
+            fds.append(fd)
+        ours, reply = socket.socketpair()
+        request: dict[str, Any] = {"module": module, "args": args, "cwd": cwd, "env": env}
+        if code is not None:
+            request["code"] = code
+        try:
+            with self.sending:
+                _send(control, request, [*fds, reply.fileno()])
+        finally:
+            for fd in theirs:
+                os.close(fd)
+            reply.close()
+        streams = [None if fd is None else open(  # noqa: SIM115  (the handle closes them)
+            fd, ("w" if number == 0 else "r") + ("" if text else "b"),
+            encoding=locale.getpreferredencoding(False) if text else None)
+            for number, fd in enumerate(mine)]
+        hello, _ = _receive(ours)
+        if hello is None:
+            ours.close()
+            for stream in streams:
+                if stream is not None:
+                    stream.close()
+            raise ServerGone("the fork server went away")
+        command = [sys.executable, *(["-c", code] if code is not None else ["-m", module]),
+                   *args]
+        return Forked(command, int(hello["pid"]), ours, *streams)
+
     def _collect(self, reply: socket.socket, output: dict[int, bytearray], timeout: float | None,
                  command: list[str]) -> int:
         """Read both pipes to their end and then the exit status, as `communicate` does."""
@@ -338,6 +414,89 @@ class ForkServer:
         if done is None:
             raise ServerGone("the fork server went away")
         return int(done["status"])
+
+
+class Forked:
+    """A forked child as `subprocess.Popen` shows one: the server reaps it and sends its
+    status here; signals go through the server (to the child's pidfd, never a reused pid);
+    dropping the handle unwaited makes the server kill the child."""
+
+    def __init__(self, args: list[str], pid: int, reply: socket.socket, stdin: IO[Any] | None,
+                 stdout: IO[Any] | None, stderr: IO[Any] | None) -> None:
+        self.args, self.pid, self._reply = args, pid, reply
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and select.select([self._reply], [], [], 0)[0]:
+            self._status()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            self._reply.settimeout(timeout)
+            try:
+                self._status()
+            except TimeoutError:
+                self._reply.settimeout(None)
+                raise subprocess.TimeoutExpired(self.args, timeout or 0) from None
+        assert self.returncode is not None
+        return self.returncode
+
+    def _status(self) -> None:
+        done, _ = _receive(self._reply)
+        self._reply.close()
+        if done is None:
+            raise ServerGone("the fork server went away")
+        self.returncode = os.waitstatus_to_exitcode(done["status"])
+
+    def send_signal(self, number: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(OSError):  # the server has just reaped it
+                _send(self._reply, {"signal": int(number)})
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def communicate(self, input: Any = None, timeout: float | None = None
+                    ) -> tuple[Any, Any]:
+        """Write `input`, read both pipes to their end, then wait, as Popen's does."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                if input:
+                    self.stdin.write(input)
+                self.stdin.close()
+        read: dict[int, Any] = {}
+        readers = [threading.Thread(target=lambda n=n, s=s: read.__setitem__(n, s.read()),
+                                    daemon=True)
+                   for n, s in ((1, self.stdout), (2, self.stderr)) if s is not None]
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join(None if deadline is None else max(deadline - time.monotonic(), 0))
+            if reader.is_alive():
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        for stream in (self.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+        self.wait(None if deadline is None else max(deadline - time.monotonic(), 0.001))
+        return read.get(1), read.get(2)
+
+    def __enter__(self) -> Forked:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for stream in (self.stdin, self.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+        self.wait()
+
+    def __del__(self) -> None:
+        self._reply.close()
 
 
 def _text(data: bytes) -> str:
