@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 import pytest
-from helpers import SQUAD, git, squad
+from helpers import SQUAD, git, squad, start
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult, Implementation
 
@@ -221,7 +221,7 @@ def test_ten_clients_and_a_watch_commit_every_proposal_once(logged: Path) -> Non
     (logged / "squad.toml").write_text("[coordinator]\nsettle_seconds = 0\n")
     git(logged, "commit", "-qam", "settle at once")
     server, url = start_http(logged)
-    watch = subprocess.Popen([*SQUAD, "watch"], cwd=logged, stderr=subprocess.DEVNULL)
+    watch = start(logged, "watch", stderr=subprocess.DEVNULL)
     ids: list[int] = []
 
     async def client(target: Any, n: int) -> None:

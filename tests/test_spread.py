@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import AGENTS, SQUAD, clone, decide, git, squad, titles
+from helpers import AGENTS, clone, decide, git, squad, start, titles
 from scripted_server import RecordedRequest, ScriptedServer, Text, ToolCalls
 
 GOAL = "Add rate limiting"
@@ -59,10 +59,9 @@ def test_four_agents_on_four_clones_collected_then_replayed_offline(
     trunk = git(bare, "rev-parse", "main").strip()
 
     machines = [clone(bare, tmp_path / f"m{n}") for n in range(4)]
-    running = [subprocess.Popen([*SQUAD, "agent", f"r1.{a}", "--run", run_id, "--push",
-                                 "origin", "--writer", f"m{n}"], cwd=m, text=True,
-                                env={**_env(), "OPENAI_BASE_URL": server.base_url},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    running = [start(m, "agent", f"r1.{a}", "--run", run_id, "--push", "origin", "--writer",
+                     f"m{n}", text=True, env={"OPENAI_BASE_URL": server.base_url},
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                for n, (a, m) in enumerate(zip(AGENTS[:3], machines, strict=False))]
     for process in running:
         out, errs = process.communicate(timeout=120)
@@ -207,10 +206,6 @@ def _expand(text: str, values: dict[str, str]) -> str:
         return values[expression]
 
     return re.sub(r"\$\{\{(.*?)\}\}", value, text)
-
-
-def _env() -> dict[str, str]:
-    return dict(os.environ)
 
 
 def test_a_budget_stop_on_one_machine_is_logged_and_refused_again_on_replay(
