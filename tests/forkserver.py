@@ -102,6 +102,23 @@ def _preload() -> None:
             importlib.import_module(name)
 
 
+def _import(names: list[str]) -> None:
+    """Modules a request asks for that no child should import again (the MCP SDK, say: an
+    optional extra, so not preloaded for everyone); one the server cannot import is left for
+    the child to fail on, as a fresh process would."""
+    import gc
+    import importlib
+    import threading
+
+    missing = [name for name in names if name not in sys.modules]
+    for name in missing:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    if missing:
+        assert threading.active_count() == 1, f"importing {missing} started a thread"
+        gc.freeze()
+
+
 def serve(control: socket.socket) -> dict[str, Any] | None:
     """Fork a child per request until the control socket closes. Returns, in a child only,
     the request that child is to run; the server itself returns None."""
@@ -123,6 +140,7 @@ def serve(control: socket.socket) -> dict[str, Any] | None:
                         return None
                     *stdio, reply_fd = fds
                     reply = socket.socket(fileno=reply_fd)
+                    _import(request.get("imports", []))
                     pid = os.fork()
                     if pid == 0:
                         chooser.close()
@@ -334,12 +352,13 @@ class ForkServer:
 
     def popen(self, args: list[str], cwd: str, env: dict[str, str], *, module: str = "squad",
               code: str | None = None, stdin: Stdio = None, stdout: Stdio = None,
-              stderr: Stdio = None, text: bool = False) -> Forked:
+              stderr: Stdio = None, text: bool = False, imports: tuple[str, ...] = ()
+              ) -> Forked:
         """What `subprocess.Popen([sys.executable, "-m", module, *args], ...)` starts (or, given
         `code`, `[sys.executable, "-c", code, *args]`), as a forked child: a handle with Popen's
         pid, poll, wait, send_signal, terminate, kill, communicate and pipes. The streams take
         what Popen's do: None (inherited), PIPE, DEVNULL, STDOUT (stderr only), a descriptor
-        or a file."""
+        or a file. `imports` are modules the server imports first, once for all children."""
         control = self._started()
         self.starts += 1
         theirs: list[int] = []  # the child's ends of pipes and /dev/null, closed once sent
@@ -363,7 +382,8 @@ class ForkServer:
                 fd = spec.fileno()
             fds.append(fd)
         ours, reply = socket.socketpair()
-        request: dict[str, Any] = {"module": module, "args": args, "cwd": cwd, "env": env}
+        request: dict[str, Any] = {"module": module, "args": args, "cwd": cwd, "env": env,
+                                   "imports": list(imports)}
         if code is not None:
             request["code"] = code
         try:

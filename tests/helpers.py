@@ -63,15 +63,17 @@ Process = subprocess.Popen[Any] | Forked  # what `start` returns: the same metho
 
 
 def start(cwd: Path, *args: str, code: str | None = None, env: dict[str, str] | None = None,
-          **streams: Any) -> Process:
+          imports: tuple[str, ...] = (), **streams: Any) -> Process:
     """`subprocess.Popen` of the real `squad ARGS` (or, given `code`, of `python -c CODE
     ARGS`) in `cwd`, forked from the fork server as `squad(...)` is, for a test that signals,
     kills or runs several commands at once. `streams` are Popen's stdin, stdout, stderr and
-    text; anything else (a new session, say) needs a fresh interpreter."""
+    text; anything else (a new session, say) needs a fresh interpreter. `imports`: modules
+    the fork server imports once before forking (what the command would import anyway)."""
     environment = {**os.environ, **(env or {})}
     if FORKING and set(streams) <= {"stdin", "stdout", "stderr", "text"} \
             and _same_start(environment):
-        return FORKS.popen(list(args), str(cwd), environment, code=code, **streams)
+        return FORKS.popen(list(args), str(cwd), environment, code=code, imports=imports,
+                           **streams)
     command = SQUAD if code is None else [sys.executable, "-c", code]
     return subprocess.Popen([*command, *args], cwd=cwd, env=environment, **streams)
 
