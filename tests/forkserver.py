@@ -24,11 +24,13 @@ import locale
 import os
 import select
 import selectors
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -119,9 +121,12 @@ def _import(names: list[str]) -> None:
         gc.freeze()
 
 
-def serve(control: socket.socket) -> dict[str, Any] | None:
+def serve(control: socket.socket, listener: socket.socket | None = None
+          ) -> dict[str, Any] | None:
     """Fork a child per request until the control socket closes. Returns, in a child only,
-    the request that child is to run; the server itself returns None."""
+    the request that child is to run; the server itself returns None. `listener` takes
+    requests from commands started elsewhere (the `squad` of `command_dir`), each on its own
+    connection, which then carries that child's pid, signals and status."""
     import threading
 
     server = os.getpid()
@@ -129,22 +134,41 @@ def serve(control: socket.socket) -> dict[str, Any] | None:
     children: dict[int, _Child] = {}  # by pidfd
     chooser = selectors.DefaultSelector()
     chooser.register(control, selectors.EVENT_READ, "control")
+    if listener is not None:
+        chooser.register(listener, selectors.EVENT_READ, "listener")
     try:
         while True:
             for key, _ in chooser.select():
                 if key.fd not in chooser.get_map():
                     continue  # unregistered by an earlier event of this batch
-                if key.data == "control":
-                    request, fds = _receive(control)
-                    if request is None:
-                        return None
-                    *stdio, reply_fd = fds
-                    reply = socket.socket(fileno=reply_fd)
+                if key.data in ("control", "listener"):
+                    if key.data == "control":
+                        request, fds = _receive(control)
+                        if request is None:
+                            return None
+                        *stdio, reply_fd = fds
+                        reply = socket.socket(fileno=reply_fd)
+                    else:
+                        assert listener is not None
+                        reply, _ = listener.accept()
+                        reply.settimeout(10)  # the command sends its request at once
+                        try:
+                            request, stdio = _receive(reply)
+                        except OSError:
+                            request, stdio = None, []
+                        reply.settimeout(None)
+                        if request is None or len(stdio) != 3:
+                            for fd in stdio:
+                                os.close(fd)
+                            reply.close()
+                            continue
                     _import(request.get("imports", []))
                     pid = os.fork()
                     if pid == 0:
                         chooser.close()
                         control.close()
+                        if listener is not None:
+                            listener.close()
                         reply.close()
                         for child in children.values():
                             os.close(child.pidfd)
@@ -262,11 +286,12 @@ def _shut_down() -> int:
 
 def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
+    listener = socket.socket(fileno=int(sys.argv[2]))
     _preload()
     import gc
 
     gc.freeze()  # what the server built stays out of the children's collections
-    request = serve(control)
+    request = serve(control, listener)
     if request is not None:
         _become(request)
 
@@ -288,14 +313,20 @@ class ForkServer:
     starts: int = 0
     environment: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     sending: threading.Lock = field(default_factory=threading.Lock)
+    folder: str | None = None  # the listening socket and the command folders
 
     def _started(self) -> socket.socket:
         if self.control is None:
             ours, theirs = socket.socketpair()
             self.environment = dict(os.environ)  # what the server's interpreter started with
-            self.process = subprocess.Popen(
-                [sys.executable, __file__, str(theirs.fileno())], pass_fds=[theirs.fileno()],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            self.folder = tempfile.mkdtemp(prefix="forkserver-")  # private: mode 0700
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+                listener.bind(os.path.join(self.folder, "socket"))
+                listener.listen(16)
+                passed = [theirs.fileno(), listener.fileno()]
+                self.process = subprocess.Popen(
+                    [sys.executable, __file__, *map(str, passed)], pass_fds=passed,
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
             theirs.close()
             self.control = ours
         return self.control
@@ -308,6 +339,31 @@ class ForkServer:
         if self.process is not None:
             self.process.wait()
             self.process = None
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+    def command_dir(self, module: str, name: str, same_start: tuple[str, ...]) -> str:
+        """A folder holding `name`, an executable that runs `python -m module ARGS` as a child
+        of this server (a small interpreter without site-packages asks for it), for what
+        finds its commands on PATH (a workflow's shell steps). It starts the real thing
+        instead if the server is gone or its environment differs in the variables starting
+        with `same_start` (read as an interpreter starts)."""
+        self._started()
+        assert self.folder is not None
+        where = os.path.join(self.folder, f"bin-{module}")
+        os.makedirs(where, exist_ok=True)
+        path = os.path.join(where, name)
+        if not os.path.exists(path):
+            settings = {"address": os.path.join(self.folder, "socket"), "module": module,
+                        "python": sys.executable, "same_start": list(same_start),
+                        "start": {k: v for k, v in self.environment.items()
+                                  if k.startswith(same_start)}}
+            with open(path, "w") as script:
+                script.write(f"#!{sys.executable} -IS\n" + _COMMAND.replace(
+                    "SETTINGS = {}", f"SETTINGS = {json.dumps(settings)}"))
+            os.chmod(path, 0o755)
+        return where
 
     def run(self, args: list[str], cwd: str, env: dict[str, str], stdin: int = 0,
             timeout: float | None = None, module: str = "squad",
@@ -517,6 +573,65 @@ class Forked:
 
     def __del__(self) -> None:
         self._reply.close()
+
+
+# The command `command_dir` writes: forwards its argv, cwd, environment and stdio to the
+# server, SIGINT, SIGTERM and SIGHUP to the child, and ends as the child ended.
+_COMMAND = r'''
+import json, os, signal, socket, struct, sys
+
+SETTINGS = {}
+
+
+def fresh():
+    python = SETTINGS["python"]
+    os.execv(python, [python, "-m", SETTINGS["module"], *sys.argv[1:]])
+
+
+def receive(sock):
+    data = b""
+    while len(data) < 4 or len(data) < 4 + struct.unpack("!I", data[:4])[0]:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    return json.loads(data[4:])
+
+
+prefixes = tuple(SETTINGS["same_start"])
+if {k: v for k, v in os.environ.items() if k.startswith(prefixes)} != SETTINGS["start"]:
+    fresh()
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    sock.connect(SETTINGS["address"])
+except OSError:
+    fresh()
+request = json.dumps({"module": SETTINGS["module"], "args": sys.argv[1:], "cwd": os.getcwd(),
+                      "env": dict(os.environ)}).encode()
+socket.send_fds(sock, [struct.pack("!I", len(request)) + request], [0, 1, 2])
+if receive(sock) is None:
+    sys.exit("the fork server went away")
+
+
+def forward(number, frame):
+    request = json.dumps({"signal": number}).encode()
+    try:
+        sock.sendall(struct.pack("!I", len(request)) + request)
+    except OSError:
+        pass  # the child has just ended
+
+
+for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(number, forward)
+done = receive(sock)
+if done is None:
+    sys.exit("the fork server went away")
+code = os.waitstatus_to_exitcode(done["status"])
+if code < 0:
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+'''
 
 
 def _text(data: bytes) -> str:

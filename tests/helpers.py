@@ -100,6 +100,14 @@ def squad(repo: Path, *args: str, check: bool = True, env: dict[str, str] | None
     return result
 
 
+def squad_on_path() -> str:
+    """A PATH whose `squad` is a child of the fork server (`FORKS.command_dir`), for commands
+    a shell step runs; the venv's own `squad` under SQUAD_TEST_FORK=0."""
+    venv = str(Path(sys.executable).parent)
+    first = FORKS.command_dir("squad", "squad", _AT_START) if FORKING else venv
+    return os.pathsep.join([first, venv, os.environ["PATH"]])
+
+
 def drop_text(title: str, agent: str = "tester", **extra: str) -> str:
     lines = [f"title: {title!r}", f"agent: {agent}"] + [f"{k}: {v}" for k, v in extra.items()]
     return "---\n" + "\n".join(lines) + "\n---\n\n## Context\n\nc\n\n## Decision\n\nd\n"

@@ -80,6 +80,37 @@ def test_a_started_child_has_pipes_and_dies_of_a_signal_as_a_fresh_process_does(
     assert seen[0][1] == -number and f'"argv0": "{argv0}"' in seen[0][0]
 
 
+@pytest.mark.parametrize("what", ["0", "3", "interrupt", "crash"])
+def test_a_command_on_path_runs_as_a_child_of_the_server_as_a_fresh_process_does(
+        tmp_path: Path, what: str) -> None:
+    """`command_dir` (a workflow's shell steps find `squad` there): what a shell runs from
+    it is a child of the server, and ends and prints as `python -m` would."""
+    folder = FORKS.command_dir("process_probe", "probe", ("PYTHON", "LC_", "LANG"))
+    env = {**os.environ, "PROBE": what, "HOME": str(tmp_path), "TMPDIR": str(tmp_path),
+           "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+    expected = subprocess.run([sys.executable, "-m", "process_probe", what], cwd=HERE, env=env,
+                              capture_output=True, text=True)
+    got = subprocess.run(["bash", "-c", f"probe {what}"], cwd=HERE, env=env,
+                         capture_output=True, text=True)
+    assert (got.returncode, got.stdout) == (expected.returncode, expected.stdout)
+    ends = [(lines[0], lines[-1]) for lines in (got.stderr.splitlines(),
+                                                 expected.stderr.splitlines())]
+    assert ends[0] == ends[1]
+
+
+def test_a_command_on_path_is_a_child_of_the_server_and_passes_a_signal_on() -> None:
+    folder = FORKS.command_dir("process_probe", "probe", ("PYTHON", "LC_", "LANG"))
+    env = {**os.environ, "PATH": f"{folder}{os.pathsep}{os.environ['PATH']}"}
+    command = subprocess.Popen(["bash", "-c", "probe ready"], cwd=HERE, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert command.stdout is not None and FORKS.process is not None
+    assert '"argv": ["ready"]' in command.stdout.readline()  # it waits for a signal now
+    [child] = _children(FORKS.process.pid)
+    command.send_signal(signal.SIGTERM)
+    command.communicate(timeout=60)
+    assert command.returncode == -signal.SIGTERM and not _alive(child)
+
+
 def test_the_server_ends_with_its_client_and_takes_its_children(forks: ForkServer) -> None:
     """Closing the client's socket (the end of a session, or its process dying) ends the
     server, which kills and reaps what it still runs: nothing is left behind."""

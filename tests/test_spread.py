@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import AGENTS, clone, decide, git, squad, start, titles
+from helpers import AGENTS, clone, decide, git, squad, squad_on_path, start, titles
 from scripted_server import RecordedRequest, ScriptedServer, Text, ToolCalls
 
 GOAL = "Add rate limiting"
@@ -162,7 +162,6 @@ def test_the_matrix_workflow_plans_fans_out_collects_and_replays(
 
     def job(name: str, where: Path) -> dict[str, str]:
         outputs: dict[str, str] = {}
-        bin_dir = Path(sys.executable).parent
         for step in jobs[name]["steps"]:
             if "uses" in step:
                 with_ = step.get("with", {})
@@ -174,7 +173,7 @@ def test_the_matrix_workflow_plans_fans_out_collects_and_replays(
             out_file = tmp_path / f"{name}-output"
             out_file.write_text("")
             env = {**os.environ, "GITHUB_OUTPUT": str(out_file), "RUNNER_TEMP": str(tmp_path),
-                   "GITHUB_REF_NAME": "main", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                   "GITHUB_REF_NAME": "main", "PATH": squad_on_path(),
                    **{k: _expand(v, values) for k, v in step.get("env", {}).items()}}
             result = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=where, env=env,
                                     capture_output=True, text=True)
