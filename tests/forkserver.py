@@ -13,6 +13,11 @@ forks (their CPU time stays accounted to the test run), and exits, killing what 
 as soon as its client's end of the socket closes: at the end of the session, on Ctrl-C, or when
 the test process dies.
 
+Besides `run` (what `subprocess.run` returns), the client starts a child as `subprocess.Popen`
+would (`popen`: pid, poll, wait, signals, pipes), and `command_dir` writes a `squad` for a
+shell's PATH that asks the server, through a socket in a private temp folder, for a child of
+its own: so signalled, concurrent and scripted commands skip interpreter start too.
+
 Run as a script, this file is the server; imported, `ForkServer` is the client.
 """
 
@@ -294,6 +299,8 @@ def main() -> None:
     request = serve(control, listener)
     if request is not None:
         _become(request)
+    else:  # the client is gone, however it ended: the socket's folder goes with the server
+        shutil.rmtree(sys.argv[3], ignore_errors=True)
 
 
 # ---- the client ----------------------------------------------------------------------------
@@ -325,7 +332,7 @@ class ForkServer:
                 listener.listen(16)
                 passed = [theirs.fileno(), listener.fileno()]
                 self.process = subprocess.Popen(
-                    [sys.executable, __file__, *map(str, passed)], pass_fds=passed,
+                    [sys.executable, __file__, *map(str, passed), self.folder], pass_fds=passed,
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
             theirs.close()
             self.control = ours
