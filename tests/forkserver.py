@@ -115,7 +115,6 @@ def _import(names: list[str]) -> None:
     the child to fail on, as a fresh process would."""
     import gc
     import importlib
-    import threading
 
     missing = [name for name in names if name not in sys.modules]
     for name in missing:
@@ -132,7 +131,6 @@ def serve(control: socket.socket, listener: socket.socket | None = None
     the request that child is to run; the server itself returns None. `listener` takes
     requests from commands started elsewhere (the `squad` of `command_dir`), each on its own
     connection, which then carries that child's pid, signals and status."""
-    import threading
 
     server = os.getpid()
     assert threading.active_count() == 1, "the fork server must stay single-threaded"
@@ -276,7 +274,6 @@ def _shut_down() -> int:
     makes exit status 120). Tearing down the modules the server imported is skipped: it
     touches every page the fork shares and costs more than the command, to no one's eyes."""
     import atexit
-    import threading
 
     threading._shutdown()  # type: ignore[attr-defined]
     atexit._run_exitfuncs()
@@ -317,7 +314,6 @@ class ForkServer:
 
     process: subprocess.Popen[bytes] | None = None
     control: socket.socket | None = None
-    starts: int = 0
     environment: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     sending: threading.Lock = field(default_factory=threading.Lock)
     folder: str | None = None  # the listening socket and the command folders
@@ -380,7 +376,6 @@ class ForkServer:
         child; `stdin` is the descriptor it reads (by default this process's own, as a
         subprocess inherits it)."""
         control = self._started()
-        self.starts += 1
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         ours, theirs = socket.socketpair()
@@ -423,7 +418,6 @@ class ForkServer:
         what Popen's do: None (inherited), PIPE, DEVNULL, STDOUT (stderr only), a descriptor
         or a file. `imports` are modules the server imports first, once for all children."""
         control = self._started()
-        self.starts += 1
         theirs: list[int] = []  # the child's ends of pipes and /dev/null, closed once sent
         mine: list[int | None] = [None, None, None]
         fds: list[int] = []
