@@ -162,11 +162,30 @@ def two_agent_run(templates: Templates, tmp_path: Path) -> tuple[Path, str]:
 
 # ---- order: the longest tests start first, each on its own worker -------------------------
 
-# Longest first (the two SIGKILL tortures, then the other long stress tests); xdist's `load`
-# scheduling with `--maxschedchunk=1` (pyproject) hands each worker two tests to begin with
-# and then one at a time, so interleaving these with short ones starts one per worker at once
-# and no long test is left to run alone at the end while the other workers idle.
-LONGEST = ("test_torture.py::", "test_remote_torture.py::")
+# Longest first (the two SIGKILL tortures, then the other tests that take seconds, as
+# `--durations` measures them); xdist's `load` scheduling with `--maxschedchunk=1` (pyproject)
+# hands each worker two tests to begin with and then one at a time, so interleaving these with
+# short ones starts one per worker at once and no long test is left to run alone at the end
+# while the other workers idle. A test missing here only runs in collection order.
+LONGEST = ("test_torture.py::", "test_remote_torture.py::",
+           "::test_the_matrix_workflow_plans_fans_out_collects_and_replays",
+           "::test_ten_clients_and_a_watch_commit_every_proposal_once",
+           "::test_in_process_coordinator_quarantines_every_malformed_drop_once",
+           "::test_record_round_trip",
+           "::test_the_workflow_writes_the_report_to_the_job_summary",
+           "::test_an_index_row_formatted_in_python_is_what_the_row_template_renders",
+           "::test_four_agents_on_four_clones_collected_then_replayed_offline")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """`-n auto` (pyproject): one worker more than this process may use cores. The torture
+    tests spend most of their time waiting (writers pause, the coordinator is killed at
+    random moments), so with one worker per core a core idles while they run; the extra
+    worker runs short tests in that time. PYTEST_XDIST_AUTO_NUM_WORKERS still decides."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    return len(os.sched_getaffinity(0)) + 1
 
 
 # Memory-backed temp folders where the machine has them: the suite makes and fsyncs tens of
@@ -188,10 +207,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         return next((n for n, name in enumerate(LONGEST) if name in item.nodeid), len(LONGEST))
 
-    slow = sorted((i for i in items if i.get_closest_marker("slow")), key=rank)
-    rest = [i for i in items if not i.get_closest_marker("slow")]
+    long = sorted((i for i in items if rank(i) < len(LONGEST)), key=rank)
+    rest = [i for i in items if rank(i) == len(LONGEST)]
     ordered: list[pytest.Item] = []
-    for n, item in enumerate(slow):
+    for n, item in enumerate(long):
         ordered += [item, *rest[n:n + 1]]
-    ordered += rest[len(slow):]
+    ordered += rest[len(long):]
     items[:] = ordered

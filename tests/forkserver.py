@@ -13,6 +13,11 @@ forks (their CPU time stays accounted to the test run), and exits, killing what 
 as soon as its client's end of the socket closes: at the end of the session, on Ctrl-C, or when
 the test process dies.
 
+Besides `run` (what `subprocess.run` returns), the client starts a child as `subprocess.Popen`
+would (`popen`: pid, poll, wait, signals, pipes), and `command_dir` writes a `squad` for a
+shell's PATH that asks the server, through a socket in a private temp folder, for a child of
+its own: so signalled, concurrent and scripted commands skip interpreter start too.
+
 Run as a script, this file is the server; imported, `ForkServer` is the client.
 """
 
@@ -22,16 +27,19 @@ import contextlib
 import json
 import locale
 import os
+import select
 import selectors
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 # ---- the wire: a length-prefixed JSON message, possibly carrying file descriptors ----------
 
@@ -101,30 +109,69 @@ def _preload() -> None:
             importlib.import_module(name)
 
 
-def serve(control: socket.socket) -> dict[str, Any] | None:
+def _import(names: list[str]) -> None:
+    """Modules a request asks for that no child should import again (the MCP SDK, say: an
+    optional extra, so not preloaded for everyone); one the server cannot import is left for
+    the child to fail on, as a fresh process would."""
+    import gc
+    import importlib
+
+    missing = [name for name in names if name not in sys.modules]
+    for name in missing:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    if missing:
+        assert threading.active_count() == 1, f"importing {missing} started a thread"
+        gc.freeze()
+
+
+def serve(control: socket.socket, listener: socket.socket | None = None
+          ) -> dict[str, Any] | None:
     """Fork a child per request until the control socket closes. Returns, in a child only,
-    the request that child is to run; the server itself returns None."""
+    the request that child is to run; the server itself returns None. `listener` takes
+    requests from commands started elsewhere (the `squad` of `command_dir`), each on its own
+    connection, which then carries that child's pid, signals and status."""
 
     server = os.getpid()
     assert threading.active_count() == 1, "the fork server must stay single-threaded"
     children: dict[int, _Child] = {}  # by pidfd
     chooser = selectors.DefaultSelector()
     chooser.register(control, selectors.EVENT_READ, "control")
+    if listener is not None:
+        chooser.register(listener, selectors.EVENT_READ, "listener")
     try:
         while True:
             for key, _ in chooser.select():
                 if key.fd not in chooser.get_map():
                     continue  # unregistered by an earlier event of this batch
-                if key.data == "control":
-                    request, fds = _receive(control)
-                    if request is None:
-                        return None
-                    *stdio, reply_fd = fds
-                    reply = socket.socket(fileno=reply_fd)
+                if key.data in ("control", "listener"):
+                    if key.data == "control":
+                        request, fds = _receive(control)
+                        if request is None:
+                            return None
+                        *stdio, reply_fd = fds
+                        reply = socket.socket(fileno=reply_fd)
+                    else:
+                        assert listener is not None
+                        reply, _ = listener.accept()
+                        reply.settimeout(10)  # the command sends its request at once
+                        try:
+                            request, stdio = _receive(reply)
+                        except OSError:
+                            request, stdio = None, []
+                        reply.settimeout(None)
+                        if request is None or len(stdio) != 3:
+                            for fd in stdio:
+                                os.close(fd)
+                            reply.close()
+                            continue
+                    _import(request.get("imports", []))
                     pid = os.fork()
                     if pid == 0:
                         chooser.close()
                         control.close()
+                        if listener is not None:
+                            listener.close()
                         reply.close()
                         for child in children.values():
                             os.close(child.pidfd)
@@ -155,8 +202,9 @@ def serve(control: socket.socket) -> dict[str, Any] | None:
                     asked, _ = _receive(child.reply)
                     if asked is None:
                         chooser.unregister(child.reply)
-                    signal.pidfd_send_signal(
-                        child.pidfd, signal.SIGKILL if asked is None else asked["signal"])
+                    with contextlib.suppress(ProcessLookupError):  # it has just exited
+                        signal.pidfd_send_signal(
+                            child.pidfd, signal.SIGKILL if asked is None else asked["signal"])
     finally:
         if os.getpid() == server:
             for child in children.values():
@@ -175,10 +223,13 @@ def _become(request: dict[str, Any]) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     tempfile.tempdir = None  # found again from this environment, on first use
-    sys.path[0] = os.getcwd()  # `-m` puts the working directory first
-    sys.argv = ["-m", *request["args"]]  # runpy sets argv[0] to the module's file
     try:
-        runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+        if "code" in request:
+            _run_code(request["code"], request["args"])
+        else:
+            sys.path[0] = os.getcwd()  # `-m` puts the working directory first
+            sys.argv = ["-m", *request["args"]]  # runpy sets argv[0] to the module's file
+            runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
         code = 0
     except SystemExit as exc:
         code = _exit_code(exc)
@@ -192,6 +243,19 @@ def _become(request: dict[str, Any]) -> None:
         sys.excepthook(*sys.exc_info())
         code = 1
     os._exit(_shut_down() or code)
+
+
+def _run_code(code: str, args: list[str]) -> None:
+    """`python -c CODE ARGS`: the code runs as a new `__main__`, '' first on the path."""
+    import builtins
+    import types
+
+    sys.path[0] = ""
+    sys.argv = ["-c", *args]
+    main = types.ModuleType("__main__")
+    main.__builtins__ = builtins  # type: ignore[attr-defined]
+    sys.modules["__main__"] = main
+    exec(compile(code, "<string>", "exec"), main.__dict__)
 
 
 def _exit_code(exc: SystemExit) -> int:
@@ -224,16 +288,21 @@ def _shut_down() -> int:
 
 def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
+    listener = socket.socket(fileno=int(sys.argv[2]))
     _preload()
     import gc
 
     gc.freeze()  # what the server built stays out of the children's collections
-    request = serve(control)
+    request = serve(control, listener)
     if request is not None:
         _become(request)
+    else:  # the client is gone, however it ended: the socket's folder goes with the server
+        shutil.rmtree(sys.argv[3], ignore_errors=True)
 
 
 # ---- the client ----------------------------------------------------------------------------
+
+Stdio = int | IO[Any] | None  # what Popen's stdin, stdout and stderr take
 
 class ServerGone(RuntimeError):
     """The server ended (closed, or killed) while a command was running."""
@@ -247,14 +316,20 @@ class ForkServer:
     control: socket.socket | None = None
     environment: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     sending: threading.Lock = field(default_factory=threading.Lock)
+    folder: str | None = None  # the listening socket and the command folders
 
     def _started(self) -> socket.socket:
         if self.control is None:
             ours, theirs = socket.socketpair()
             self.environment = dict(os.environ)  # what the server's interpreter started with
-            self.process = subprocess.Popen(
-                [sys.executable, __file__, str(theirs.fileno())], pass_fds=[theirs.fileno()],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            self.folder = tempfile.mkdtemp(prefix="forkserver-")  # private: mode 0700
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+                listener.bind(os.path.join(self.folder, "socket"))
+                listener.listen(16)
+                passed = [theirs.fileno(), listener.fileno()]
+                self.process = subprocess.Popen(
+                    [sys.executable, __file__, *map(str, passed), self.folder], pass_fds=passed,
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
             theirs.close()
             self.control = ours
         return self.control
@@ -267,6 +342,31 @@ class ForkServer:
         if self.process is not None:
             self.process.wait()
             self.process = None
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+    def command_dir(self, module: str, name: str, same_start: tuple[str, ...]) -> str:
+        """A folder holding `name`, an executable that runs `python -m module ARGS` as a child
+        of this server (a small interpreter without site-packages asks for it), for what
+        finds its commands on PATH (a workflow's shell steps). It starts the real thing
+        instead if the server is gone or its environment differs in the variables starting
+        with `same_start` (read as an interpreter starts)."""
+        self._started()
+        assert self.folder is not None
+        where = os.path.join(self.folder, f"bin-{module}")
+        os.makedirs(where, exist_ok=True)
+        path = os.path.join(where, name)
+        if not os.path.exists(path):
+            settings = {"address": os.path.join(self.folder, "socket"), "module": module,
+                        "python": sys.executable, "same_start": list(same_start),
+                        "start": {k: v for k, v in self.environment.items()
+                                  if k.startswith(same_start)}}
+            with open(path, "w") as script:
+                script.write(f"#!{sys.executable} -IS\n" + _COMMAND.replace(
+                    "SETTINGS = {}", f"SETTINGS = {json.dumps(settings)}"))
+            os.chmod(path, 0o755)
+        return where
 
     def run(self, args: list[str], cwd: str, env: dict[str, str], stdin: int = 0,
             timeout: float | None = None, module: str = "squad",
@@ -308,6 +408,63 @@ class ForkServer:
         return subprocess.CompletedProcess(command, os.waitstatus_to_exitcode(status),
                                            stdout, stderr)
 
+    def popen(self, args: list[str], cwd: str, env: dict[str, str], *, module: str = "squad",
+              code: str | None = None, stdin: Stdio = None, stdout: Stdio = None,
+              stderr: Stdio = None, text: bool = False, imports: tuple[str, ...] = ()
+              ) -> Forked:
+        """What `subprocess.Popen([sys.executable, "-m", module, *args], ...)` starts (or, given
+        `code`, `[sys.executable, "-c", code, *args]`), as a forked child: a handle with Popen's
+        pid, poll, wait, send_signal, terminate, kill, communicate and pipes. The streams take
+        what Popen's do: None (inherited), PIPE, DEVNULL, STDOUT (stderr only), a descriptor
+        or a file. `imports` are modules the server imports first, once for all children."""
+        control = self._started()
+        theirs: list[int] = []  # the child's ends of pipes and /dev/null, closed once sent
+        mine: list[int | None] = [None, None, None]
+        fds: list[int] = []
+        for number, spec in enumerate((stdin, stdout, stderr)):
+            if spec == subprocess.STDOUT and number == 2:
+                fd = fds[1]
+            elif spec is None:
+                fd = number
+            elif spec == subprocess.DEVNULL:
+                fd = os.open(os.devnull, os.O_RDWR)
+                theirs.append(fd)
+            elif spec == subprocess.PIPE:
+                read, write = os.pipe()
+                fd, mine[number] = (read, write) if number == 0 else (write, read)
+                theirs.append(fd)
+            elif isinstance(spec, int):
+                fd = spec
+            else:
+                fd = spec.fileno()
+            fds.append(fd)
+        ours, reply = socket.socketpair()
+        request: dict[str, Any] = {"module": module, "args": args, "cwd": cwd, "env": env,
+                                   "imports": list(imports)}
+        if code is not None:
+            request["code"] = code
+        try:
+            with self.sending:
+                _send(control, request, [*fds, reply.fileno()])
+        finally:
+            for fd in theirs:
+                os.close(fd)
+            reply.close()
+        streams = [None if fd is None else open(  # noqa: SIM115  (the handle closes them)
+            fd, ("w" if number == 0 else "r") + ("" if text else "b"),
+            encoding=locale.getpreferredencoding(False) if text else None)
+            for number, fd in enumerate(mine)]
+        hello, _ = _receive(ours)
+        if hello is None:
+            ours.close()
+            for stream in streams:
+                if stream is not None:
+                    stream.close()
+            raise ServerGone("the fork server went away")
+        command = [sys.executable, *(["-c", code] if code is not None else ["-m", module]),
+                   *args]
+        return Forked(command, int(hello["pid"]), ours, *streams)
+
     def _collect(self, reply: socket.socket, output: dict[int, bytearray], timeout: float | None,
                  command: list[str]) -> int:
         """Read both pipes to their end and then the exit status, as `communicate` does."""
@@ -334,6 +491,148 @@ class ForkServer:
         if done is None:
             raise ServerGone("the fork server went away")
         return int(done["status"])
+
+
+class Forked:
+    """A forked child as `subprocess.Popen` shows one: the server reaps it and sends its
+    status here; signals go through the server (to the child's pidfd, never a reused pid);
+    dropping the handle unwaited makes the server kill the child."""
+
+    def __init__(self, args: list[str], pid: int, reply: socket.socket, stdin: IO[Any] | None,
+                 stdout: IO[Any] | None, stderr: IO[Any] | None) -> None:
+        self.args, self.pid, self._reply = args, pid, reply
+        self.stdin, self.stdout, self.stderr = stdin, stdout, stderr
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and select.select([self._reply], [], [], 0)[0]:
+            self._status()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            self._reply.settimeout(timeout)
+            try:
+                self._status()
+            except TimeoutError:
+                self._reply.settimeout(None)
+                raise subprocess.TimeoutExpired(self.args, timeout or 0) from None
+        assert self.returncode is not None
+        return self.returncode
+
+    def _status(self) -> None:
+        done, _ = _receive(self._reply)
+        self._reply.close()
+        if done is None:
+            raise ServerGone("the fork server went away")
+        self.returncode = os.waitstatus_to_exitcode(done["status"])
+
+    def send_signal(self, number: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(OSError):  # the server has just reaped it
+                _send(self._reply, {"signal": int(number)})
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def communicate(self, input: Any = None, timeout: float | None = None
+                    ) -> tuple[Any, Any]:
+        """Write `input`, read both pipes to their end, then wait, as Popen's does."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                if input:
+                    self.stdin.write(input)
+                self.stdin.close()
+        read: dict[int, Any] = {}
+        readers = [threading.Thread(target=lambda n=n, s=s: read.__setitem__(n, s.read()),
+                                    daemon=True)
+                   for n, s in ((1, self.stdout), (2, self.stderr)) if s is not None]
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join(None if deadline is None else max(deadline - time.monotonic(), 0))
+            if reader.is_alive():
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        for stream in (self.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+        self.wait(None if deadline is None else max(deadline - time.monotonic(), 0.001))
+        return read.get(1), read.get(2)
+
+    def __enter__(self) -> Forked:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for stream in (self.stdin, self.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+        self.wait()
+
+    def __del__(self) -> None:
+        self._reply.close()
+
+
+# The command `command_dir` writes: forwards its argv, cwd, environment and stdio to the
+# server, SIGINT, SIGTERM and SIGHUP to the child, and ends as the child ended.
+_COMMAND = r'''
+import json, os, signal, socket, struct, sys
+
+SETTINGS = {}
+
+
+def fresh():
+    python = SETTINGS["python"]
+    os.execv(python, [python, "-m", SETTINGS["module"], *sys.argv[1:]])
+
+
+def receive(sock):
+    data = b""
+    while len(data) < 4 or len(data) < 4 + struct.unpack("!I", data[:4])[0]:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    return json.loads(data[4:])
+
+
+prefixes = tuple(SETTINGS["same_start"])
+if {k: v for k, v in os.environ.items() if k.startswith(prefixes)} != SETTINGS["start"]:
+    fresh()
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    sock.connect(SETTINGS["address"])
+except OSError:
+    fresh()
+request = json.dumps({"module": SETTINGS["module"], "args": sys.argv[1:], "cwd": os.getcwd(),
+                      "env": dict(os.environ)}).encode()
+socket.send_fds(sock, [struct.pack("!I", len(request)) + request], [0, 1, 2])
+if receive(sock) is None:
+    sys.exit("the fork server went away")
+
+
+def forward(number, frame):
+    request = json.dumps({"signal": number}).encode()
+    try:
+        sock.sendall(struct.pack("!I", len(request)) + request)
+    except OSError:
+        pass  # the child has just ended
+
+
+for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(number, forward)
+done = receive(sock)
+if done is None:
+    sys.exit("the fork server went away")
+code = os.waitstatus_to_exitcode(done["status"])
+if code < 0:
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+'''
 
 
 def _text(data: bytes) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from forkserver import ForkServer
+from forkserver import Forked, ForkServer
 from scripted_server import RecordedRequest, Text, ToolCalls
 
 SQUAD = [sys.executable, "-m", "squad"]
@@ -51,9 +51,31 @@ _AT_START = ("PYTHON", "LC_", "LANG")
 
 def _forkable(env: dict[str, str], kwargs: dict[str, object]) -> bool:
     return FORKING and set(kwargs) <= {"timeout", "stdin"} \
-        and kwargs.get("stdin", subprocess.DEVNULL) == subprocess.DEVNULL \
-        and all(env.get(name) == FORKS.environment.get(name)
-                for name in {*env, *FORKS.environment} if name.startswith(_AT_START))
+        and kwargs.get("stdin", subprocess.DEVNULL) == subprocess.DEVNULL and _same_start(env)
+
+
+def _same_start(env: dict[str, str]) -> bool:
+    return all(env.get(name) == FORKS.environment.get(name)
+               for name in {*env, *FORKS.environment} if name.startswith(_AT_START))
+
+
+Process = subprocess.Popen[Any] | Forked  # what `start` returns: the same methods either way
+
+
+def start(cwd: Path, *args: str, code: str | None = None, env: dict[str, str] | None = None,
+          imports: tuple[str, ...] = (), **streams: Any) -> Process:
+    """`subprocess.Popen` of the real `squad ARGS` (or, given `code`, of `python -c CODE
+    ARGS`) in `cwd`, forked from the fork server as `squad(...)` is, for a test that signals,
+    kills or runs several commands at once. `streams` are Popen's stdin, stdout, stderr and
+    text; anything else (a new session, say) needs a fresh interpreter. `imports`: modules
+    the fork server imports once before forking (what the command would import anyway)."""
+    environment = {**os.environ, **(env or {})}
+    if FORKING and set(streams) <= {"stdin", "stdout", "stderr", "text"} \
+            and _same_start(environment):
+        return FORKS.popen(list(args), str(cwd), environment, code=code, imports=imports,
+                           **streams)
+    command = SQUAD if code is None else [sys.executable, "-c", code]
+    return subprocess.Popen([*command, *args], cwd=cwd, env=environment, **streams)
 
 
 def squad(repo: Path, *args: str, check: bool = True, env: dict[str, str] | None = None,
@@ -76,6 +98,14 @@ def squad(repo: Path, *args: str, check: bool = True, env: dict[str, str] | None
         raise AssertionError(f"squad {' '.join(args)} exited {result.returncode}:\n"
                              f"{result.stdout}\n{result.stderr}")
     return result
+
+
+def squad_on_path() -> str:
+    """A PATH whose `squad` is a child of the fork server (`FORKS.command_dir`), for commands
+    a shell step runs; the venv's own `squad` under SQUAD_TEST_FORK=0."""
+    venv = str(Path(sys.executable).parent)
+    first = FORKS.command_dir("squad", "squad", _AT_START) if FORKING else venv
+    return os.pathsep.join([first, venv, os.environ["PATH"]])
 
 
 def drop_text(title: str, agent: str = "tester", **extra: str) -> str:
@@ -180,7 +210,7 @@ class Watcher:
     root: Path
     logs: Path
     command: list[str]
-    proc: subprocess.Popen[str] | None = None
+    proc: Process | None = None
     handle: IO[str] | None = None
     started: int = 0
     kills: int = 0
@@ -189,8 +219,8 @@ class Watcher:
     def start(self) -> None:
         self.started += 1
         self.handle = (self.logs / f"watch-{self.started}.log").open("w")
-        self.proc = subprocess.Popen([*SQUAD, *self.command], cwd=self.root, text=True,
-                                     stdout=self.handle, stderr=subprocess.STDOUT)
+        self.proc = start(self.root, *self.command, text=True, stdout=self.handle,
+                          stderr=subprocess.STDOUT)
 
     def kill_or_reap(self) -> None:
         """SIGKILL the running incarnation; note it if it had already died by itself."""
@@ -241,7 +271,7 @@ class Tortured:
     stopping: float
 
 
-def torture(watcher: Watcher, writers: list[subprocess.Popen[str]], rng: random.Random,
+def torture(watcher: Watcher, writers: list[Process], rng: random.Random,
             seed: int, *, min_kills: int, kill_seconds: float, drain_seconds: float,
             waiting: Callable[[], int]) -> Tortured:
     """Kill and restart `watcher` at random moments (mid-commit, mid-recovery, mid-startup)

@@ -1,4 +1,5 @@
-"""Run as `python -m process_probe WHAT`: prints what a process sees of its own start.
+"""Run as `python -m process_probe WHAT` (or `-c` code that calls `main`): prints what a
+process sees of its own start.
 
 The fork server's test runs it both as a fresh interpreter and as a forked child and
 compares the two printouts; nothing else uses it.
@@ -24,6 +25,8 @@ def _seen() -> dict[str, object]:
 
     return {
         "main": __name__, "argv0": os.path.basename(sys.argv[0]), "argv": sys.argv[1:],
+        "main_module": [sys.modules["__main__"].__name__,
+                        os.path.basename(getattr(sys.modules["__main__"], "__file__", "-"))],
         "path0": sys.path[0], "cwd": os.getcwd(), "probe": os.environ.get("PROBE"),
         "home": os.path.expanduser("~"), "tmp": tempfile.gettempdir(),
         "handlers": {s.name: handler(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE,
@@ -45,7 +48,9 @@ def _later() -> None:
 def main(what: str) -> None:
     if what == "sleep":
         time.sleep(300)
-    print(json.dumps(_seen(), sort_keys=True))
+    print(json.dumps(_seen(), sort_keys=True), flush=what == "ready")
+    if what == "ready":  # waits for a signal, to show how it dies of one
+        time.sleep(300)
     sys.stdout.write("unflushed at exit\n")
     print("to stderr", file=sys.stderr)
     atexit.register(print, "atexit ran")

@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from helpers import SQUAD, drop_text, git, squad
+from helpers import SQUAD, drop_text, git, squad, start
 
 from squad.dropbox import Inbox
 
@@ -77,7 +77,7 @@ def test_watch_takes_the_backlog_then_new_drops_and_stops_on_sigint(repo: Path) 
     (repo / "squad.toml").write_text("[coordinator]\nsettle_seconds = 0.2\n")
     inbox = Inbox(repo / "decisions/inbox")
     inbox.drop(drop_text("Piled up while down"), name="0-backlog.md")
-    proc = subprocess.Popen([*SQUAD, "watch"], cwd=repo, stderr=subprocess.PIPE, text=True)
+    proc = start(repo, "watch", stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(lambda: _count(repo) == 1)
         inbox.drop(drop_text("Arrived while watching"), name="1-live.md")
@@ -93,8 +93,7 @@ def test_watch_takes_the_backlog_then_new_drops_and_stops_on_sigint(repo: Path) 
 
 
 def test_watch_with_polling_stops_on_sigterm(repo: Path) -> None:
-    proc = subprocess.Popen([*SQUAD, "watch", "--poll"], cwd=repo, stderr=subprocess.PIPE,
-                            text=True)
+    proc = start(repo, "watch", "--poll", stderr=subprocess.PIPE, text=True)
     try:
         Inbox(repo / "decisions/inbox").drop(drop_text("Polled"))
         _wait_for(lambda: _count(repo) == 1)
@@ -105,7 +104,7 @@ def test_watch_with_polling_stops_on_sigterm(repo: Path) -> None:
 
 
 def test_watch_waits_out_a_held_index_lock(repo: Path) -> None:
-    proc = subprocess.Popen([*SQUAD, "watch"], cwd=repo, stderr=subprocess.PIPE, text=True)
+    proc = start(repo, "watch", stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")))
     reader.start()

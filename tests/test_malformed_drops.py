@@ -27,7 +27,7 @@ from typing import IO, Any
 
 import pytest
 import yaml
-from helpers import SQUAD, START, drop_text, git, squad
+from helpers import START, drop_text, git, squad, start
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -614,8 +614,8 @@ class Fuzzed:
 
     def start_watch(self) -> None:
         self.watch_log = self.watch_err.open("w")
-        self.watch = subprocess.Popen([*SQUAD, "watch"], cwd=self.root, text=True,
-                                      stdout=subprocess.DEVNULL, stderr=self.watch_log)
+        self.watch = start(self.root, "watch", text=True, stdout=subprocess.DEVNULL,
+                           stderr=self.watch_log)
 
     def wait_until_drained(self, listing: str) -> None:
         assert self.watch is not None

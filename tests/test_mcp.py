@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import anyio
 import pytest
-from helpers import SQUAD, git, squad
+from helpers import FORKS, SQUAD, Process, git, squad, start
 from mcp import Client, StdioServerParameters
+from mcp.client._transport import TransportStreams
+from mcp.shared.message import SessionMessage
 from mcp.types import CallToolResult, Implementation
+from mcp_types import jsonrpc_message_adapter
 
+MCP = ("squad.mcp_server",)  # what `squad mcp` imports: the fork server imports it once
 READ_TOOLS = {"search_decisions", "get_decision", "log", "propose_decision"}
 
 
 def servers_alive() -> list[int]:
-    """Pids of this test process's children that run `squad mcp` (zombies count as gone)."""
+    """Pids of this test process's children that run `squad mcp`, and of anything the fork
+    server still runs between tests (zombies count as gone)."""
+    forks = FORKS.process.pid if FORKS.process is not None else None
     alive = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -32,8 +40,8 @@ def servers_alive() -> list[int]:
         except OSError:
             continue
         state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-        if int(ppid) == os.getpid() and state != "Z" and b"mcp" in cmdline \
-                and b"squad" in cmdline:
+        if state != "Z" and (int(ppid) == forks or (int(ppid) == os.getpid()
+                             and b"mcp" in cmdline and b"squad" in cmdline)):
             alive.append(int(proc.name))
     return alive
 
@@ -57,6 +65,47 @@ def logged(initialized_no_agents: Path) -> Path:
 def stdio(repo: Path, *args: str) -> StdioServerParameters:
     return StdioServerParameters(command=sys.executable, args=[*SQUAD[1:], "mcp", *args],
                                  cwd=str(repo), env=dict(os.environ))
+
+
+@asynccontextmanager
+async def forked_stdio(repo: Path) -> AsyncIterator[TransportStreams]:
+    """`squad mcp` on stdin and stdout as the SDK's stdio transport speaks to it (a JSON-RPC
+    message a line; the end of stdin ends the server), forked from the fork server: for the
+    test that needs several at once. The tests of the stdio transport itself use the SDK's."""
+    proc = start(repo, "mcp", stdin=subprocess.PIPE, stdout=subprocess.PIPE, imports=MCP)
+    assert proc.stdin is not None and proc.stdout is not None
+    reader, incoming = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+    outgoing, writer = anyio.create_memory_object_stream[SessionMessage](0)
+
+    async def read(stdout: IO[bytes]) -> None:
+        async with reader:
+            while line := await anyio.to_thread.run_sync(stdout.readline):
+                with contextlib.suppress(anyio.BrokenResourceError):
+                    await reader.send(SessionMessage(
+                        jsonrpc_message_adapter.validate_json(line, by_name=False)))
+
+    def send(stdin: IO[bytes], data: bytes) -> None:
+        stdin.write(data)
+        stdin.flush()
+
+    async def write(stdin: IO[bytes]) -> None:
+        async with writer:
+            async for message in writer:
+                data = message.message.model_dump_json(by_alias=True, exclude_unset=True)
+                await anyio.to_thread.run_sync(send, stdin, data.encode() + b"\n")
+        stdin.close()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(read, proc.stdout)
+        group.start_soon(write, proc.stdin)
+        try:
+            yield incoming, outgoing
+        finally:
+            await outgoing.aclose()
+            await incoming.aclose()
+            code = await anyio.to_thread.run_sync(proc.wait, 30)
+            proc.stdout.close()
+            assert code == 0, f"squad mcp exited {code}"
 
 
 def talk(target: Any, work: Callable[[Client], Awaitable[Any]], name: str = "claude-code"
@@ -181,16 +230,16 @@ def test_reads_see_committed_records_only(logged: Path) -> None:
     assert out["edited"]["decision"] == "A token bucket per key."
 
 
-def start_http(repo: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
-    server = subprocess.Popen([*SQUAD, "mcp", "--http", "0", *args], cwd=repo,
-                              stderr=subprocess.PIPE, text=True)
+def start_http(repo: Path, *args: str) -> tuple[Process, str]:
+    server = start(repo, "mcp", "--http", "0", *args, stderr=subprocess.PIPE, text=True,
+                   imports=MCP)
     assert server.stderr is not None
     line = server.stderr.readline()
     assert line.startswith("serving MCP at http://127.0.0.1:"), line
     return server, line.split()[3]
 
 
-def stop(server: subprocess.Popen[str]) -> None:
+def stop(server: Process) -> None:
     server.send_signal(signal.SIGTERM)
     assert server.wait(timeout=30) == 0
     if server.stderr is not None:
@@ -221,7 +270,7 @@ def test_ten_clients_and_a_watch_commit_every_proposal_once(logged: Path) -> Non
     (logged / "squad.toml").write_text("[coordinator]\nsettle_seconds = 0\n")
     git(logged, "commit", "-qam", "settle at once")
     server, url = start_http(logged)
-    watch = subprocess.Popen([*SQUAD, "watch"], cwd=logged, stderr=subprocess.DEVNULL)
+    watch = start(logged, "watch", stderr=subprocess.DEVNULL)
     ids: list[int] = []
 
     async def client(target: Any, n: int) -> None:
@@ -233,7 +282,7 @@ def test_ten_clients_and_a_watch_commit_every_proposal_once(logged: Path) -> Non
     async def main() -> None:
         async with anyio.create_task_group() as group:
             for n in range(10):
-                group.start_soon(client, url if n < 5 else stdio(logged), n)
+                group.start_soon(client, url if n < 5 else forked_stdio(logged), n)
 
     try:
         anyio.run(main)

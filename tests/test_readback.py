@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import OFFLINE, SQUAD, drop_text, git, squad
+from helpers import OFFLINE, drop_text, git, squad, start
 
 DECISION = {"title": "Keep it", "context": "c", "decision": "d", "consequences": "e"}
 
@@ -112,8 +112,7 @@ def test_a_drop_that_trips_the_validator_is_quarantined_and_ingest_goes_on(repo:
 
 def test_watch_quarantines_an_impossible_date_and_goes_on(repo: Path) -> None:
     squad(repo, "init", "--no-agents")
-    proc = subprocess.Popen([*SQUAD, "watch", "--poll"], cwd=repo, stderr=subprocess.PIPE,
-                            text=True)
+    proc = start(repo, "watch", "--poll", stderr=subprocess.PIPE, text=True)
     try:
         new = repo / "decisions/inbox/new"
         (new / "0-bad.md").write_text(drop_text("Bad").replace("agent:", "when: 2024-02-30\n"

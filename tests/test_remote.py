@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import SQUAD, clone, git, squad, titles
+from helpers import Process, clone, git, squad, start, titles
 
 from squad.errors import UsageError
 from squad.remote import check_writer, default_writer
@@ -303,8 +303,8 @@ def test_watch_remote_waits_out_an_unreachable_remote_and_stops_on_sigterm(
     git(coordinator, "remote", "set-url", "origin", str(tmp_path / "gone.git"))
     log = tmp_path / "watch.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([*SQUAD, "watch", "--remote", "origin", "--interval", "0.1"],
-                                cwd=coordinator, stdout=out, stderr=subprocess.STDOUT)
+        proc = start(coordinator, "watch", "--remote", "origin", "--interval", "0.1",
+                     stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: "waiting: cannot fetch from origin" in log.read_text(), proc, log)
         decide(writer, "Arrives", "--writer", "w")
@@ -321,7 +321,7 @@ def test_watch_remote_waits_out_an_unreachable_remote_and_stops_on_sigterm(
     assert "committed 0001 Arrives" in text and text.rstrip().endswith("stopped"), text
 
 
-def wait_for(condition: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path) -> None:
+def wait_for(condition: Callable[[], bool], proc: Process, log: Path) -> None:
     """Poll until `condition` holds; fail if the process died (a deadline only against hangs)."""
     deadline = time.monotonic() + 120
     while not condition():

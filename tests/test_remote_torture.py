@@ -12,12 +12,11 @@ from __future__ import annotations
 import os
 import random
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import Watcher, clone, git, squad, torture
+from helpers import Watcher, clone, git, squad, start, torture
 
 WRITERS = 8
 DROPS = 50  # per writer
@@ -80,9 +79,9 @@ def test_killed_remote_watch_loses_and_doubles_nothing(repo: Path, tmp_path: Pat
     logs = tmp_path / "logs"
     logs.mkdir()
 
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(clones[n]), str(n), IDS[n],
-                                 str(DROPS), str(seed + n)], text=True, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE) for n in range(WRITERS)]
+    writers = [start(tmp_path, str(clones[n]), str(n), IDS[n], str(DROPS), str(seed + n),
+                     code=WRITER, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+               for n in range(WRITERS)]
     watcher = Watcher(coordinator, logs, ["watch", "--remote", "origin", "--interval", "0.2"])
     went = torture(watcher, writers, rng, seed, min_kills=MIN_KILLS,
                    kill_seconds=KILL_PHASE_SECONDS, drain_seconds=DRAIN_SECONDS,

@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from helpers import AGENTS, SQUAD, agent_of, decide, decide_once, drop_text, events, git, squad
+from helpers import AGENTS, agent_of, decide, decide_once, drop_text, events, git, squad, start
 from scripted_server import Error, RecordedRequest, ScriptedServer, Text, ToolCalls
 
 from squad.dropbox import Inbox
@@ -121,10 +121,9 @@ def test_sigint_keeps_every_drop(team: Path, server: ScriptedServer) -> None:
         return Text("Done.", delay=0.4) if isinstance(reply, Text) else reply
 
     server.responder = slow
-    proc = subprocess.Popen([*SQUAD, "run", "goal", "--json", "--agents", ",".join(AGENTS),
-                             "--rounds", "3", "--concurrency", "2"], cwd=team,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**__import__("os").environ, "OPENAI_BASE_URL": server.base_url})
+    proc = start(team, "run", "goal", "--json", "--agents", ",".join(AGENTS), "--rounds", "3",
+                 "--concurrency", "2", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                 env={"OPENAI_BASE_URL": server.base_url})
     deadline = time.monotonic() + 20
     while not list((team / "decisions").glob("*/0002-*.md")) and time.monotonic() < deadline:
         time.sleep(0.05)

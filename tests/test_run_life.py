@@ -13,22 +13,23 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from helpers import SQUAD, agent_of, decide, drop_text, events, git, squad
+from helpers import Process, agent_of, decide, drop_text, events, git, squad
+from helpers import start as start_squad
 from scripted_server import RecordedRequest, ScriptedServer, Text, ToolCalls
 
 from squad.workspace import Workspace
 
 
-def start(team: Path, server: ScriptedServer, *args: str,
-          group: bool = False) -> subprocess.Popen[str]:
+def start(team: Path, server: ScriptedServer, *args: str, group: bool = False) -> Process:
     """`squad run` as a process; with `group`, the leader of its own process group, as a
     terminal's foreground job is (so Ctrl-C reaches git's helper processes too)."""
-    return subprocess.Popen([*SQUAD, "run", "Add rate limiting", "--json", *args], cwd=team,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OPENAI_BASE_URL": server.base_url},
-                            start_new_session=group)
+    streams: dict[str, Any] = {"start_new_session": True} if group else {}
+    return start_squad(team, "run", "Add rate limiting", "--json", *args, text=True,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       env={"OPENAI_BASE_URL": server.base_url}, **streams)
 
 
 def wait_for(condition: object, seconds: float = 30) -> None:

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import AGENTS, SQUAD, clone, decide, git, squad, titles
+from helpers import AGENTS, clone, decide, git, squad, squad_on_path, start, titles
 from scripted_server import RecordedRequest, ScriptedServer, Text, ToolCalls
 
 GOAL = "Add rate limiting"
@@ -59,10 +59,9 @@ def test_four_agents_on_four_clones_collected_then_replayed_offline(
     trunk = git(bare, "rev-parse", "main").strip()
 
     machines = [clone(bare, tmp_path / f"m{n}") for n in range(4)]
-    running = [subprocess.Popen([*SQUAD, "agent", f"r1.{a}", "--run", run_id, "--push",
-                                 "origin", "--writer", f"m{n}"], cwd=m, text=True,
-                                env={**_env(), "OPENAI_BASE_URL": server.base_url},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    running = [start(m, "agent", f"r1.{a}", "--run", run_id, "--push", "origin", "--writer",
+                     f"m{n}", text=True, env={"OPENAI_BASE_URL": server.base_url},
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                for n, (a, m) in enumerate(zip(AGENTS[:3], machines, strict=False))]
     for process in running:
         out, errs = process.communicate(timeout=120)
@@ -163,7 +162,6 @@ def test_the_matrix_workflow_plans_fans_out_collects_and_replays(
 
     def job(name: str, where: Path) -> dict[str, str]:
         outputs: dict[str, str] = {}
-        bin_dir = Path(sys.executable).parent
         for step in jobs[name]["steps"]:
             if "uses" in step:
                 with_ = step.get("with", {})
@@ -175,7 +173,7 @@ def test_the_matrix_workflow_plans_fans_out_collects_and_replays(
             out_file = tmp_path / f"{name}-output"
             out_file.write_text("")
             env = {**os.environ, "GITHUB_OUTPUT": str(out_file), "RUNNER_TEMP": str(tmp_path),
-                   "GITHUB_REF_NAME": "main", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                   "GITHUB_REF_NAME": "main", "PATH": squad_on_path(),
                    **{k: _expand(v, values) for k, v in step.get("env", {}).items()}}
             result = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=where, env=env,
                                     capture_output=True, text=True)
@@ -207,10 +205,6 @@ def _expand(text: str, values: dict[str, str]) -> str:
         return values[expression]
 
     return re.sub(r"\$\{\{(.*?)\}\}", value, text)
-
-
-def _env() -> dict[str, str]:
-    return dict(os.environ)
 
 
 def test_a_budget_stop_on_one_machine_is_logged_and_refused_again_on_replay(

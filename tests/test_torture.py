@@ -13,12 +13,11 @@ import os
 import random
 import re
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers import Watcher, git, squad, torture
+from helpers import Watcher, git, squad, start, torture
 
 from squad.records import RECORD_NAME, parse_record
 
@@ -63,9 +62,9 @@ def test_killed_watch_loses_and_doubles_nothing(repo: Path, tmp_path: Path) -> N
     logs = tmp_path / "logs"
     logs.mkdir()
 
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(inbox), str(w), str(DROPS),
-                                 str(seed + w)], cwd=repo, text=True, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE) for w in range(WRITERS)]
+    writers = [start(repo, str(inbox), str(w), str(DROPS), str(seed + w), code=WRITER,
+                     text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+               for w in range(WRITERS)]
     watcher = Watcher(repo, logs, ["watch"])
     went = torture(watcher, writers, rng, seed, min_kills=MIN_KILLS,
                    kill_seconds=KILL_PHASE_SECONDS, drain_seconds=DRAIN_SECONDS,
