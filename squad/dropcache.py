@@ -73,7 +73,7 @@ def _read(path: Path) -> tuple[str, set[Key]] | None:
     header, sep, body = data.partition(b"\n")
     try:
         magic_a, magic_b, head, count, check = header.decode("ascii").split(" ")
-        lines = body.decode("utf-8").splitlines()
+        lines = body.decode("utf-8").split("\n")[:-1]  # as written: one "\n" per key
     except ValueError:
         return None
     if not sep or f"{magic_a} {magic_b}" != MAGIC or len(head) != 40 \

@@ -106,18 +106,12 @@ def _check_owner(repo: git.Repo) -> None:
 
 
 _STOPS = {signal.SIGINT, signal.SIGTERM}
-_NETWORK = {"fetch", "push", "ls-remote", "clone"}
 
 
 @contextlib.contextmanager
 def _shielded() -> Iterator[None]:
-    """Start git where a Ctrl-C cannot reach it: in a session of its own, and with SIGINT and
-    SIGTERM blocked while it starts (it inherits that mask). A terminal's Ctrl-C goes to every
-    process of the foreground group, and a child is still in squad's group between its fork
-    and its `setsid`; a git killed there (say the `update-index` after a commit point) would
-    turn squad's orderly stop into a half-done step. squad hears the signal itself: it stays
-    pending for this thread until git has started (or, for a local command, finished: a few
-    ms). Commands that talk to a remote are not shielded, so a Ctrl-C still ends a hung push."""
+    """SIGINT and SIGTERM held back from this thread while a child is started (it inherits
+    that mask); they stay pending and reach squad as soon as the child has started."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
     try:
         yield
@@ -125,8 +119,25 @@ def _shielded() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+class _ShieldedPopen(subprocess.Popen[bytes]):
+    """How squad starts git: where a Ctrl-C meant for squad cannot reach it. A terminal's
+    Ctrl-C goes to every process of the foreground group; git runs in a session of its own
+    (`start_new_session`), but a child is still in squad's group between its fork and its
+    `setsid`, and a git killed there (say the `update-index` after a commit point) would turn
+    squad's orderly stop into a half-done step. So the child starts with SIGINT and SIGTERM
+    blocked and keeps them blocked (git never unblocks them; squad stops what it must stop
+    with SIGKILL). Only the start is shielded: squad itself hears a Ctrl-C while it waits."""
+
+    def _execute_child(self, *args: Any, **kwargs: Any) -> None:
+        with _shielded():
+            super()._execute_child(*args, **kwargs)  # type: ignore[misc]
+
+
+git.cmd.safer_popen = _ShieldedPopen  # the one name GitPython starts every git process by
+
+
 class _Git(git.Git):
-    """git's processes, shielded from the signals meant for squad (see `_shielded`)."""
+    """git's processes, each in a session of its own and shielded (see `_ShieldedPopen`)."""
 
     before: Callable[[list[str]], None] | None = None  # set by Repository: publish objects
 
@@ -134,10 +145,7 @@ class _Git(git.Git):
         kwargs.setdefault("start_new_session", True)
         if self.before is not None and args:
             self.before(list(args[0]))
-        if args and _NETWORK & set(args[0][1:3]):
-            return super().execute(*args, **kwargs)
-        with _shielded():
-            return super().execute(*args, **kwargs)
+        return super().execute(*args, **kwargs)
 
 
 class _Repo(git.Repo):
@@ -531,19 +539,9 @@ class Repository:
             entries[path] = meta.split()[1]
         return entries
 
-    def history(self, prefix: str) -> tuple[list[Change], list[tuple[str, list[str]]]]:
-        """What `git log HEAD -- <prefix>` walks, found in one pass: every change under
-        `prefix` made by a non-merge commit (newest first, with the blobs before and after
-        and the commit's squad trailers), and the merges (with their parents) that change it.
-        `HistoryWalk` runs the same walk beside the caller."""
-        if self.head() is None:
-            return [], []
-        self._before_git(["git", "rev-list"])
-        return _history(prefix, lambda args, stdin: _run_git(self.root, args, stdin))
-
     def history_walk(self, prefix: str) -> HistoryWalk:
-        """`history(prefix)`, started in the background: collect it with `result()`, and
-        `close()` it in a `finally` (that stops its git at once)."""
+        """What `git log HEAD -- <prefix>` walks (see `_history`), started in the background:
+        collect it with `result()`, and `close()` it in a `finally` (that stops its git)."""
         self._before_git(["git", "rev-list"])
         return HistoryWalk(self.root, prefix, unborn=self.head() is None)
 
@@ -997,7 +995,10 @@ GitRunner = Callable[[list[str], str], str]
 
 
 def _history(prefix: str, run: GitRunner) -> History:
-    """`Repository.history`, its git commands run by `run` (args, stdin -> stdout).
+    """What `git log HEAD -- <prefix>` walks, found in one pass: every change under `prefix`
+    made by a non-merge commit (newest first, with the blobs before and after and the
+    commit's squad trailers), and the merges (with their parents) that change it; its git
+    commands run by `run` (args, stdin -> stdout).
 
     git's own walk with a path (`git log -- prefix`) diffs every commit twice, once to
     simplify history and once to show it, each time into the folder that changed. Here
@@ -1050,7 +1051,8 @@ def _history(prefix: str, run: GitRunner) -> History:
             "--format=%x1e%H%x00%(trailers:key=Squad-Decision,valueonly,separator=%x1f)"
             "%x00%(trailers:key=Squad-Layout,valueonly,separator=%x1f)"],
             "".join(f"{sha}\n" for sha in shown))
-        changes = [change for change in _changes(raw) if change.path.startswith(prefix)]
+        changes = [change for change in _changes(raw)  # a quoted path starts with '"'
+                   if change.path.lstrip('"').startswith(prefix)]
     return changes, merges
 
 
@@ -1059,7 +1061,7 @@ class _Stopped(Exception):
 
 
 class HistoryWalk:
-    """`Repository.history` in a thread of its own, so that a caller (`verify`) parses the
+    """`_history` in a thread of its own, so that a caller (`verify`) parses the
     working tree while git walks the history: most of the walk is git's time, spent on
     another core. Only plain `git` processes run in the thread (no GitPython object is
     shared), and `close()` kills the one running, so Ctrl-C or SIGTERM never waits for it.
@@ -1091,7 +1093,7 @@ class HistoryWalk:
         with self._lock:
             if self._closed:
                 raise _Stopped
-            process = self._process = subprocess.Popen(
+            process = self._process = _ShieldedPopen(
                 ["git", *args], cwd=self._root, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, start_new_session=True)
         try:
@@ -1141,16 +1143,19 @@ def _changes(raw: str) -> Iterator[Change]:
 
 
 def _run_git(root: Path, args: list[str], stdin: str) -> str:
-    """One git process fed `stdin` (GitPython's wrapper cannot feed a string), shielded like
-    every git squad starts (see `_shielded`)."""
-    try:
-        with _shielded():
-            out = subprocess.run(["git", *args], cwd=root, input=stdin.encode("utf-8"),
-                                 capture_output=True, check=True, start_new_session=True)
-    except subprocess.CalledProcessError as exc:
-        detail = " ".join(exc.stderr.decode("utf-8", "replace").split())[:300]
-        raise SquadError(f"{root}: git {args[0]} failed: {detail}") from None
-    return out.stdout.decode("utf-8", "surrogateescape")
+    """One git process fed `stdin` (GitPython's wrapper cannot feed a string), started like
+    every git squad starts (see `_ShieldedPopen`)."""
+    with _ShieldedPopen(["git", *args], cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, start_new_session=True) as process:
+        try:
+            out, err = process.communicate(stdin.encode("utf-8"))
+        except BaseException:
+            process.kill()  # it is shielded from signals, not from squad
+            raise
+    if process.returncode:
+        detail = " ".join(err.decode("utf-8", "replace").split())[:300]
+        raise SquadError(f"{root}: git {args[0]} failed: {detail}")
+    return out.decode("utf-8", "surrogateescape")
 
 
 def _trailers(text: str) -> dict[str, list[str]]:
