@@ -197,17 +197,14 @@ def dump_front_matter(data: dict[str, Any]) -> str:
     for key, value in data.items():
         text = _dumped(value)
         if text is None or not _KEY.fullmatch(key):
-            import yaml  # imported where used: squad's own records never need it
-
-            return yaml.safe_dump(data, sort_keys=False, allow_unicode=True,
-                                  width=float("inf"), default_flow_style=None)
+            return _yaml_dump(data)
         lines.append(f"{key}: {text}\n")
     has_list = any(isinstance(value, list) for value in data.values())
-    return "".join(lines) if has_list else _flow_mapping(data)
+    return "".join(lines) if has_list else _yaml_dump(data)  # scalars only: flow style
 
 
-def _flow_mapping(data: dict[str, Any]) -> str:
-    import yaml  # a mapping of scalars only is written in flow style: YAML's own business
+def _yaml_dump(data: dict[str, Any]) -> str:
+    import yaml  # imported where used: squad's own records never need it
 
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=float("inf"),
                           default_flow_style=None)
