@@ -43,7 +43,7 @@ from squad import __version__
 from squad.layout import folder_of
 from squad.ledger import Entry, Ledger
 from squad.logview import replace_whole
-from squad.records import RECORD_NAME, SECTIONS_LOWER, Origin, Record, filename
+from squad.records import SECTIONS_LOWER, Origin, Record, filename
 
 if TYPE_CHECKING:
     from squad.vcs import Repository
@@ -99,8 +99,9 @@ def load(repo: Repository, listing: dict[str, str], parse_newest: bool = False,
 
 
 def _number(name: str) -> int:
-    match = RECORD_NAME.match(name.rpartition("/")[2])
-    return int(match.group(1)) if match else -1
+    """A record path's number (`NNNN-slug.md`, in a folder or not), -1 for anything else."""
+    number = name.rpartition("/")[2].partition("-")[0]
+    return int(number) if number.isdecimal() else -1
 
 
 # ---- reading ----------------------------------------------------------------------------
