@@ -293,7 +293,7 @@ def measure(root: Path, n: int, repeat: int, drops: int, console: Console,
         subprocess.run([*SQUAD, *warm], cwd=repo, check=True, capture_output=True)
     view = repo / ".git" / "squad" / "log-view"
     if only is not None:  # the baselines and the rows named, nothing else
-        return _only(repo, n, repeat, only)
+        return _only(repo, n, repeat, only, server)
     row = {
         "build s": built, ".git files": git_files, "decisions/ files": tree_files,
         "python -c pass": timed(repo, [sys.executable, "-c", "pass"], repeat),
@@ -341,9 +341,9 @@ def measure(root: Path, n: int, repeat: int, drops: int, console: Console,
     return row
 
 
-def _only(repo: Path, n: int, repeat: int, only: str) -> dict[str, Any]:
+def _only(repo: Path, n: int, repeat: int, only: str, server: ScriptedServer) -> dict[str, Any]:
     """`--only WORD`: the baselines and the squad commands whose row names WORD (each run
-    as in the full table; no run, ingest or gc)."""
+    as in the full table; `--only run` times the 4-agent run; no ingest or gc)."""
     commands = {"squad --help": ["--help"], "squad log": ["log"],
                 "squad log --all": ["log", "--all"], "squad show 1": ["show", "1"],
                 "squad show N": ["show", str(n)], "squad verify": ["verify"]}
@@ -353,6 +353,9 @@ def _only(repo: Path, n: int, repeat: int, only: str) -> dict[str, Any]:
     for key, argv in commands.items():
         if only in key and (key != "squad log --all" or _has_all_flag()):
             row[key] = timed(repo, [*SQUAD, *argv], repeat)
+    if only in "squad run, 4 agents, L=0":
+        prepare_run(repo)
+        row["squad run, 4 agents, L=0"] = run_agents(repo, server, repeat)
     return row
 
 
@@ -373,7 +376,7 @@ def main() -> None:
                              "is read back instead), no ingest, no gc; for 100,000 records")
     parser.add_argument("--only", metavar="WORD",
                         help="time only the squad commands whose row names WORD (e.g. verify), "
-                             "next to the baselines; no run, ingest or gc")
+                             "next to the baselines (`run`: the 4-agent run); no ingest or gc")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     console = Console(stderr=True)

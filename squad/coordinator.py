@@ -28,7 +28,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from squad import dropcache, layout, logview, safety
+from squad import dropcache, heap, layout, logview, safety
 from squad.errors import RecordError, SquadError
 from squad.ledger import Ledger, entry_for
 from squad.records import Draft, Record, digest, parse_draft, parse_record, render
@@ -83,7 +83,8 @@ class Coordinator:
         head = repo.head()
         if head == self._head:
             return
-        self._ledger, self._layout, files = self.ws.log(head, checked=True)
+        with heap.loading():  # tens of thousands of objects, none garbage, kept all run
+            self._ledger, self._layout, files = self.ws.log(head, checked=True)
         self._done = dropcache.committed(repo, head) if head is not None else set()
         self._head = self._settled_head = head
         self._view_base = (repo.tree_sha(DECISIONS, head), len(self._ledger.entries))

@@ -12,7 +12,11 @@ walks the whole heap). So:
 - `quiet()`: during a run, what exists at its start is frozen (moved out of the collector's
   sight; it lives as long as the process anyway) and young collections come every 10,000
   allocations instead of 700. Cycles made by the run are still collected, later and in
-  fewer passes; both settings are restored afterwards.
+  fewer passes; both settings are restored afterwards;
+- `loading()`: no collection while the log is read (about fifteen objects per record, none
+  garbage), and in a run what was read is frozen too: the log lives as long as the run, and
+  at 10,000 records every full collection would otherwise walk it again (about a tenth of
+  such a run's CPU).
 
 Reference counting, which frees almost everything, is not affected.
 """
@@ -68,3 +72,20 @@ def quiet() -> Iterator[None]:
                 gc.set_threshold(*_saved)
                 if _froze:
                     gc.unfreeze()
+
+
+@contextlib.contextmanager
+def loading() -> Iterator[None]:
+    """No collection while the log is read; inside `quiet()` (a run), what was read is then
+    frozen. Outside a run only the pause: a long-lived host (the service) keeps its
+    collector's sight of everything, so a log it drops is still collected."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        with _lock:
+            if _runs:
+                gc.freeze()
+        if was:
+            gc.enable()

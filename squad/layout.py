@@ -61,8 +61,11 @@ def split(path: str) -> tuple[str, str]:
 def is_record(path: str) -> bool:
     """A record file, directly in decisions/ or in a numbered folder (wherever it belongs:
     whether it is at its place is `verify`'s question)."""
-    folder, name = split(path)
-    return bool(RECORD_NAME.match(name)) and (folder == "" or bool(FOLDER.match(folder)))
+    return _RECORD_PATH.match(path) is not None
+
+
+# `RECORD_NAME`, alone or under a `FOLDER`, in one match: asked of every path of a long log
+_RECORD_PATH = re.compile(r"^(?:\d{3,}/)?" + RECORD_NAME.pattern.removeprefix("^"))
 
 
 def is_page(path: str) -> bool:

@@ -9,8 +9,9 @@ makes the whole file obsolete, and it is then rebuilt.
 
 It lives in the common git dir (`.git/squad/log-cache`, shared by linked worktrees), never in
 the working tree, and is only ever derived: deleting it costs one slow command. Form: a header
-line, then per record `<blob id> <sha256> <length>\\n<payload>\\n`, the payload being the
-digest and front matter as JSON and the three sections, NUL-separated (a section cannot hold a
+line, then per record `<blob id> <sha256> <length>\\n<payload>\\n`, the payload being a JSON
+list (the digest, then the front matter's values in the record's field order: no key names
+to read back 10,000 times) and the three sections, NUL-separated (a section cannot hold a
 NUL). New entries are appended in one write; a file with damaged or many unused entries is
 rewritten through a temporary file and a rename.
 
@@ -36,21 +37,28 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from squad import __version__
 from squad.layout import folder_of
 from squad.ledger import Entry, Ledger
 from squad.logview import replace_whole
-from squad.records import RECORD_NAME, SECTIONS_LOWER, Origin, Record, filename
+from squad.records import SECTIONS_LOWER, Origin, Record, filename
 
 if TYPE_CHECKING:
     from squad.vcs import Repository
 
-HEADER = f"squad-log-cache 1 {__version__}\n".encode()
-_FIELDS = frozenset(Record.model_fields) - set(SECTIONS_LOWER)
-_TUPLES = ("supersedes", "tags", "inputs")
+HEADER = f"squad-log-cache 2 {__version__}\n".encode()
+_HEAD = tuple(name for name in Record.model_fields if name not in SECTIONS_LOWER)
 _ORDER = tuple(Record.model_fields)
+# the model's fields are the front matter before the sections, the sections, then the rest
+_BEFORE = _ORDER[:_ORDER.index(SECTIONS_LOWER[0])]
+_AFTER = _ORDER[_ORDER.index(SECTIONS_LOWER[-1]) + 1:]
+_SPLIT = 1 + len(_BEFORE)  # in a payload's list, after the digest
+assert _BEFORE + SECTIONS_LOWER + _AFTER == _ORDER, "sections are not together in Record"
+_loads = json.JSONDecoder().decode
+_set = object.__setattr__
+_TUPLES = ("supersedes", "tags", "inputs")
 
 
 def cache_path(git_dir: Path) -> Path:
@@ -91,8 +99,9 @@ def load(repo: Repository, listing: dict[str, str], parse_newest: bool = False,
 
 
 def _number(name: str) -> int:
-    match = RECORD_NAME.match(name.rpartition("/")[2])
-    return int(match.group(1)) if match else -1
+    """A record path's number (`NNNN-slug.md`, in a folder or not), -1 for anything else."""
+    number = name.rpartition("/")[2].partition("-")[0]
+    return int(number) if number.isdecimal() else -1
 
 
 # ---- reading ----------------------------------------------------------------------------
@@ -129,33 +138,38 @@ def _hit(payload: bytes | None, name: str) -> Entry | None:
         return None
     try:
         head, context, decision, consequences = payload.decode("utf-8").split("\0")
-        digest, fields = json.loads(head)
-        if set(fields) != _FIELDS or not isinstance(digest, str):
+        values = _loads(head)
+        if type(values) is not list or len(values) != len(_HEAD) + 1 \
+                or type(values[0]) is not str:
             return None
+        # the fields in the model's order, as a parse leaves them
+        fields: dict[str, Any] = dict(zip(_BEFORE, values[1:_SPLIT], strict=True))
+        fields["context"], fields["decision"], fields["consequences"] = \
+            context, decision, consequences
+        fields.update(zip(_AFTER, values[_SPLIT:], strict=True))
         fields["date"] = datetime.fromisoformat(fields["date"]).astimezone(UTC)
         for key in _TUPLES:
             fields[key] = tuple(fields[key])
-        if fields.get("was") is not None:  # a nested value is a model, as a parse gives
+        if fields["was"] is not None:  # a nested value is a model, as a parse gives
             fields["was"] = Origin.model_construct(**fields["was"])
-        fields.update(context=context, decision=decision, consequences=consequences)
         record = _construct(fields)
         folder, _, file = name.rpartition("/")
         if filename(record) != file or (folder and folder != folder_of(record.id)):
             return None
     except (ValueError, TypeError, AttributeError, KeyError):
         return None
-    return Entry(record, name, digest)
+    return Entry(record, name, values[0])
 
 
-def _construct(fields: dict[str, object]) -> Record:
-    """`Record.model_construct` for a complete set of fields (checked by the caller): the
-    same object, without pydantic's per-field alias and default handling, which was most of
-    the cost of reading a long log back from the cache."""
+def _construct(fields: dict[str, Any]) -> Record:
+    """`Record.model_construct` for a complete set of fields in the model's order (built so
+    by the caller): the same object, without pydantic's per-field alias and default
+    handling, which was most of the cost of reading a long log back from the cache."""
     record = Record.__new__(Record)
-    object.__setattr__(record, "__dict__", {name: fields[name] for name in _ORDER})
-    object.__setattr__(record, "__pydantic_fields_set__", set(_ORDER))
-    object.__setattr__(record, "__pydantic_extra__", None)
-    object.__setattr__(record, "__pydantic_private__", None)
+    _set(record, "__dict__", fields)
+    _set(record, "__pydantic_fields_set__", set(_ORDER))
+    _set(record, "__pydantic_extra__", None)
+    _set(record, "__pydantic_private__", None)
     return record
 
 
@@ -163,7 +177,8 @@ def _construct(fields: dict[str, object]) -> Record:
 
 def _encode(blob: str, entry: Entry) -> bytes:
     record = entry.record
-    head = json.dumps([entry.digest, record.model_dump(mode="json", exclude=set(SECTIONS_LOWER))],
+    fields = record.model_dump(mode="json", exclude=set(SECTIONS_LOWER))
+    head = json.dumps([entry.digest, *(fields[name] for name in _HEAD)],
                       ensure_ascii=False, separators=(",", ":"))
     payload = "\0".join((head, record.context, record.decision,
                          record.consequences)).encode("utf-8")

@@ -453,7 +453,8 @@ def digest(data: bytes) -> str:
 
 
 def slug(title: str) -> str:
-    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    ascii_title = title if title.isascii() else \
+        unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
     words = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")
     return words[:50].rstrip("-") or "decision"
 

@@ -318,7 +318,7 @@ class Repository:
             kind, data = self._read(sha)
             if kind != "tree":
                 raise SquadError(f"git object {sha} is a {kind}, not a tree")
-            self._trees[sha] = tree_entries_from_data(data)
+            self._trees[sha] = _tree_entries(data)
         return self._trees[sha]
 
     def _root_tree(self, commit: str | None) -> str | None:
@@ -1204,3 +1204,28 @@ def blob_sha(data: bytes) -> str:
 def _stderr(exc: git.GitCommandError) -> str:
     text = (exc.stderr or str(exc)).strip()
     return " ".join(text.replace("stderr:", "").split()).strip("' ")[:300]
+
+
+# A tree entry name that no check of GitPython's can refuse: no leading dot, nothing but
+# ASCII letters, digits, `_`, `-` and `.` (so no `.git` alias, `..`, `~` short name, colon,
+# backslash or trailing space).
+_PLAIN_ENTRY = re.compile(rb"(100644|100755|40000|120000|160000) "
+                          rb"([A-Za-z0-9_-][A-Za-z0-9_.-]*)\0(.{20})", re.DOTALL)
+_MODES = {b"100644": 0o100644, b"100755": 0o100755, b"40000": 0o40000, b"120000": 0o120000,
+          b"160000": 0o160000}
+
+
+def _tree_entries(data: bytes) -> list[tuple[bytes, int, str]]:
+    """`tree_entries_from_data` with a fast path for the plain names squad's folders hold:
+    GitPython checks every name against every metadata alias, which was most of the cost
+    of listing a folder of 1,000 records. Anything not plain gets GitPython's own parse."""
+    out: list[tuple[bytes, int, str]] = []
+    offset, end, match = 0, len(data), _PLAIN_ENTRY.match
+    while offset < end:
+        found = match(data, offset)
+        if found is None:
+            return tree_entries_from_data(data)
+        mode, name, sha = found.groups()
+        out.append((sha, _MODES[mode], name.decode("ascii")))
+        offset = found.end()
+    return out

@@ -94,3 +94,24 @@ def test_paused_leaves_a_disabled_collector_disabled() -> None:
     with heap.paused():
         pass
     assert not gc.isenabled()
+
+
+def test_loading_pauses_and_freezes_only_inside_a_run() -> None:
+    gc.unfreeze()
+    gc.enable()
+    with heap.loading():
+        assert not gc.isenabled()
+        outside = Node()
+    assert gc.isenabled() and gc.get_freeze_count() == 0  # a host keeps sight of it
+    gone = weakref.ref(outside)
+    del outside
+    gc.collect()
+    assert gone() is None
+    with heap.quiet():
+        frozen = gc.get_freeze_count()
+        with heap.loading():
+            log = [Node() for _ in range(100)]
+        assert gc.get_freeze_count() >= frozen + 100  # the log read in a run is out of sight
+        assert gc.isenabled()
+        del log
+    assert gc.get_freeze_count() == 0  # and back in sight once the run ends

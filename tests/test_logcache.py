@@ -83,7 +83,7 @@ def test_a_damaged_cache_is_detected_and_rebuilt(repo: Path) -> None:
     path = _log(repo, ["Use SQLite", "Cache in memory"])
     squad(repo, "log")
     data = path.read_bytes()
-    path.write_bytes(data.replace(b'"title":"Use SQLite"', b'"title":"Use SQLitE"'))
+    path.write_bytes(data.replace(b'"Use SQLite"', b'"Use SQLitE"'))
     _log_cache_only(repo)
     assert "Use SQLitE" not in squad(repo, "log").stdout
     assert b"SQLitE" not in path.read_bytes()  # the bad entry was dropped, the file rewritten
