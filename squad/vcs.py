@@ -172,6 +172,7 @@ class Repository:
         self._packing = threading.Lock()
         self._swept = False
         self._packs = -1  # packs in the object store as far as we know (-1: not counted yet)
+        self._mover = RefMover(self.root)
         git_cmd = repo.git
         if isinstance(git_cmd, _Git):
             git_cmd.before = self._before_git
@@ -223,8 +224,11 @@ class Repository:
     def close(self) -> None:
         """Objects still pending go to the store first: a sha squad handed out (a commit
         made but not yet on a branch) stays readable by git afterwards."""
-        self._flush()
-        self._repo.close()
+        try:
+            self._flush()
+        finally:
+            self._mover.close()
+            self._repo.close()
 
     # ---- state checks -------------------------------------------------------------------
 
@@ -484,15 +488,17 @@ class Repository:
 
     def move_branch(self, new: str, old: str | None, what: str) -> None:
         """The commit point: make every object written so far durable, then move the branch
-        from `old` (compare-and-swap) to `new`; `what` goes into the reflog."""
+        from `old` (compare-and-swap) to `new` through the repository's one `git update-ref
+        --stdin` (see `RefMover`). `what` (a title) went into the reflog when each move was
+        a git process of its own; the reflog now says "squad" for every move."""
         self.ensure_safe()
         self._sync_objects()
-        try:
-            self._repo.git.update_ref("-m", f"squad: {what}", self.branch(), new, old or _ZERO)
-        except git.GitCommandError as exc:
+        branch = self.branch()
+        fault = self._mover.move(branch, new, old or _ZERO)
+        if fault is not None and self.resolve(branch) != new:  # not moved after all
             raise UnsafeRepoError(
                 f"{self.root}: the branch moved while squad was committing: "
-                f"{_stderr(exc)}; drops are kept") from None
+                f"{fault}; drops are kept")
         self._consolidate()
 
     def settle(self, paths: list[str], commit: str | None = None,
@@ -1058,6 +1064,76 @@ def _history(prefix: str, run: GitRunner) -> History:
 
 class _Stopped(Exception):
     """The walk was closed before it finished."""
+
+
+class RefMover:
+    """One `git update-ref --stdin` for the life of a Repository: each branch move is one
+    transaction in it (start, update with the expected old value, prepare, commit), so git
+    takes its own ref lock and checks the old value, writes the reflog and fsyncs as a
+    one-shot `update-ref` would, minus starting a git process at every commit point (a few
+    ms each, on the coordinator's serial path). The reflog says "squad" for every move:
+    git takes one message per process. A transaction that fails ends the process (git
+    exits), and the next move starts a fresh one."""
+
+    MESSAGE = "squad"
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[str] | None = None
+
+    def move(self, ref: str, new: str, old: str) -> str | None:
+        """Move `ref` from `old` (all zeros: absent) to `new`; None when done, else what went
+        wrong (git's words). A process that died mid-way may have moved the ref: callers
+        check the ref before calling a fault final."""
+        with self._lock:
+            for fresh in (self._process is None, True):
+                replies = self._transaction(ref, new, old)
+                if replies == ["start: ok\n", "prepare: ok\n", "commit: ok\n"]:
+                    return None
+                said = self._end()
+                if fresh or replies[:1] == ["start: ok\n"]:
+                    break
+                # A kept process that never began the transaction had ended meanwhile
+                # (killed, say): nothing was done, so a fresh one tries once.
+            return " ".join((said or "".join(replies) or "git update-ref ended").split())[:300]
+
+    def _transaction(self, ref: str, new: str, old: str) -> list[str]:
+        try:
+            process = self._process or self._start()
+            assert process.stdin is not None and process.stdout is not None
+            process.stdin.write(f"start\nupdate {ref} {new} {old}\nprepare\ncommit\n")
+            process.stdin.flush()
+            return [process.stdout.readline() for _ in range(3)]
+        except OSError as exc:  # it could not start, or had died: a broken pipe
+            return [f"{type(exc).__name__}: {exc}"]
+
+    def _start(self) -> subprocess.Popen[str]:
+        with _shielded():
+            self._process = subprocess.Popen(
+                ["git", "update-ref", "--stdin", "-m", self.MESSAGE], cwd=self._root,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True, encoding="utf-8", errors="replace", start_new_session=True)
+        return self._process
+
+    def _end(self) -> str:
+        """Stop the process (its stdin closed, git ends: an open transaction is aborted and
+        its lock released) and return what it said on stderr."""
+        process, self._process = self._process, None
+        if process is None:
+            return ""
+        try:
+            _, err = process.communicate(timeout=10)
+        except (OSError, ValueError):
+            err = ""
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, err = process.communicate()
+        return err or ""
+
+    def close(self) -> None:
+        with self._lock:
+            self._end()
 
 
 class HistoryWalk:

@@ -7,6 +7,7 @@ import json
 import os
 import pty
 import re
+import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +45,62 @@ def test_a_branch_moved_mid_pass_fails_the_swap_keeps_the_drops_and_reloads(
     assert git(ws.root, "log", "--format=%s", "-3").splitlines() == [
         "Second", "First", "a person commits meanwhile"]
     assert ws.inbox.ready() == [] and verify(ws) == []
+
+
+def _ref_movers() -> list[int]:
+    """This process's `git update-ref --stdin` children, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == os.getpid() and \
+                cmdline[:3] == [b"git", b"update-ref", b"--stdin"]:
+            found.append(int(entry.name))
+    return found
+
+
+def test_the_kept_ref_mover_swaps_checks_and_survives_its_git_dying(ws: Workspace) -> None:
+    """A long-lived coordinator moves the branch through one kept `git update-ref --stdin`:
+    each group is one reflog entry; a person's commit between groups still fails the swap
+    (nothing lands, the drop is kept); a mover killed while idle is replaced, and the drop
+    waiting behind it lands; closing the repository ends the process."""
+    coordinator = Coordinator(ws)
+
+    def take() -> list[str]:
+        report = PassReport()
+        coordinator.take_all(ws.inbox.ready(), report)
+        return [r.title for r in report.committed]
+
+    with coordinator.session():
+        moves = len(git(ws.root, "reflog", "show", "main").splitlines())
+        ws.inbox.drop(drop_text("First"), name="a.md")
+        assert take() == ["First"]
+        (mover,) = _ref_movers()
+        assert git(ws.root, "reflog", "show", "-1", "--format=%gs", "main").strip() == "squad"
+        moved = git(ws.root, "commit-tree", "-p", "main", "-m", "a person commits meanwhile",
+                    "main^{tree}").strip()
+        git(ws.root, "update-ref", "refs/heads/main", moved)
+        ws.inbox.drop(drop_text("Second"), name="b.md")
+        with pytest.raises(UnsafeRepoError, match=r"the branch moved while squad was "
+                                                   r"committing: .*is at .*; drops are kept"):
+            take()
+        assert git(ws.root, "rev-parse", "main").strip() == moved
+        assert ws.inbox.ready() == ["b.md"]
+    assert [r.title for r in coordinator.ingest().committed] == ["Second"]  # reloaded
+    (mover,) = _ref_movers()
+    os.kill(mover, signal.SIGKILL)
+    os.waitpid(mover, 0)
+    ws.inbox.drop(drop_text("Third"), name="c.md")
+    assert [r.title for r in coordinator.ingest().committed] == ["Third"]
+    assert len(git(ws.root, "reflog", "show", "main").splitlines()) == moves + 4
+    assert git(ws.root, "log", "--format=%s", "-4").splitlines() == [
+        "Third", "Second", "a person commits meanwhile", "First"]
+    ws.repo.close()
+    assert _ref_movers() == []
+    assert verify(ws) == []
 
 
 # ---- replay verdicts --------------------------------------------------------------------
