@@ -175,14 +175,14 @@ class Coordinator:
         if old_key is None or not added or head is None or head == "unknown":
             return
         key = repo.tree_sha(DECISIONS, head)
+        if key is None:
+            return
         blobs: dict[str, str] = {}
         for entry in added:
             blob = repo.file_sha(f"{DECISIONS}/{entry.name}", head)
             if blob is None:
                 return
             blobs[entry.name] = blob
-        if key is None:
-            return
         with contextlib.suppress(OSError):
             logview.carry(repo.git_dir, old_key, key, logview.settings_digest(self.ws.root),
                           self._ledger, blobs)

@@ -41,14 +41,9 @@ def paused() -> Iterator[None]:
     """No collection inside (a command's start: its imports), and what it made is frozen
     after: modules, classes and caches live as long as the process, so no later collection
     need walk them (collecting here would only defer that walk to the first collection)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
+    with _collector_off():
         yield
-    finally:
         gc.freeze()
-        if was:
-            gc.enable()
 
 
 @contextlib.contextmanager
@@ -79,13 +74,19 @@ def loading() -> Iterator[None]:
     """No collection while the log is read; inside `quiet()` (a run), what was read is then
     frozen. Outside a run only the pause: a long-lived host (the service) keeps its
     collector's sight of everything, so a log it drops is still collected."""
+    with _collector_off():
+        yield
+        with _lock:
+            if _runs:
+                gc.freeze()
+
+
+@contextlib.contextmanager
+def _collector_off() -> Iterator[None]:
     was = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        with _lock:
-            if _runs:
-                gc.freeze()
         if was:
             gc.enable()

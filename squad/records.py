@@ -327,7 +327,7 @@ def _string(text: str) -> Any:
     return _plain(text)
 
 
-_STR = f"'{_QUOTED_BODY}'|[A-Za-z][ -~]*"
+_STR = f"'{_QUOTED_BODY}'|{_PLAIN.pattern}"
 _INTS = rf"\[((?:{_INT.pattern})(?:, (?:{_INT.pattern}))*)?\]"
 # The front matter exactly as squad renders a record (every key, in its order), read with
 # one match: most of the cost of reading a record back is otherwise spent line by line.
@@ -335,7 +335,7 @@ _SHAPE = re.compile(
     rf"id: ({_INT.pattern})\n"
     rf"title: ({_STR})\n"
     rf"agent: ({_STR})\n"
-    r"date: '([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z)'\n"
+    rf"date: '({_INSTANT.pattern})'\n"
     r"kind: (decision|accept|reject)\n"
     rf"target: (null|{_INT.pattern})\n"
     r"status: (proposed|accepted)\n"
