@@ -117,6 +117,9 @@ def _workspace(ctx: click.Context, env: bool = False) -> Workspace:
 
     if ctx.obj is None:
         ctx.obj = Workspace.open(Path.cwd(), env=os.environ if env else None)
+        # Its kept git processes end, and are waited for, with the command: not left to
+        # object finalizers, which a quick exit (`squad.shutdown`) does not run.
+        ctx.call_on_close(ctx.obj.repo.close)
     return cast("Workspace", ctx.obj)
 
 
@@ -134,6 +137,14 @@ def main(ctx: click.Context) -> None:
 
 def _terminated(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def entry() -> None:
+    """The `squad` program (`python -m squad` too): the commands, then a quick exit once
+    what anyone could observe of shutdown is done (see `squad.shutdown`)."""
+    from squad.shutdown import run
+
+    run(lambda: main(prog_name="squad"))
 
 
 def _report(report: PassReport, as_json: bool) -> None:
