@@ -745,8 +745,7 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
     terminal = not as_json and sys.stdout.isatty()
     with heap.paused():  # the imports make objects by the hundred thousand, none garbage,
         # and the checks' git work overlaps the openai import: collect once both are done
-        # The client (and the live view's rich) beside the git work:
-        preload = _preload("squad.llm.openai_backend", *(("rich.live",) if terminal else ()))
+        preload = _preload(_warm_up, terminal)  # the client (and rich) beside the git work
         from squad.connection import connect
         from squad.modes import Record
         from squad.progress import JsonLines, LiveView, print_summary
@@ -806,20 +805,28 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
         sys.exit(1)
 
 
-def _preload(*modules: str) -> threading.Thread:
-    """Import `modules` in a thread while this one goes on: the openai client's import is most
-    of a run's start, and the checks and git reads before the first call wait on git
+def _warm_up(terminal: bool) -> None:
+    """What `run` imports before its first model call and its main thread would otherwise
+    import itself: the openai client and its HTTP transport, and rich for a live view."""
+    from squad.llm.openai_backend import warm_up
+
+    warm_up()
+    if terminal:
+        import rich.live  # noqa: F401
+
+
+def _preload(load: Callable[..., None], *args: object) -> threading.Thread:
+    """Run `load` (imports) in a thread while this one goes on: the openai client's import is
+    most of a run's start, and the checks and git reads before the first call wait on git
     processes, time the import can use. Joined before the modules are used; an import that
     fails here fails again, with its message, where the module is imported for real."""
-    import importlib
     import threading
 
-    def load() -> None:
-        for module in modules:
-            with contextlib.suppress(Exception):
-                importlib.import_module(module)
+    def quietly() -> None:
+        with contextlib.suppress(Exception):
+            load(*args)
 
-    thread = threading.Thread(target=load, name=f"import {modules[0]}", daemon=True)
+    thread = threading.Thread(target=quietly, name="squad-preload", daemon=True)
     thread.start()
     return thread
 
