@@ -18,8 +18,10 @@ wall times swing with the load; CPU time much less.
 
 The second table is the command a user types: `squad run GOAL --agents ... --json` as a
 process against the same server: Popen to the server receiving the first model request
-(against a bare `python -c "import openai; ...create(...)"` process doing one call), and the
-efficiency at L (ideal T x L over the whole process's wall time). Both processes run with their
+(against a bare `python -c "import openai; ...create(...)"` process doing one call), the
+end: from the last line on stdout (squad's `summary` event; the bare call's one line after its
+reply) to the process's exit, and the efficiency at L (ideal T x L over the whole process's
+wall time). Both processes run with their
 bytecode compiled (as an installed squad has it), after an untimed warm-up.
 
 Run: .venv/bin/python bench/overhead.py [--repeat 9] [--agents 16]
@@ -141,25 +143,34 @@ def squad_wall(template: Path, where: Path, base_url: str, n: int, files: dict[s
     return wall
 
 
-def first_call(args: list[str], cwd: Path, latency: float) -> tuple[float, float]:
-    """(Popen to the first request, Popen to exit) of a command, seconds."""
+def first_call(args: list[str], cwd: Path, latency: float) -> tuple[float, float, float]:
+    """(Popen to the first request, Popen to exit, its last stdout line to exit) of a
+    command, seconds: with `--json` the last line is `squad run`'s summary, so the third is
+    its end (the run log's commit, closing, exit); the bare call prints one line after its
+    reply, so there it is the interpreter's exit."""
     server = ServerProcess(latency, stamp=True)
     try:
         start = time.monotonic()
-        done = subprocess.run(args, cwd=cwd, capture_output=True, text=True,
-                              env={**os.environ, "OPENAI_BASE_URL": server.base_url})
+        proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env={**os.environ, "OPENAI_BASE_URL": server.base_url})
+        assert proc.stdout is not None and proc.stderr is not None
+        last, lines = start, []
+        for line in proc.stdout:
+            last = time.monotonic()
+            lines.append(line)
+        err = proc.stderr.read()
+        code = proc.wait()
         end = time.monotonic()
-        if done.returncode != 0:
-            sys.exit(f"{args[:4]} exited {done.returncode}: {done.stderr[-1500:]} "
-                     f"{done.stdout[-1500:]}")
-        return server.first_request() - start, end - start
+        if code != 0:
+            sys.exit(f"{args[:4]} exited {code}: {err[-1500:]} {''.join(lines)[-1500:]}")
+        return server.first_request() - start, end - start, end - last
     finally:
         server.close()
 
 
 BARE = ("import os, openai; c = openai.OpenAI(base_url=os.environ['OPENAI_BASE_URL'], "
         "api_key='x'); c.chat.completions.create(model='m', messages=[{'role': 'user', "
-        "'content': 'hi'}, {'role': 'assistant', 'content': 'hello'}])")
+        "'content': 'hi'}, {'role': 'assistant', 'content': 'hello'}]); print('done')")
 
 
 def _count_files(repo: Path) -> int:
@@ -275,7 +286,7 @@ def command_table(repeat: int, n: int, latency: float, console: Console, templat
                   ) -> None:
     with tempfile.TemporaryDirectory(prefix="squad-bench-") as tmp:
         agents = ",".join(f"a{i:02d}" for i in range(1, n + 1))
-        firsts, walls, bares = [], [], []
+        firsts, walls, ends, bares, bare_walls, bare_ends = [], [], [], [], [], []
         # Time what a user runs: an installed squad has its bytecode compiled, so let the
         # children write theirs; the first round compiles and is not timed.
         os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -283,21 +294,27 @@ def command_table(repeat: int, n: int, latency: float, console: Console, templat
         for index in range(repeat + 1):
             repo = Path(tmp) / f"run-{time.monotonic_ns()}"
             shutil.copytree(template, repo, symlinks=True)
-            first, wall = first_call([sys.executable, "-m", "squad", "run", "Pick an option",
-                                      "--agents", agents, "--concurrency", str(n), "--json"],
-                                     repo, latency)
-            bare = first_call([sys.executable, "-c", BARE], Path(tmp), latency)[0]
+            first, wall, end = first_call([sys.executable, "-m", "squad", "run", "Pick an option",
+                                           "--agents", agents, "--concurrency", str(n), "--json"],
+                                          repo, latency)
+            bare, bare_wall, bare_end = first_call([sys.executable, "-c", BARE], Path(tmp),
+                                                   latency)
             if index:
                 firsts.append(first)
                 walls.append(wall)
+                ends.append(end)
                 bares.append(bare)
+                bare_walls.append(bare_wall)
+                bare_ends.append(bare_end)
     med = statistics.median
     table = Table(title=f"the `squad run` command, N={n}, L={latency:g}, median of {repeat}")
-    for name in ("", "Popen to first model request s", "wall s", "efficiency"):
+    for name in ("", "Popen to first model request s", "ratio", "last line to exit s", "wall s",
+                 "efficiency"):
         table.add_column(name, justify="right")
-    table.add_row("bare python + openai, one call", f"{med(bares):.3f}", "-", "-")
-    table.add_row("squad run", f"{med(firsts):.3f}", f"{med(walls):.3f}",
-                  f"{TURNS * latency / med(walls):.2f}")
+    table.add_row("bare python + openai, one call", f"{med(bares):.3f}", "1.00",
+                  f"{med(bare_ends):.3f}", f"{med(bare_walls):.3f}", "-")
+    table.add_row("squad run", f"{med(firsts):.3f}", f"{med(firsts) / med(bares):.2f}",
+                  f"{med(ends):.3f}", f"{med(walls):.3f}", f"{TURNS * latency / med(walls):.2f}")
     Console(width=130).print(table)
 
 
