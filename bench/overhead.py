@@ -21,7 +21,9 @@ process against the same server: Popen to the server receiving the first model r
 (against a bare `python -c "import openai; ...create(...)"` process doing one call), the
 end: from the last line on stdout (squad's `summary` event; the bare call's one line after its
 reply) to the process's exit, and the efficiency at L (ideal T x L over the whole process's
-wall time). Both processes run with their
+wall time). CPU s to it: user+sys time of each process (and the git processes it waited for)
+from its start to its first model request, where it is killed: a figure that a machine busy
+with other work moves much less than the wall times. Both processes run with their
 bytecode compiled (as an installed squad has it), after an untimed warm-up.
 
 Run: .venv/bin/python bench/overhead.py [--repeat 9] [--agents 16]
@@ -92,6 +94,10 @@ class ServerProcess:
         """When the first request arrived (a server made with `stamp`)."""
         stamp: float = self._pipe.recv()
         return stamp
+
+    def arrived(self, seconds: float) -> bool:
+        """Whether a request arrives within `seconds` (a server made with `stamp`)."""
+        return self._pipe.poll(seconds)
 
     def close(self) -> None:
         self._pipe.send("stop")
@@ -164,6 +170,28 @@ def first_call(args: list[str], cwd: Path, latency: float) -> tuple[float, float
         if code != 0:
             sys.exit(f"{args[:4]} exited {code}: {err[-1500:]} {''.join(lines)[-1500:]}")
         return server.first_request() - start, end - start, end - last
+    finally:
+        server.close()
+
+
+def cpu_to_first(args: list[str], cwd: Path) -> float:
+    """CPU seconds a command spends (with the git processes it has waited for) from its
+    start to its first model request: it is killed as the request arrives. Unlike wall
+    times, this hardly moves when other work shares the machine."""
+    server = ServerProcess(60.0, stamp=True)  # no reply comes: nothing runs past the request
+    try:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL,
+                                env={**os.environ, "OPENAI_BASE_URL": server.base_url})
+        if not server.arrived(120):
+            proc.kill()
+            proc.wait()
+            sys.exit(f"{args[:4]}: no model request within 120 s")
+        proc.kill()
+        proc.wait()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     finally:
         server.close()
 
@@ -287,6 +315,7 @@ def command_table(repeat: int, n: int, latency: float, console: Console, templat
     with tempfile.TemporaryDirectory(prefix="squad-bench-") as tmp:
         agents = ",".join(f"a{i:02d}" for i in range(1, n + 1))
         firsts, walls, ends, bares, bare_walls, bare_ends = [], [], [], [], [], []
+        cpus, bare_cpus = [], []
         # Time what a user runs: an installed squad has its bytecode compiled, so let the
         # children write theirs; the first round compiles and is not timed.
         os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -299,7 +328,15 @@ def command_table(repeat: int, n: int, latency: float, console: Console, templat
                                           repo, latency)
             bare, bare_wall, bare_end = first_call([sys.executable, "-c", BARE], Path(tmp),
                                                    latency)
+            shutil.rmtree(repo)
+            shutil.copytree(template, repo, symlinks=True)
+            cpu = cpu_to_first([sys.executable, "-m", "squad", "run", "Pick an option",
+                                "--agents", agents, "--concurrency", str(n), "--json"], repo)
+            bare_cpu = cpu_to_first([sys.executable, "-c", BARE], Path(tmp))
+            shutil.rmtree(repo, ignore_errors=True)  # killed: a git helper may still be ending
             if index:
+                cpus.append(cpu)
+                bare_cpus.append(bare_cpu)
                 firsts.append(first)
                 walls.append(wall)
                 ends.append(end)
@@ -308,13 +345,15 @@ def command_table(repeat: int, n: int, latency: float, console: Console, templat
                 bare_ends.append(bare_end)
     med = statistics.median
     table = Table(title=f"the `squad run` command, N={n}, L={latency:g}, median of {repeat}")
-    for name in ("", "Popen to first model request s", "ratio", "last line to exit s", "wall s",
-                 "efficiency"):
+    for name in ("", "Popen to first model request s", "ratio", "CPU s to it", "ratio",
+                 "last line to exit s", "wall s", "efficiency"):
         table.add_column(name, justify="right")
     table.add_row("bare python + openai, one call", f"{med(bares):.3f}", "1.00",
-                  f"{med(bare_ends):.3f}", f"{med(bare_walls):.3f}", "-")
+                  f"{med(bare_cpus):.3f}", "1.00", f"{med(bare_ends):.3f}",
+                  f"{med(bare_walls):.3f}", "-")
     table.add_row("squad run", f"{med(firsts):.3f}", f"{med(firsts) / med(bares):.2f}",
-                  f"{med(ends):.3f}", f"{med(walls):.3f}", f"{TURNS * latency / med(walls):.2f}")
+                  f"{med(cpus):.3f}", f"{med(cpus) / med(bare_cpus):.2f}", f"{med(ends):.3f}",
+                  f"{med(walls):.3f}", f"{TURNS * latency / med(walls):.2f}")
     Console(width=130).print(table)
 
 
