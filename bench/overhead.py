@@ -18,8 +18,12 @@ wall times swing with the load; CPU time much less.
 
 The second table is the command a user types: `squad run GOAL --agents ... --json` as a
 process against the same server: Popen to the server receiving the first model request
-(against a bare `python -c "import openai; ...create(...)"` process doing one call), and the
-efficiency at L (ideal T x L over the whole process's wall time). Both processes run with their
+(against a bare `python -c "import openai; ...create(...)"` process doing one call), the
+end: from the last line on stdout (squad's `summary` event; the bare call's one line after its
+reply) to the process's exit, and the efficiency at L (ideal T x L over the whole process's
+wall time). CPU s to it: user+sys time of each process (and the git processes it waited for)
+from its start to its first model request, where it is killed: a figure that a machine busy
+with other work moves much less than the wall times. Both processes run with their
 bytecode compiled (as an installed squad has it), after an untimed warm-up.
 
 Run: .venv/bin/python bench/overhead.py [--repeat 9] [--agents 16]
@@ -91,6 +95,10 @@ class ServerProcess:
         stamp: float = self._pipe.recv()
         return stamp
 
+    def arrived(self, seconds: float) -> bool:
+        """Whether a request arrives within `seconds` (a server made with `stamp`)."""
+        return self._pipe.poll(seconds)
+
     def close(self) -> None:
         self._pipe.send("stop")
         self._proc.join(5)
@@ -141,25 +149,56 @@ def squad_wall(template: Path, where: Path, base_url: str, n: int, files: dict[s
     return wall
 
 
-def first_call(args: list[str], cwd: Path, latency: float) -> tuple[float, float]:
-    """(Popen to the first request, Popen to exit) of a command, seconds."""
+def first_call(args: list[str], cwd: Path, latency: float) -> tuple[float, float, float]:
+    """(Popen to the first request, Popen to exit, its last stdout line to exit) of a
+    command, seconds: with `--json` the last line is `squad run`'s summary, so the third is
+    its end (the run log's commit, closing, exit); the bare call prints one line after its
+    reply, so there it is the interpreter's exit."""
     server = ServerProcess(latency, stamp=True)
     try:
         start = time.monotonic()
-        done = subprocess.run(args, cwd=cwd, capture_output=True, text=True,
-                              env={**os.environ, "OPENAI_BASE_URL": server.base_url})
+        proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env={**os.environ, "OPENAI_BASE_URL": server.base_url})
+        assert proc.stdout is not None and proc.stderr is not None
+        last, lines = start, []
+        for line in proc.stdout:
+            last = time.monotonic()
+            lines.append(line)
+        err = proc.stderr.read()
+        code = proc.wait()
         end = time.monotonic()
-        if done.returncode != 0:
-            sys.exit(f"{args[:4]} exited {done.returncode}: {done.stderr[-1500:]} "
-                     f"{done.stdout[-1500:]}")
-        return server.first_request() - start, end - start
+        if code != 0:
+            sys.exit(f"{args[:4]} exited {code}: {err[-1500:]} {''.join(lines)[-1500:]}")
+        return server.first_request() - start, end - start, end - last
+    finally:
+        server.close()
+
+
+def cpu_to_first(args: list[str], cwd: Path) -> float:
+    """CPU seconds a command spends (with the git processes it has waited for) from its
+    start to its first model request: it is killed as the request arrives. Unlike wall
+    times, this hardly moves when other work shares the machine."""
+    server = ServerProcess(60.0, stamp=True)  # no reply comes: nothing runs past the request
+    try:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL,
+                                env={**os.environ, "OPENAI_BASE_URL": server.base_url})
+        if not server.arrived(120):
+            proc.kill()
+            proc.wait()
+            sys.exit(f"{args[:4]}: no model request within 120 s")
+        proc.kill()
+        proc.wait()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     finally:
         server.close()
 
 
 BARE = ("import os, openai; c = openai.OpenAI(base_url=os.environ['OPENAI_BASE_URL'], "
         "api_key='x'); c.chat.completions.create(model='m', messages=[{'role': 'user', "
-        "'content': 'hi'}, {'role': 'assistant', 'content': 'hello'}])")
+        "'content': 'hi'}, {'role': 'assistant', 'content': 'hello'}]); print('done')")
 
 
 def _count_files(repo: Path) -> int:
@@ -275,7 +314,8 @@ def command_table(repeat: int, n: int, latency: float, console: Console, templat
                   ) -> None:
     with tempfile.TemporaryDirectory(prefix="squad-bench-") as tmp:
         agents = ",".join(f"a{i:02d}" for i in range(1, n + 1))
-        firsts, walls, bares = [], [], []
+        firsts, walls, ends, bares, bare_walls, bare_ends = [], [], [], [], [], []
+        cpus, bare_cpus = [], []
         # Time what a user runs: an installed squad has its bytecode compiled, so let the
         # children write theirs; the first round compiles and is not timed.
         os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -283,21 +323,37 @@ def command_table(repeat: int, n: int, latency: float, console: Console, templat
         for index in range(repeat + 1):
             repo = Path(tmp) / f"run-{time.monotonic_ns()}"
             shutil.copytree(template, repo, symlinks=True)
-            first, wall = first_call([sys.executable, "-m", "squad", "run", "Pick an option",
-                                      "--agents", agents, "--concurrency", str(n), "--json"],
-                                     repo, latency)
-            bare = first_call([sys.executable, "-c", BARE], Path(tmp), latency)[0]
+            first, wall, end = first_call([sys.executable, "-m", "squad", "run", "Pick an option",
+                                           "--agents", agents, "--concurrency", str(n), "--json"],
+                                          repo, latency)
+            bare, bare_wall, bare_end = first_call([sys.executable, "-c", BARE], Path(tmp),
+                                                   latency)
+            shutil.rmtree(repo)
+            shutil.copytree(template, repo, symlinks=True)
+            cpu = cpu_to_first([sys.executable, "-m", "squad", "run", "Pick an option",
+                                "--agents", agents, "--concurrency", str(n), "--json"], repo)
+            bare_cpu = cpu_to_first([sys.executable, "-c", BARE], Path(tmp))
+            shutil.rmtree(repo, ignore_errors=True)  # killed: a git helper may still be ending
             if index:
+                cpus.append(cpu)
+                bare_cpus.append(bare_cpu)
                 firsts.append(first)
                 walls.append(wall)
+                ends.append(end)
                 bares.append(bare)
+                bare_walls.append(bare_wall)
+                bare_ends.append(bare_end)
     med = statistics.median
     table = Table(title=f"the `squad run` command, N={n}, L={latency:g}, median of {repeat}")
-    for name in ("", "Popen to first model request s", "wall s", "efficiency"):
+    for name in ("", "Popen to first model request s", "ratio", "CPU s to it", "ratio",
+                 "last line to exit s", "wall s", "efficiency"):
         table.add_column(name, justify="right")
-    table.add_row("bare python + openai, one call", f"{med(bares):.3f}", "-", "-")
-    table.add_row("squad run", f"{med(firsts):.3f}", f"{med(walls):.3f}",
-                  f"{TURNS * latency / med(walls):.2f}")
+    table.add_row("bare python + openai, one call", f"{med(bares):.3f}", "1.00",
+                  f"{med(bare_cpus):.3f}", "1.00", f"{med(bare_ends):.3f}",
+                  f"{med(bare_walls):.3f}", "-")
+    table.add_row("squad run", f"{med(firsts):.3f}", f"{med(firsts) / med(bares):.2f}",
+                  f"{med(cpus):.3f}", f"{med(cpus) / med(bare_cpus):.2f}", f"{med(ends):.3f}",
+                  f"{med(walls):.3f}", f"{TURNS * latency / med(walls):.2f}")
     Console(width=130).print(table)
 
 

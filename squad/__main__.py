@@ -1,3 +1,3 @@
-from squad.cli import main
+from squad.cli import entry
 
-main(prog_name="squad")
+entry()

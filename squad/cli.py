@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
@@ -117,6 +118,9 @@ def _workspace(ctx: click.Context, env: bool = False) -> Workspace:
 
     if ctx.obj is None:
         ctx.obj = Workspace.open(Path.cwd(), env=os.environ if env else None)
+        # Its kept git processes end, and are waited for, with the command: not left to
+        # object finalizers, which a quick exit (`squad.shutdown`) does not run.
+        ctx.call_on_close(ctx.obj.repo.close)
     return cast("Workspace", ctx.obj)
 
 
@@ -134,6 +138,14 @@ def main(ctx: click.Context) -> None:
 
 def _terminated(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def entry() -> None:
+    """The `squad` program (`python -m squad` too): the commands, then a quick exit once
+    what anyone could observe of shutdown is done (see `squad.shutdown`)."""
+    from squad.shutdown import run
+
+    run(lambda: main(prog_name="squad"))
 
 
 def _report(report: PassReport, as_json: bool) -> None:
@@ -730,11 +742,10 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
     """Route GOAL to specialists, run them in parallel, commit their decisions as they land."""
     from squad import heap
 
+    terminal = not as_json and sys.stdout.isatty()
     with heap.paused():  # the imports make objects by the hundred thousand, none garbage,
         # and the checks' git work overlaps the openai import: collect once both are done
-        preload = _preload("squad.llm.openai_backend")  # the client, beside the git work
-        from rich.console import Console
-
+        preload = _preload(_warm_up, terminal)  # the client (and rich) beside the git work
         from squad.connection import connect
         from squad.modes import Record
         from squad.progress import JsonLines, LiveView, print_summary
@@ -751,8 +762,9 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
             rounds=rounds or defaults.rounds, concurrency=concurrency or defaults.concurrency,
             max_agents=max_agents or defaults.max_agents,
             limits=limits.model_copy(update=overrides), branch=branch)
-        if not plan_only:
-            check(ws, settings)  # every input, before a model server starts or a file is made
+        # Every input, before a model server starts or a file is made (and the team, so the
+        # run does not read it again).
+        team = None if plan_only else check(ws, settings)
         preload.join()
     if plan_only:
         if live:
@@ -760,49 +772,61 @@ def run_(ctx: click.Context, goal: str, agents: str | None, rounds: int | None,
                              "recorded so that the run can be replayed")
         settings = dataclasses.replace(settings, rounds=rounds or 1)
         return _plan_only(ws, settings, as_json)
-    terminal = not as_json and sys.stdout.isatty()
+    # Off a terminal, lines on stderr need no rich (nor the time to import it).
+    say: Callable[[str], None] = err.print if terminal else partial(click.echo, err=True)
     if not as_json and not terminal:
-        err.print("stdout is not a terminal: one JSON event per line on stdout (--json), "
-                  "the summary on stderr")
+        say("stdout is not a terminal: one JSON event per line on stdout (--json), "
+            "the summary on stderr")
     connection = connect(ws.config)
     try:
-        err.print(f"using the {connection.label}")
+        say(f"using the {connection.label}")
         view = LiveView(err.console) if terminal else JsonLines()
         run = Run(ws, settings, connection, mode=Record(cassette=not live), on_event=view,
                   notice=view.notice)
         with _interruptible(run, view, connection), view:
-            outcome = run.execute()
+            outcome = run.execute(team)
     finally:
         connection.close()
     summary = summarize(outcome, run.budget.prices)
     if not as_json:
+        from rich.console import Console
+
         titles = _titles(ws, {row.id for row in summary.decisions}, outcome.end)
         print_summary(Console(markup=False, highlight=False, stderr=not terminal, soft_wrap=True,
                               width=None if terminal else 200),
                       summary, titles)
     elif summary.nothing_decided:
-        err.print(f"nothing was decided: {summary.nothing_decided}")
+        say(f"nothing was decided: {summary.nothing_decided}")
     if connection.demo:
-        err.print(DEMO_NOTE)
+        say(DEMO_NOTE)
     if outcome.interrupted:
         sys.exit(130)
     if not outcome.ok:
         sys.exit(1)
 
 
-def _preload(module: str) -> threading.Thread:
-    """Import `module` in a thread while this one goes on: the openai client's import is most
-    of a run's start, and the checks and git reads before the first call wait on git
-    processes, time the import can use. Joined before the module is used; an import that
+def _warm_up(terminal: bool) -> None:
+    """What `run` imports before its first model call and its main thread would otherwise
+    import itself: the openai client and its HTTP transport, and rich for a live view."""
+    from squad.llm.openai_backend import warm_up
+
+    warm_up()
+    if terminal:
+        import rich.live  # noqa: F401
+
+
+def _preload(load: Callable[..., None], *args: object) -> threading.Thread:
+    """Run `load` (imports) in a thread while this one goes on: the openai client's import is
+    most of a run's start, and the checks and git reads before the first call wait on git
+    processes, time the import can use. Joined before the modules are used; an import that
     fails here fails again, with its message, where the module is imported for real."""
-    import importlib
     import threading
 
-    def load() -> None:
+    def quietly() -> None:
         with contextlib.suppress(Exception):
-            importlib.import_module(module)
+            load(*args)
 
-    thread = threading.Thread(target=load, name=f"import {module}", daemon=True)
+    thread = threading.Thread(target=quietly, name="squad-preload", daemon=True)
     thread.start()
     return thread
 

@@ -34,6 +34,7 @@ _lock = threading.Lock()
 _runs = 0  # runs of this process inside quiet() (the service may run several at once)
 _saved: tuple[int, int, int] = (700, 10, 10)
 _froze = False
+_paused_froze = False  # paused() froze this process's start: something is frozen already
 
 
 @contextlib.contextmanager
@@ -41,9 +42,11 @@ def paused() -> Iterator[None]:
     """No collection inside (a command's start: its imports), and what it made is frozen
     after: modules, classes and caches live as long as the process, so no later collection
     need walk them (collecting here would only defer that walk to the first collection)."""
+    global _paused_froze
     with _collector_off():
         yield
         gc.freeze()
+        _paused_froze = True
 
 
 @contextlib.contextmanager
@@ -54,7 +57,9 @@ def quiet() -> Iterator[None]:
         if _runs == 0:
             _saved = gc.get_threshold()
             # Unfreeze afterwards only what we froze: a host that froze first keeps its own.
-            _froze = gc.get_freeze_count() == 0
+            # (Counting walks every frozen object, tens of milliseconds after a command's
+            # start froze its imports: that start is known to have frozen, so no count.)
+            _froze = not _paused_froze and gc.get_freeze_count() == 0
             gc.freeze()
             gc.set_threshold(max(YOUNG, _saved[0]), *_saved[1:])
         _runs += 1

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import TextIO
-
-from rich.console import Console, Group
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, TextIO
 
 from squad import events
 from squad.events import (
@@ -24,6 +19,9 @@ from squad.events import (
     Summary,
     ToolUsed,
 )
+
+if TYPE_CHECKING:  # rich is imported by the views that draw: `run --json` never loads it
+    from rich.console import Console, Group
 
 
 class JsonLines:
@@ -64,6 +62,8 @@ class LiveView:
     """A rich table of each agent's state, tool calls, drops and tokens, redrawn as events come."""
 
     def __init__(self, console: Console) -> None:
+        from rich.live import Live
+
         self._rows: dict[str, _Row] = {}
         self._commits: list[str] = []
         self._live = Live(console=console, refresh_per_second=8, transient=False)
@@ -113,6 +113,10 @@ class LiveView:
             row.state, row.last = "stopped", event.reason[:60]
 
     def _render(self) -> Group:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table("agent", "state", "calls", "tools", "drops", "tokens", "last",
                       title="squad run", expand=False)
         for name, row in self._rows.items():
@@ -124,6 +128,8 @@ class LiveView:
 
 
 def print_summary(console: Console, summary: Summary, titles: dict[int, str]) -> None:
+    from rich.table import Table
+
     decisions = Table("id", "agent", "title", title="decisions committed")
     for d in summary.decisions:
         decisions.add_row(f"{d.id:04d}", d.agent, titles.get(d.id, ""))

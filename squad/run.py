@@ -131,10 +131,12 @@ class Run:
 
     # ---- the whole run ------------------------------------------------------------------
 
-    def execute(self) -> Outcome:
+    def execute(self, team: dict[str, Charter] | None = None) -> Outcome:
         """Check every input, wait for any other run here, then run under the repository's
-        coordinator lock, so the recorded start is the commit the whole run built on."""
-        self.team = check(self.ws, self.settings)
+        coordinator lock, so the recorded start is the commit the whole run built on.
+        `team`: what `check` returned for these settings just before (the command checks
+        before it connects to a model), so the inputs are not read from git twice."""
+        self.team = team if team is not None else check(self.ws, self.settings)
         coordinator = Coordinator(self.ws)
         try:
             with heap.quiet(), coordinator.session(self.stopping, on_busy=self._busy):

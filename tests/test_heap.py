@@ -19,6 +19,7 @@ def _restore() -> Iterator[None]:
     yield
     gc.set_threshold(*threshold)
     gc.unfreeze()
+    heap._paused_froze = False  # what a test's paused() froze is unfrozen again just above
     if enabled:
         gc.enable()
 
@@ -87,6 +88,17 @@ def test_paused_collects_nothing_then_freezes_what_was_made() -> None:
     assert gc.get_freeze_count() >= len(kept)
     walked = {id(o) for o in gc.get_objects()}  # the generations a collection walks
     assert not any(id(n) in walked for n in kept)
+
+
+def test_a_run_after_a_paused_start_keeps_the_start_frozen() -> None:
+    """A command's start froze its imports: a run then neither counts the frozen objects
+    (a walk of all of them) nor unfreezes them when it ends."""
+    gc.unfreeze()
+    with heap.paused():
+        kept = [Node() for _ in range(100)]
+    with heap.quiet():
+        pass
+    assert gc.get_freeze_count() >= len(kept)
 
 
 def test_paused_leaves_a_disabled_collector_disabled() -> None:

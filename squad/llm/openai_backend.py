@@ -17,6 +17,13 @@ from squad.llm.guard import guard_reply
 from squad.llm.messages import ChatReply, ChatRequest, ToolCall, Usage
 
 
+def warm_up() -> None:
+    """Build and drop a plain-HTTP client: what a client's construction imports only then
+    (the HTTP transport's connection pool, a tenth of a second) is imported by whoever
+    calls this first, so a command can do it in a thread beside its git work."""
+    openai.DefaultHttpxClient(verify=False).close()
+
+
 class OpenAIBackend:
     def __init__(self, base_url: str | None, api_key: str | None, *, timeout: float,
                  max_retries: int) -> None:
