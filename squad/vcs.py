@@ -43,6 +43,9 @@ _TREE_MODE = 0o040000
 _FILE_MODE = 0o100644
 _ZERO = "0" * 40
 _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+_SHA = re.compile(r"[0-9a-f]{40}")
+# a branch ref read straight from its file: plain components only (no `..`, no dot first)
+_REF_NAME = re.compile(r"refs/heads(?:/[A-Za-z0-9_+-][A-Za-z0-9_.+-]*)+")
 # What a commit sets at a path: new bytes, the sha of a blob already stored, or None (remove).
 Content = bytes | str | None
 T = TypeVar("T")
@@ -247,7 +250,7 @@ class Repository:
                 return why
         if (self.git_dir / "index.lock").exists():
             return "the index is locked (.git/index.lock exists: another git command is running)"
-        if self._repo.head.is_detached:
+        if self._branch_ref() is None and self._repo.head.is_detached:
             return "HEAD is detached; check out a branch first"
         return None
 
@@ -258,12 +261,32 @@ class Repository:
 
     def head(self) -> str | None:
         """The commit HEAD names, read from the ref files (no `git cat-file` round trip:
-        every run asks several times)."""
+        every run asks several times). The common case, HEAD on a branch whose ref is a
+        loose file, is two small reads here; anything else (a packed ref, a detached HEAD,
+        a symbolic chain) is GitPython's, which costs ~0.4 ms a time."""
+        branch = self._branch_ref()
+        if branch is not None:
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                sha = (self.common_dir / branch).read_text("ascii").strip()
+                if _SHA.fullmatch(sha):
+                    return sha if sha != _ZERO else None
         try:
             sha = git.SymbolicReference.dereference_recursive(self._repo, "HEAD")
         except ValueError:
             return None
         return sha if len(sha) == 40 and sha != _ZERO else None
+
+    def _branch_ref(self) -> str | None:
+        """The branch HEAD names (`refs/heads/...`) when HEAD is a plain symbolic ref to
+        one; None otherwise (detached, unreadable, anything unusual: ask GitPython)."""
+        try:
+            text = (self.git_dir / "HEAD").read_text("utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        ref = text[5:].strip() if text.startswith("ref: ") else ""
+        if ref.startswith("refs/heads/") and _REF_NAME.fullmatch(ref):
+            return ref
+        return None
 
     def _cat_file(self, read: Callable[[], T]) -> T:
         """Run `read` through GitPython's long-lived `git cat-file`, one caller at a time.
@@ -297,7 +320,8 @@ class Repository:
         return f"{clean} <{address}>" if clean else None
 
     def branch(self) -> str:
-        return self._repo.head.ref.path  # e.g. refs/heads/main, also for an unborn branch
+        # e.g. refs/heads/main, also for an unborn branch
+        return self._branch_ref() or self._repo.head.ref.path
 
     # ---- reading ------------------------------------------------------------------------
 

@@ -318,3 +318,31 @@ def test_a_cache_of_another_history_or_damaged_is_not_believed(ws: Workspace,
     ws.inbox.drop(text, name="kept.md")
     report = Coordinator(ws).ingest()
     assert [r.title for r in report.committed] == ["Kept"]
+
+
+@pytest.mark.parametrize("where", ["packed", "linked worktree", "nested branch"])
+def test_head_and_branch_follow_git_whether_the_ref_is_loose_or_packed(
+        repo: Path, tmp_path: Path, where: str) -> None:
+    """squad reads a loose branch ref itself and leaves every other shape to GitPython: a
+    commit must land on the branch git says HEAD is on, whichever way it is stored."""
+    root = repo
+    if where == "packed":
+        git(repo, "pack-refs", "--all")
+        assert not (repo / ".git/refs/heads/main").exists()
+    elif where == "linked worktree":
+        root = tmp_path / "other"
+        git(repo, "worktree", "add", "-q", str(root), "-b", "side")
+    else:
+        git(repo, "checkout", "-q", "-b", "team/x.y")
+    ws = Workspace.open(root)
+    try:
+        assert ws.repo.head() == git(root, "rev-parse", "HEAD").strip()
+        assert ws.repo.branch() == git(root, "symbolic-ref", "HEAD").strip()
+        ws.inbox.drop(drop_text("Lands"), name="a.md")
+        assert [r.title for r in Coordinator(ws).ingest().committed] == ["Lands"]
+        assert ws.repo.head() == git(root, "rev-parse", "HEAD").strip()
+        assert git(root, "log", "-1", "--format=%s", ws.repo.branch()).strip() == "Lands"
+        if where == "linked worktree":
+            assert git(repo, "log", "-1", "--format=%s").strip() != "Lands"  # main did not move
+    finally:
+        ws.repo.close()
