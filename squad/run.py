@@ -136,6 +136,7 @@ class Run:
         coordinator lock, so the recorded start is the commit the whole run built on."""
         self.team = check(self.ws, self.settings)
         coordinator = Coordinator(self.ws)
+        coordinator.defer_index = True  # the index is written once, at the run's end
         try:
             with heap.quiet(), coordinator.session(self.stopping, on_busy=self._busy):
                 return self._execute(coordinator)
