@@ -211,3 +211,8 @@ def test_a_run_writes_the_index_once_and_leaves_it_clean(team: Path, server: Scr
     assert len(writes) == 1
     assert git(team, "status", "--porcelain", "--untracked-files=all") == ""
     assert squad(team, "verify").returncode == 0
+    # --json prints the very lines the run log holds (formatted once, for both)
+    run_id = events(result.stdout)[-1]["run"]
+    logged = (team / f".squad/runs/{run_id}/events.jsonl").read_text().splitlines()
+    assert sorted(result.stdout.splitlines(), key=lambda line: json.loads(line)["seq"]) \
+        == logged
