@@ -70,6 +70,10 @@ class Coordinator:
         self.writers: dict[tuple[str, str], str] = {}  # drop key -> remote writer, for trailers
         self._settled: tuple[int, int, int] | None = None  # the index as our last settle left it
         self._settled_head: str | None = None  # the commit our last settle wrote out
+        # A run's coordinator leaves the index entries of each group to the run's end (one
+        # `git update-index` per run, not per group): the index then shows this commit.
+        self.defer_index = False
+        self._index_head: str | None = None
         # the user's index entries read while its file had this stamp, and for which scopes
         self._staged_memo: tuple[tuple[int, int, int], set[str], dict[str, str]] | None = None
         # the log view's key (decisions/ tree id) and length of the log as last loaded
@@ -86,7 +90,7 @@ class Coordinator:
         with heap.loading():  # tens of thousands of objects, none garbage, kept all run
             self._ledger, self._layout, files = self.ws.log(head, checked=True)
         self._done = dropcache.committed(repo, head) if head is not None else set()
-        self._head = self._settled_head = head
+        self._head = self._settled_head = self._index_head = head
         self._view_base = (repo.tree_sha(DECISIONS, head), len(self._ledger.entries))
         self._sweep_temporaries()
         self._recover(files)
@@ -124,8 +128,10 @@ class Coordinator:
             return
         staged = repo.index_entries(DECISIONS + "/")
         # What the tree may still show: the commit before the last one, or, after a group
-        # commit, where the branch was before it moved (its reflog).
-        earlier = {repo.parent_of(self._head), repo.ref(f"{repo.branch()}@{{1}}")} - {None}
+        # commit, where the branch was before it moved (its reflog); what the index may
+        # still show: also the commit a run killed midway built on (see `defer_index`).
+        earlier = {repo.parent_of(self._head), repo.ref(f"{repo.branch()}@{{1}}"),
+                   repo.run_base(self._head)} - {None}
         stale = []
         for name, sha in listing.items():
             path = f"{DECISIONS}/{name}"
@@ -162,8 +168,20 @@ class Coordinator:
             safety.check_layout(self.ws.root)
             self.ws.repo.ensure_safe()
             self._load()
-            yield
+            try:
+                yield
+            except BaseException:
+                with contextlib.suppress(SquadError):  # the fault in hand is the one to tell
+                    self._settle_index()
+                raise
+            self._settle_index()
             self._carry_view()
+
+    def _settle_index(self) -> None:
+        """Write the index entries a run's groups left waiting (see `defer_index`)."""
+        self.ws.repo.settle_index()
+        if self._index_head != self._settled_head:
+            self._settled, self._index_head = self._index_stamp(), self._settled_head
 
     def _carry_view(self) -> None:
         """Bring the log view (`squad log`, `squad show`) up to the records this session
@@ -304,8 +322,11 @@ class Coordinator:
         except SquadError:
             self._head = "unknown"  # reload the log from git on the next pass
             raise
-        repo.settle(sorted({path for _, _, paths, _ in group for path in paths}), last)
-        self._settled, self._settled_head = self._index_stamp(), last
+        repo.settle(sorted({path for _, _, paths, _ in group for path in paths}), last,
+                    index=not self.defer_index)
+        self._settled_head = last
+        if not self.defer_index:
+            self._settled, self._index_head = self._index_stamp(), last
         for name, record, _, sha in group:
             os.unlink(self.ws.inbox.new / name)
             report.committed.append(record)
@@ -369,8 +390,10 @@ class Coordinator:
             self._staged(stamp, paths)
         for path in paths:
             before = repo.file_sha(path, self._settled_head)  # what the tree should hold
+            indexed = before if self._index_head == self._settled_head else \
+                repo.file_sha(path, self._index_head)  # what the index should hold
             target = self.ws.root / path
-            theirs_staged = staged.get(path, before) not in (before, None)
+            theirs_staged = staged.get(path, indexed) not in (indexed, None)
             if not theirs_staged and _holds(target, {before} if before else set()):
                 continue
             keep = repo.blob(staged[path]) if theirs_staged else None

@@ -269,15 +269,19 @@ def _bounded(value: Any) -> Any:
     return value
 
 
-def to_json(event: Event) -> dict[str, Any]:
-    """The event as its line's JSON object: long strings cut, keys as the log spells them."""
+def to_json(event: Event, stamp: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The event as its line's JSON object: long strings cut, keys as the log spells them;
+    `stamp` (`seq`, `t`) set on it as `model_copy(update=stamp)` would, minus the copy."""
     data: dict[str, Any] = _bounded(event.model_dump(mode="json"))
+    if stamp:
+        data.update(_bounded(stamp))
     return data
 
 
-def to_line(event: Event) -> str:
+def to_line(event: Event, stamp: dict[str, Any] | None = None) -> str:
     """One line of `events.jsonl` (without the newline): sorted keys, secrets redacted."""
-    return secrets.redact(json.dumps(to_json(event), sort_keys=True, ensure_ascii=False))
+    return secrets.redact(json.dumps(to_json(event, stamp), sort_keys=True,
+                                     ensure_ascii=False))
 
 
 # ---- reading ---------------------------------------------------------------------------

@@ -129,7 +129,8 @@ class Record:
              watch: Callable[[], None]) -> ChatReply:
         """The call runs in its own thread, so the agent can stop waiting (Ctrl-C) at once."""
         box: dict[str, Any] = {}
-        done = threading.Event()
+        done = threading.Lock()  # released by the worker: cheaper to signal than an Event
+        done.acquire()
 
         def work() -> None:
             try:
@@ -137,10 +138,10 @@ class Record:
             except BaseException as exc:  # handed to the waiting agent
                 box["error"] = exc
             finally:
-                done.set()
+                done.release()
 
         workers.CALLS.submit(work)
-        while not done.wait(0.05):
+        while not done.acquire(timeout=0.05):
             watch()
         if "error" in box:
             raise box["error"]

@@ -32,7 +32,11 @@ class JsonLines:
         self._out = out or sys.stdout
 
     def __call__(self, event: Event) -> None:
-        self._out.write(events.to_line(event) + "\n")
+        self.line(events.to_line(event) + "\n")
+
+    def line(self, text: str) -> None:
+        """A line as the run log formatted it (see `RunLog`), newline included."""
+        self._out.write(text)
         self._out.flush()
 
     def notice(self, message: str) -> None:

@@ -24,12 +24,12 @@ nothing leaves no commit.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
-from squad import __version__, events, heap
+from squad import __version__, events, heap, workers
 from squad.agent import AgentResult, run_agent
 from squad.arrivals import Arrivals
 from squad.budget import Budget, Stop
@@ -138,6 +138,7 @@ class Run:
         before it connects to a model), so the inputs are not read from git twice."""
         self.team = team if team is not None else check(self.ws, self.settings)
         coordinator = Coordinator(self.ws)
+        coordinator.defer_index = True  # the index is written once, at the run's end
         try:
             with heap.quiet(), coordinator.session(self.stopping, on_busy=self._busy):
                 return self._execute(coordinator)
@@ -222,13 +223,14 @@ class Run:
                     return
             self.log(RoundStarted(round=number, snapshot=snapshot,
                                   agents=[t.agent for t in outcome.plan]))
-            with ThreadPoolExecutor(max_workers=max(1, settings.concurrency),
-                                    thread_name_prefix="squad-agent") as pool:
-                futures = [pool.submit(self._agent, ws, run_id, number, task, ledger,
-                                       snapshot, arrivals)
-                           for task in outcome.plan]
-                for future in futures:
-                    outcome.results.append((number, future.result()))
+            # the agents' threads and their calls' (see `modes.Record.call`), started now
+            workers.CALLS.reserve(2 * min(max(1, settings.concurrency), len(outcome.plan)))
+            futures = workers.CALLS.fan_out(
+                [functools.partial(self._agent, ws, run_id, number, task, ledger, snapshot,
+                                   arrivals) for task in outcome.plan],
+                settings.concurrency)
+            for future in futures:
+                outcome.results.append((number, future.result()))
             arrivals.settle()  # the next round sees this round's decisions committed
             if arrivals.error:
                 return

@@ -4,6 +4,7 @@ and the summary that ends it (see `squad.events` for the lines themselves)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -31,6 +32,9 @@ class RunLog:
 
     def __init__(self, clock: Clock, forward: Listener | None = None) -> None:
         self._clock, self._forward = clock, forward
+        # A listener that prints the very line the log gets (`progress.JsonLines`) is
+        # handed that line: formatting an event is most of its cost, once is enough.
+        self._forward_line: Callable[[str], None] | None = getattr(forward, "line", None)
         self.path: Path | None = None  # None: events are only forwarded (a replay)
         self._lock = threading.Lock()  # the sequence number and the file
         self._seq = 0
@@ -49,13 +53,16 @@ class RunLog:
             self._seq += 1
             seq, now = self._seq, self._clock()
         line = ""  # should formatting fail, the lines after this one still go out
+        stamp = {"seq": seq, "t": format_instant(now)}
         try:
-            event = event.model_copy(update={"seq": seq, "t": format_instant(now)})
-            line = events.to_line(event) + "\n" if self.path is not None else ""
+            if self.path is not None or self._forward_line is not None:
+                line = events.to_line(event, stamp) + "\n"
         finally:
-            self._write(seq, line)
-        if self._forward:
-            self._forward(event)
+            self._write(seq, line if self.path is not None else "")
+        if self._forward_line is not None:
+            self._forward_line(line)
+        elif self._forward:
+            self._forward(event.model_copy(update=stamp))
 
     def _write(self, seq: int, line: str) -> None:
         with self._lock:

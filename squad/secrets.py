@@ -54,10 +54,20 @@ def redact(text: str) -> str:
     for secret in known:
         if secret in text:
             text = text.replace(secret, REDACTED)
-    text = _URL_USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", text)
-    text = _BEARER.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
-    text = _KEY_SHAPED.sub(lambda m: m.group(1) + "-" + REDACTED, text)
-    return _SECRET_QUERY.sub(lambda m: m.group(1) + REDACTED, text)
+    # Each pattern runs only where the literal text it needs is present: every line of a
+    # run's log passes here, and a scan per pattern was most of a line's cost. The tests
+    # are exact, so nothing a pattern would match is skipped (a case-blind pattern is
+    # pre-tested on ASCII text only: in other text `re` also folds letters like U+017F).
+    if "://" in text and "@" in text:
+        text = _URL_USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", text)
+    lowered = text.lower() if text.isascii() else None
+    if lowered is None or "bearer" in lowered or "basic" in lowered:
+        text = _BEARER.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+    if "k-" in text:
+        text = _KEY_SHAPED.sub(lambda m: m.group(1) + "-" + REDACTED, text)
+    if "=" in text and ("?" in text or "&" in text):
+        text = _SECRET_QUERY.sub(lambda m: m.group(1) + REDACTED, text)
+    return text
 
 
 def shown_url(url: str) -> str:

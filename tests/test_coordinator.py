@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import drop_text, git, squad
 
-from squad.coordinator import Coordinator, trailer_name
+from squad.coordinator import Coordinator, PassReport, trailer_name
 from squad.errors import UnsafeRepoError
 from squad.records import digest, parse_draft, parse_record
 from squad.verify import verify
@@ -318,3 +318,84 @@ def test_a_cache_of_another_history_or_damaged_is_not_believed(ws: Workspace,
     ws.inbox.drop(text, name="kept.md")
     report = Coordinator(ws).ingest()
     assert [r.title for r in report.committed] == ["Kept"]
+
+
+@pytest.mark.parametrize("where", ["packed", "linked worktree", "nested branch"])
+def test_head_and_branch_follow_git_whether_the_ref_is_loose_or_packed(
+        repo: Path, tmp_path: Path, where: str) -> None:
+    """squad reads a loose branch ref itself and leaves every other shape to GitPython: a
+    commit must land on the branch git says HEAD is on, whichever way it is stored."""
+    root = repo
+    if where == "packed":
+        git(repo, "pack-refs", "--all")
+        assert not (repo / ".git/refs/heads/main").exists()
+    elif where == "linked worktree":
+        root = tmp_path / "other"
+        git(repo, "worktree", "add", "-q", str(root), "-b", "side")
+    else:
+        git(repo, "checkout", "-q", "-b", "team/x.y")
+    ws = Workspace.open(root)
+    try:
+        assert ws.repo.head() == git(root, "rev-parse", "HEAD").strip()
+        assert ws.repo.branch() == git(root, "symbolic-ref", "HEAD").strip()
+        ws.inbox.drop(drop_text("Lands"), name="a.md")
+        assert [r.title for r in Coordinator(ws).ingest().committed] == ["Lands"]
+        assert ws.repo.head() == git(root, "rev-parse", "HEAD").strip()
+        assert git(root, "log", "-1", "--format=%s", ws.repo.branch()).strip() == "Lands"
+        if where == "linked worktree":
+            assert git(repo, "log", "-1", "--format=%s").strip() != "Lands"  # main did not move
+    finally:
+        ws.repo.close()
+
+
+def test_a_run_killed_before_its_index_write_is_finished_not_kept_as_the_users(
+        ws: Workspace) -> None:
+    """A run's coordinator writes the user's index once, at the run's end. Killed after
+    two groups, the index still shows the commit the run built on, several branch moves
+    back: those entries are squad's own, and the next pass writes the run's out."""
+    run = "20260101-000000-abcdef"
+    ws.inbox.drop(drop_text("First"), name="a.md")
+    Coordinator(ws).ingest()
+    crashed = Coordinator(Workspace.open(ws.root, clock=ws.clock), run=run)
+    crashed.defer_index = True
+    crashed._load()
+    for group in (("b.md", "c.md"), ("d.md",), ("e.md",)):
+        for name in group:
+            ws.inbox.drop(drop_text(f"Run {name[0]}", run=run), name=name)
+        report = PassReport()
+        crashed.take_all(list(group), report)
+        assert len(report.committed) == len(group) and report.kept == []
+    assert crashed.ws.repo.unindexed  # then killed: the index was never written
+    assert "decisions/README.md" in git(ws.root, "diff", "--cached", "--name-only", "HEAD")
+    crashed.ws.repo.close()
+
+    report = Coordinator(ws).ingest()
+    assert report.committed == [] and report.kept == []
+    assert git(ws.root, "status", "--porcelain", "--untracked-files=all") == ""
+    # (the run's log was never committed: verify says so, and only that)
+    assert {f.problem.split(",")[1] for f in verify(ws)} == {
+        " which is not recorded in .squad/runs/ (removed?)"}
+
+
+def test_a_users_staged_edit_during_a_run_is_kept_though_the_index_waits(
+        ws: Workspace) -> None:
+    """While a run leaves the index for its end, an entry there that is neither the run's
+    base nor anything squad wrote is the user's: kept aside before squad writes the page."""
+    ws.inbox.drop(drop_text("First"), name="a.md")
+    Coordinator(ws).ingest()
+    run = "20260101-000000-abcdef"
+    coordinator = Coordinator(ws, run=run)
+    coordinator.defer_index = True
+    with coordinator.session():
+        ws.inbox.drop(drop_text("Run b", run=run), name="b.md")
+        report = PassReport()
+        coordinator.take_all(["b.md"], report)
+        assert report.kept == []
+        page = ws.root / "decisions/README.md"
+        page.write_text("my own notes\n")
+        git(ws.root, "add", "decisions/README.md")
+        ws.inbox.drop(drop_text("Run c", run=run), name="c.md")
+        coordinator.take_all(["c.md"], report)
+        assert report.kept and report.kept[0][0] == "decisions/README.md"
+        assert (ws.root / report.kept[0][1]).read_text() == "my own notes\n"
+    assert git(ws.root, "diff", "--cached", "--name-only", "HEAD") == ""

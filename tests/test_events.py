@@ -226,3 +226,12 @@ def test_json_lines_and_the_summary_print_from_the_typed_events(
     assert "FAILED: boom" in text and "stopped early: call budget reached" in text
     assert "nothing was decided: call budget reached; nothing was committed (the run's " \
            "log: .git/squad/runs/x/events.jsonl)" in text
+
+
+def test_a_stamp_set_on_the_line_reads_as_the_stamp_set_on_the_event() -> None:
+    """The run log stamps `seq` and `t` on the line's JSON, not on a copy of the event."""
+    stamp = {"seq": 7, "t": "2026-01-01T00:00:00Z"}
+    for event in (events.RoundStarted(round=1, snapshot=None, agents=["a"]),
+                  events.Failed(agent="x" * 20_000, round=2, error="Bearer abcdefghijkl")):
+        assert events.to_line(event, stamp) == events.to_line(event.model_copy(update=stamp))
+        assert json.loads(events.to_line(event, stamp))["seq"] == 7

@@ -208,3 +208,45 @@ def test_a_run_that_decides_nothing_says_why_and_commits_nothing(team: Path) -> 
     said = [x for x in result.stderr.splitlines() if x.startswith("nothing was decided")]
     assert said[0].endswith(f"nothing was committed (the run's log: {summary['log']})")
     assert "git log -p" not in result.stderr
+
+
+def test_a_run_killed_after_its_first_round_is_finished_by_the_next_command(
+        team: Path, server: ScriptedServer) -> None:
+    """A run writes the user's index once, at its end. SIGKILLed in its second round, its
+    first round is committed and written to the working tree while the index still shows
+    the commit the run started from: the next command writes the entries out and keeps
+    nothing of squad's aside as if it were the user's."""
+    inbox = team / "decisions/inbox/new"
+    inbox.mkdir(parents=True, exist_ok=True)
+    (inbox / "first.md").write_text(drop_text("Before the run"))
+    squad(team, "ingest")  # the index pages exist before the run
+    released = threading.Event()
+
+    def responder(request: RecordedRequest) -> ToolCalls | Text:
+        if "thoughts" in request.messages[0]["content"]:  # round two: held
+            released.wait(300)
+            return Text("too late")
+        if agent_of(request) == "tester":
+            time.sleep(0.5)  # its drop comes later: two groups, two branch moves
+        return decide(request)
+
+    server.responder = responder
+    proc = start(team, server, "--agents", "architect,tester", "--rounds", "2")
+    try:
+        wait_for(lambda: any("thoughts" in r.messages[0]["content"]
+                             for r in server.requests))
+        proc.kill()
+        proc.communicate(timeout=45)
+    finally:
+        released.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert len(list((team / "decisions").glob("*/000[23]-*.md"))) == 2
+    assert "thoughts" in git(team, "log", "-1", "--format=%s", "HEAD@{1}")  # two groups
+    assert "decisions/README.md" in git(team, "diff", "--cached", "--name-only", "HEAD")
+
+    squad(team, "ingest")
+    status = git(team, "status", "--porcelain", "--untracked-files=all").splitlines()
+    assert status and all(line.startswith("?? .squad/runs/") for line in status), status
+    assert list((team / "decisions").rglob("*.mine*")) == []

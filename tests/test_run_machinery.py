@@ -7,6 +7,8 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from squad.clock import fixed_clock
 from squad.events import RoundStarted
 from squad.runlog import RunLog
@@ -62,3 +64,29 @@ def test_workers_run_every_job_reuse_threads_and_retire_when_idle() -> None:
             break
         threading.Event().wait(0.05)
     assert threading.active_count() == before
+
+
+def test_fan_out_runs_every_job_within_its_width_and_returns_when_all_ended() -> None:
+    workers = Workers(idle_seconds=1.0)
+    lock, running, peak, ended = threading.Lock(), [0], [0], []
+
+    def job(n: int) -> int:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        threading.Event().wait(0.01)
+        with lock:
+            running[0] -= 1
+            ended.append(n)
+        if n == 3:
+            raise ValueError("job 3")
+        return n * n
+
+    futures = workers.fan_out([lambda n=n: job(n) for n in range(12)], width=4)
+    assert sorted(ended) == list(range(12))  # every job ended before fan_out returned
+    assert peak[0] <= 4
+    assert [f.result() for f in futures[:3]] == [0, 1, 4]
+    with pytest.raises(ValueError, match="job 3"):
+        futures[3].result()
+    assert [f.result() for f in futures[4:]] == [n * n for n in range(4, 12)]
+    assert workers.fan_out([], width=4) == []

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 from helpers import git, squad
+from hypothesis import given
+from hypothesis import strategies as st
 from scripted_server import Error, ScriptedServer, Text, ToolCalls
 
+from squad import secrets
 from squad.charters import Charter
 from squad.errors import LLMError
 from squad.llm.cassette import Label, Seam
@@ -116,3 +119,23 @@ def test_secret_like_files_are_never_read_and_the_rules_are_configurable(repo: P
         result = box.call("read_file", json.dumps({"path": name}))
         assert not result.ok and "secret-like" in result.content, name
     ws.repo.close()
+
+
+def _every_pattern(text: str) -> str:
+    """`secrets.redact` without its pre-tests: every pattern over the whole text."""
+    for known in sorted(secrets._known, key=len, reverse=True):
+        text = text.replace(known, secrets.REDACTED)
+    text = secrets._URL_USERINFO.sub(lambda m: m.group(1) + secrets.REDACTED + "@", text)
+    text = secrets._BEARER.sub(lambda m: m.group(1) + m.group(2) + secrets.REDACTED, text)
+    text = secrets._KEY_SHAPED.sub(lambda m: m.group(1) + "-" + secrets.REDACTED, text)
+    return secrets._SECRET_QUERY.sub(lambda m: m.group(1) + secrets.REDACTED, text)
+
+
+_PIECES = st.sampled_from(["https://", "bob:pw@", "@", "Bearer ", "BASIC\t", "baſic ",
+                           "bearer", "sk-", "pk-", "rk-", "k-", "?key=", "&Token=", "=", "?",
+                           "&", "abcdefgh", "0123456789ab", "_-.~+/", " ", "\u0131", "é"])
+
+
+@given(st.lists(st.one_of(_PIECES, st.text(max_size=6)), max_size=12).map("".join))
+def test_redaction_pre_tests_skip_only_what_no_pattern_matches(text: str) -> None:
+    assert secrets.redact(text) == _every_pattern(text)
