@@ -19,29 +19,36 @@ as before and rewrites it (one temporary file and a rename: a reader sees the ol
 the new one). Deleting it costs one slower command.
 
 Carried over a commit: the coordinator, which holds the log in memory, turns the view of
-the log it loaded into the view of the log it committed (`carry`, `extend`): the old lines
-are checked (index hash, every seal, the ids against its own log) and resealed for the new
-key, only the rows the new records change are made again, and the result is the very bytes
-a rebuild gives (a property test compares them). A rewrite, merge or renumber, a commit by
+the log it loaded into the view of the log it committed (`carry`, `extend`). A line's seal
+does not depend on the key, so a line that does not change is carried as it is: only the
+chunks of the index that hold a row the new records change (their targets, what they
+supersede or take as input) or the new rows are read, checked and made again; the other
+chunks are copied by the kernel, unread, with their hashes. The result is the very bytes a
+rebuild gives (a property test compares them). A rewrite, merge or renumber, a commit by
 plain git, or a view that fails a check is not carried: the next `log` rebuilds it.
 
-Form: a header line `squad-log-view 2 <version> <key> <settings digest> <count>
-<index sha256> <index offset> <body offset> <check>` (check: sha256 of the fields before
-it); then `count`
-index lines `<id:010d> <offset:012d>\\n` in log order (ids never decrease); then one body
-line per record, `<sha256> <json>\\n`, the sha256 covering the key and the JSON, and the
-JSON naming its own position and id. A reader checks the header, and every line it uses:
-its hash, its position and id, and that it ends where it should; a record not found is
-believed only of an index whose sha256 matches the header's. A damaged, torn or spliced
-file fails one of these and is never trusted: the command falls back to the log and
+Form: a header line `squad-log-view 3 <version> <key> <settings digest> <count>
+<table sha256> <table offset> <body offset> <check>` (check: sha256 of the fields before
+it); then the chunk table, one line per CHUNK rows, `<first id:010d> <body start:012d>
+<sha256 of the chunk's index lines>`; then `count` index lines `<id:010d> <offset in its
+chunk:012d> <seal>` in log order (ids never decrease; the seal: 128 bits of the sha256 of
+the line's body); then one body line per record, its JSON, naming its own position and id.
+Every byte a reader uses hangs from the header by a chain of hashes: the header (which
+names the key) holds the table's sha256, the table each chunk's, a chunk's index lines each
+line's seal. A reader checks the header and the table whole, each chunk of the index it
+uses whole (so an absence is as sure as a find), and each line it uses against its seal,
+its position and its id. A damaged, torn or spliced file, or a line of another state of
+the log, fails one of these and is never trusted: the command falls back to the log and
 rewrites the file. Like the parsed-log cache it holds data only and is as trustworthy as
 `.git` itself; `squad verify` never reads it.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import threading
@@ -56,9 +63,12 @@ if TYPE_CHECKING:
     from squad.ledger import Entry, Ledger
     from squad.records import Record
 
-MAGIC = "squad-log-view 2"
+MAGIC = "squad-log-view 3"
 NAME = "log-view"
-_INDEX_LINE = 24  # "<id:010d> <offset:012d>\n"
+CHUNK = 128  # rows per chunk of the index, one hash each in the chunk table
+_SEAL = 32  # hex digits of a line's seal
+_INDEX_LINE = 10 + 1 + 12 + 1 + _SEAL + 1  # "<id:010d> <offset in chunk:012d> <seal>\n"
+_TABLE_LINE = 10 + 1 + 12 + 1 + 64 + 1  # "<first id:010d> <body start:012d> <sha256>\n"
 # The graph groups of `squad show`, in the order it prints them.
 GROUPS = ("supersedes", "accepts", "rejects", "inputs", "superseded by",
           "accepted/rejected by", "input to")
@@ -148,76 +158,164 @@ def build(ledger: Ledger, listing: dict[str, str], key: str, settings: str) -> b
     bodies = [(entry.record.id, _body(position, entry, listing[entry.name], ledger,
                                       edges.get(entry.record.id, {})))
               for position, entry in enumerate(ledger.entries)]
-    return _assemble(bodies, key, settings)
+    return assemble(bodies, key, settings)
+
+
+def assemble(bodies: list[tuple[int, bytes]], key: str, settings: str) -> bytes:
+    """The file of (id, body) in log order, for the decisions/ tree `key`."""
+    chunks = [_Chunk.made([(rid, body, _seal(body)) for rid, body in bodies[at:at + CHUNK]])
+              for at in range(0, len(bodies), CHUNK)]
+    return _materialize(_pieces(chunks, len(bodies), key, settings), b"")
 
 
 def extend(old: View, ledger: Ledger, blobs: dict[str, str], key: str) -> bytes:
     """The view of `ledger` for the decisions/ tree `key`, made from `old`, the view of the
     log `ledger` held before its last `len(blobs)` appends (`blobs`: their paths in
-    decisions/ -> blob ids): the same bytes `build` gives, at the cost of rehashing the old
-    lines and re-making only the rows the new records change (their targets, what they
-    supersede or take as input). The old view is checked whole on the way (`Damaged`): its
-    index against its sha256, each line against its seal, its ids against the ledger's."""
+    decisions/ -> blob ids): the same bytes `build` gives (see `_carried`)."""
+    return _materialize(_carried(old, ledger, blobs, key), old.read_all())
+
+
+@dataclass(frozen=True)
+class _Span:
+    """Bytes of the old file, copied as they are."""
+
+    at: int
+    size: int
+
+
+_Piece = bytes | _Span
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Up to CHUNK rows as the file holds them: their index lines and their body lines,
+    each either made anew or a span of the old file."""
+
+    first: int  # the id of its first row
+    count: int
+    index: _Piece
+    body: _Piece
+    body_size: int
+    sha: bytes  # sha256 of its index lines, hex
+
+    @classmethod
+    def made(cls, rows: list[tuple[int, bytes, bytes]]) -> _Chunk:
+        """A chunk of (id, body, seal) rows."""
+        index: list[bytes] = []
+        offset = 0
+        for record_id, body, seal in rows:
+            index.append(b"%010d %012d %s\n" % (record_id, offset, seal))
+            offset += len(body) + 1
+        index_bytes = b"".join(index)
+        body_bytes = b"".join(body + b"\n" for _, body, _ in rows)
+        return cls(rows[0][0], len(rows), index_bytes, body_bytes, len(body_bytes),
+                   hashlib.sha256(index_bytes).hexdigest().encode())
+
+
+def _pieces(chunks: list[_Chunk], count: int, key: str, settings: str) -> list[_Piece]:
+    """The file: header, chunk table, every chunk's index lines, every chunk's body."""
+    table: list[bytes] = []
+    start = 0
+    for chunk in chunks:
+        table.append(b"%010d %012d %s\n" % (chunk.first, start, chunk.sha))
+        start += chunk.body_size
+    table_bytes = b"".join(table)
+    fields = (f"{MAGIC} {__version__} {key} {settings} {count} "
+              f"{hashlib.sha256(table_bytes).hexdigest()}")
+    # offsets of the table and body depend on the header's own length: fix it by padding
+    head_len = len(fields) + 2 * 13 + 65 + 1
+    body_at = head_len + len(table_bytes) + count * _INDEX_LINE
+    tail = f" {head_len:012d} {body_at:012d}"
+    check = hashlib.sha256((fields + tail).encode()).hexdigest()
+    header = f"{fields}{tail} {check}\n".encode()
+    assert len(header) == head_len
+    out: list[_Piece] = [header + table_bytes]
+    for piece in [chunk.index for chunk in chunks] + [chunk.body for chunk in chunks]:
+        last = out[-1]
+        if isinstance(piece, _Span) and isinstance(last, _Span) \
+                and last.at + last.size == piece.at:
+            out[-1] = _Span(last.at, last.size + piece.size)  # one copy, not many
+        elif isinstance(piece, bytes) and isinstance(last, bytes):
+            out[-1] = last + piece
+        else:
+            out.append(piece)
+    return out
+
+
+def _materialize(pieces: list[_Piece], old: bytes) -> bytes:
+    return b"".join(piece if isinstance(piece, bytes) else old[piece.at:piece.at + piece.size]
+                    for piece in pieces)
+
+
+def _carried(old: View, ledger: Ledger, blobs: dict[str, str], key: str) -> list[_Piece]:
+    """The pieces of the view of `ledger` at `key`, from `old`, the view of its first
+    `old.count` records. Only the chunks holding a row the new records change (their
+    targets, what they supersede or take as input) or the new rows are made again; every
+    other chunk is copied as it is, its index lines and body lines in two spans of the old
+    file, with its hash from the old table: a damaged chunk stays damaged in the new file,
+    and its readers still find out. What is made again is checked first (`Damaged`): the
+    old table against its sha256, each chunk read against its hash, each of its lines
+    against its seal, its ids against the ledger's."""
     entries = ledger.entries
     first = len(entries) - len(blobs)
     if first != old.count or first < 0:
         raise Damaged("the view is not of the log before these records")
-    ids = old.ids()
-    if ids != [entry.record.id for entry in entries[:first]]:
+    if any(entries[c * CHUNK].record.id != found for c, found in enumerate(old.firsts)):
         raise Damaged("the view's ids are not the log's")
-    if len(set(ids)) != len(ids):  # a broken log that repeats an id: rebuild it whole
-        raise Damaged("the log repeats an id")
-    bodies = old.bodies()
-    edges: dict[int, dict[str, list[int]]] = {}
+    previous = entries[first - 1].record.id if first else 0
+    for entry in entries[first:]:  # new ids only grow: an old row is found by its id
+        if entry.record.id <= previous:
+            raise Damaged("the log repeats an id")
+        previous = entry.record.id
     changed: set[int] = set()
     for entry in entries[first:]:
         record = entry.record
         changed |= {dst for dst, _ in _named(record)} | ledger.affected(record)
-    positions = {record_id: position for position, record_id in enumerate(ids)}
-    for record_id in sorted(changed):
-        position = positions.get(record_id)
-        if position is not None:  # an old row: its groups so far, from its line
-            row = old.row_of(bodies[position], position)
-            edges[record_id] = {label: list(found) for label, found in row.graph}
+    positions: dict[int, list[int]] = {}  # changed old id -> its positions (a broken log
+    for record_id in changed:             # may repeat one: each of its rows is remade)
+        lo = bisect.bisect_left(entries, record_id, 0, first, key=_id_of)
+        hi = bisect.bisect_right(entries, record_id, lo, first, key=_id_of)
+        if hi > lo:
+            positions[record_id] = list(range(lo, hi))
+    touched = {at // CHUNK for found in positions.values() for at in found}
+    if first % CHUNK:
+        touched.add(first // CHUNK)  # the last chunk, which the new rows fill up
+    rows: dict[int, tuple[int, bytes, bytes]] = {}  # old position -> (id, body, seal)
+    for c in sorted(touched):
+        for position, row in enumerate(old.chunk_rows(c), start=c * CHUNK):
+            if row[0] != entries[position].record.id:
+                raise Damaged("the view's ids are not the log's")
+            rows[position] = row
+    edges: dict[int, dict[str, list[int]]] = {}
+    blob_at: dict[int, str] = {}
+    for record_id, found in positions.items():  # an old row: its groups so far, its blob
+        for position in found:
+            made = old.row_of(rows[position][1], position, record_id)
+            edges[record_id] = {label: list(ids) for label, ids in made.graph}
+            blob_at[position] = made.blob
     for entry in entries[first:]:
         _add_edges(edges, entry.record)
-    out = [(record_id, body) for record_id, body in zip(ids, bodies, strict=True)]
-    for record_id in changed:
-        position = positions.get(record_id)
-        if position is not None:
-            row = old.row_of(bodies[position], position)
-            out[position] = (record_id, _body(position, entries[position], row.blob, ledger,
-                                              edges.get(record_id, {})))
+    for position, blob in blob_at.items():
+        entry = entries[position]
+        body = _body(position, entry, blob, ledger, edges.get(entry.record.id, {}))
+        rows[position] = (entry.record.id, body, _seal(body))
     for position in range(first, len(entries)):
         entry = entries[position]
-        out.append((entry.record.id, _body(position, entry, blobs[entry.name], ledger,
-                                           edges.get(entry.record.id, {}))))
-    return _assemble(out, key, old.settings)
+        body = _body(position, entry, blobs[entry.name], ledger,
+                     edges.get(entry.record.id, {}))
+        rows[position] = (entry.record.id, body, _seal(body))
+    chunks: list[_Chunk] = []
+    for c in range((len(entries) + CHUNK - 1) // CHUNK):
+        if c < len(old.firsts) and c not in touched:
+            chunks.append(old.chunk_as_is(c))
+        else:
+            chunks.append(_Chunk.made([rows[at] for at in
+                                       range(c * CHUNK, min(len(entries), (c + 1) * CHUNK))]))
+    return _pieces(chunks, len(entries), key, old.settings)
 
 
-def _assemble(bodies: list[tuple[int, bytes]], key: str, settings: str) -> bytes:
-    """The file: header, index and the sealed lines of (id, body) in log order."""
-    lines: list[bytes] = []
-    index: list[bytes] = []
-    offset = 0
-    prefix = _sealer(key)
-    for record_id, body in bodies:
-        seal = prefix.copy()
-        seal.update(body)
-        line = b"%s %s\n" % (seal.hexdigest().encode(), body)
-        index.append(b"%010d %012d\n" % (record_id, offset))
-        lines.append(line)
-        offset += len(line)
-    index_bytes = b"".join(index)
-    fields = (f"{MAGIC} {__version__} {key} {settings} {len(lines)} "
-              f"{hashlib.sha256(index_bytes).hexdigest()}")
-    # offsets of the index and body depend on the header's own length: fix it by padding
-    head_len = len(fields) + 2 * 13 + 65 + 1
-    tail = f" {head_len:012d} {head_len + len(index_bytes):012d}"
-    check = hashlib.sha256((fields + tail).encode()).hexdigest()
-    header = f"{fields}{tail} {check}\n".encode()
-    assert len(header) == head_len
-    return header + index_bytes + b"".join(lines)
+def _id_of(entry: Entry) -> int:
+    return entry.record.id
 
 
 def carry(git_dir: Path, old_key: str, key: str, settings: str, ledger: Ledger,
@@ -225,25 +323,71 @@ def carry(git_dir: Path, old_key: str, key: str, settings: str, ledger: Ledger,
     """After a commit that appended records: turn the view of the log before it (`old_key`,
     if that is the view on file and it checks out) into the view of `ledger` at `key`, so
     the first `log` or `show` after the commit reads a fresh view instead of loading the
-    log. Returns whether it did; a missing, stale or damaged view is left for the next
-    `log` to rebuild, and a view that cannot be written only costs speed."""
+    log. The chunks it leaves alone are copied from the old file by the kernel
+    (`copy_file_range`), never read into Python. Returns whether it did; a missing, stale
+    or damaged view is left for the next `log` to rebuild, and a view that cannot be
+    written only costs speed."""
     path = view_path(git_dir)
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return False
     try:
-        data = extend(View.of_file(fd, old_key, settings), ledger, blobs, key)
+        pieces = _carried(View.of_file(fd, old_key, settings), ledger, blobs, key)
+        with contextlib.suppress(OSError):
+            _write_pieces(path, pieces, fd)
     except Damaged:
         return False
     finally:
         os.close(fd)
-    save(path, data)
     return True
 
 
-def _seal(key: str, body: bytes) -> bytes:
-    return hashlib.sha256(key.encode() + b"\0" + body).hexdigest().encode()
+def _write_pieces(path: Path, pieces: list[_Piece], src: int) -> None:
+    """Replace the file whole (as `replace_whole`), copying the spans from `src`."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            for piece in pieces:
+                if isinstance(piece, bytes):
+                    _write_all(dst, piece)
+                else:
+                    _copy_span(src, dst, piece)
+        finally:
+            os.close(dst)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _copy_span(src: int, dst: int, span: _Span) -> None:
+    """Copy a span of `src` to the end of `dst`: in the kernel where it can."""
+    at, left = span.at, span.size
+    while left:
+        try:
+            done = os.copy_file_range(src, dst, left, at)
+        except (AttributeError, OSError):  # no such call here, or not between these files
+            done = 0
+        if not done:
+            data = os.pread(src, min(left, 1 << 22), at)
+            if not data:
+                raise Damaged("the view ended while it was copied")
+            _write_all(dst, data)
+            done = len(data)
+        at, left = at + done, left - done
+
+
+def _seal(body: bytes) -> bytes:
+    """A line's seal: 128 bits of the sha256 of its body, kept in its chunk's index."""
+    return hashlib.sha256(body).hexdigest()[:_SEAL].encode()
 
 
 def save(path: Path, data: bytes) -> None:
@@ -270,13 +414,18 @@ def replace_whole(path: Path, data: bytes) -> None:
 class View:
     """An open view, checked as it is read (`Damaged` on any fault)."""
 
-    def __init__(self, read: Any, key: str, settings: str, count: int, index_at: int,
-                 body_at: int, end: int, index_sha: str) -> None:
+    def __init__(self, read: Any, key: str, settings: str, count: int, table: bytes,
+                 body_at: int, end: int) -> None:
         self._read = read  # (offset, size) -> bytes
         self.key, self.settings = key, settings
         self.count = count
-        self._index_at, self._body_at, self._end = index_at, body_at, end
-        self._index_sha = index_sha
+        self._table = table  # checked against the header's sha256
+        self._index_at = body_at - count * _INDEX_LINE
+        self._body_at, self._end = body_at, end
+        self.firsts = [int(table[at:at + 10]) for at in range(0, len(table), _TABLE_LINE)]
+        self._starts = [int(table[at + 11:at + 23])
+                        for at in range(0, len(table), _TABLE_LINE)]
+        self._chunks: dict[int, list[tuple[int, int, bytes]]] = {}
 
     @classmethod
     def of_bytes(cls, data: bytes, key: str, settings: str) -> View:
@@ -297,7 +446,8 @@ class View:
             raise Damaged("no header")
         try:
             *fields, check = line.decode("ascii").split(" ")
-            magic_a, magic_b, version, at, digest, count, index_sha, index_at, body_at = fields
+            magic_a, magic_b, version, at, digest, count, table_sha, table_at, body_at = fields
+            n, t, b = int(count), int(table_at), int(body_at)
         except ValueError:
             raise Damaged("a header of another form") from None
         if hashlib.sha256(" ".join(fields).encode()).hexdigest() != check:
@@ -306,42 +456,69 @@ class View:
             raise Damaged("another format or squad version")
         if at != key or digest != settings:
             raise Damaged("stale: another log or other settings")
-        n, i, b = int(count), int(index_at), int(body_at)
-        if i != len(line) + 1 or b != i + n * _INDEX_LINE or b > end:
+        table_size = (n + CHUNK - 1) // CHUNK * _TABLE_LINE
+        if t != len(line) + 1 or b != t + table_size + n * _INDEX_LINE or b > end:
             raise Damaged("the header's offsets do not fit the file")
-        return cls(read, key, settings, n, i, b, end, index_sha)
-
-    def _offset(self, position: int) -> tuple[int, int]:
-        raw = self._read(self._index_at + position * _INDEX_LINE, _INDEX_LINE)
-        if len(raw) != _INDEX_LINE or raw[10:11] != b" " or raw[-1:] != b"\n":
-            raise Damaged("a damaged index line")
+        table = read(t, table_size)
+        if hashlib.sha256(table).hexdigest() != table_sha:
+            raise Damaged("the chunk table fails its check")
         try:
-            return int(raw[:10]), self._body_at + int(raw[11:23])
+            view = cls(read, key, settings, n, table, b, end)
         except ValueError:
-            raise Damaged("a damaged index line") from None
+            raise Damaged("a damaged chunk table") from None
+        starts = view._starts
+        if starts[:1] not in ([], [0]) or any(a > z for a, z in itertools.pairwise(starts)) \
+                or (starts and b + starts[-1] > end):
+            raise Damaged("the chunk table's offsets do not fit the file")
+        return view
 
-    def _rows(self, start: int, stop: int) -> Iterator[Row]:
-        """Rows at positions start..stop-1, read in one piece and each checked."""
+    def _chunk(self, c: int) -> list[tuple[int, int, bytes]]:
+        """Chunk c's index: (id, absolute offset, seal) per row, checked against the table."""
+        found = self._chunks.get(c)
+        if found is not None:
+            return found
+        start = c * CHUNK
+        size = (min(self.count, start + CHUNK) - start) * _INDEX_LINE
+        raw = self._read(self._index_at + start * _INDEX_LINE, size)
+        if len(raw) != size or hashlib.sha256(raw).hexdigest().encode() \
+                != self._table[c * _TABLE_LINE + 24:c * _TABLE_LINE + 88]:
+            raise Damaged(f"chunk {c} of the index fails its check")
+        base = self._body_at + self._starts[c]
+        try:
+            rows = [(int(raw[at:at + 10]), base + int(raw[at + 11:at + 23]),
+                     raw[at + 24:at + 24 + _SEAL]) for at in range(0, size, _INDEX_LINE)]
+        except ValueError:
+            raise Damaged(f"chunk {c} of the index is damaged") from None
+        self._chunks[c] = rows
+        return rows
+
+    def _stop(self, position: int) -> int:
+        """Where the line at `position` ends (after its newline)."""
+        if position + 1 >= self.count:
+            return self._end
+        if (position + 1) % CHUNK:
+            return self._chunk(position // CHUNK)[(position + 1) % CHUNK][1]
+        return self._body_at + self._starts[(position + 1) // CHUNK]
+
+    def _lines(self, start: int, stop: int) -> Iterator[tuple[int, int, bytes]]:
+        """(position, id, body) of the lines at start..stop-1, read in one piece, each
+        checked against its seal."""
         if start >= stop:
             return
-        first = self._offset(start)[1]
-        last = self._offset(stop)[1] if stop < self.count else self._end
+        spans = [self._chunk(p // CHUNK)[p % CHUNK] for p in range(start, stop)]
+        first, last = spans[0][1], self._stop(stop - 1)
         if not self._body_at <= first <= last <= self._end:
             raise Damaged("index offsets out of order")
         chunk = self._read(first, last - first)
-        if len(chunk) != last - first or not chunk.endswith(b"\n"):
+        if len(chunk) != last - first:
             raise Damaged("the body is torn")
-        lines = chunk[:-1].split(b"\n")
-        if len(lines) != stop - start:
-            raise Damaged("the body does not fit the index")
-        for position, line in zip(range(start, stop), lines, strict=True):
-            yield self._row(line, position, None)
-
-    def _row(self, line: bytes, position: int, record_id: int | None) -> Row:
-        seal, _, body = line.partition(b" ")
-        if _seal(self.key, body) != seal:
-            raise Damaged(f"line {position} fails its check")
-        return self.row_of(body, position, record_id)
+        ends = [at for _, at, _ in spans[1:]] + [last]
+        for position, (record_id, at, seal), end in zip(range(start, stop), spans, ends,
+                                                        strict=True):
+            line = chunk[at - first:end - first]
+            if not line.endswith(b"\n") or _seal(line[:-1]) != seal:
+                raise Damaged(f"line {position} fails its check")
+            yield position, record_id, line[:-1]
 
     def row_of(self, body: bytes, position: int, record_id: int | None = None) -> Row:
         """The row a checked line's body holds, if it names its own place."""
@@ -356,76 +533,55 @@ class View:
 
     def rows(self, start: int = 0) -> list[Row]:
         """The rows from position `start` to the newest, in log order."""
-        return list(self._rows(max(0, start), self.count))
+        return [self.row_of(body, position, record_id)
+                for position, record_id, body in self._lines(max(0, start), self.count)]
+
+    def bodies(self) -> list[tuple[int, bytes]]:
+        """Every line's (id, body) in log order, each checked: what a file is made of."""
+        return [(record_id, body) for _, record_id, body in self._lines(0, self.count)]
 
     def get(self, record_id: int) -> Row | None:
-        """The row of `record_id` (the last one, if a broken log repeats an id), by a
-        binary search of the index: a few small reads at any length."""
-        lo, hi = 0, self.count
-        while lo < hi:  # the first position whose id is > record_id
-            mid = (lo + hi) // 2
-            if self._offset(mid)[0] <= record_id:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo == 0 or self._offset(lo - 1)[0] != record_id:
-            # A found line proves itself (its id and place are sealed); an absence is only
-            # believed of an index that is whole (one hash of it, on this rare path).
-            size = self._body_at - self._index_at
-            if hashlib.sha256(self._read(self._index_at, size)).hexdigest() != self._index_sha:
-                raise Damaged("the index fails its check")
+        """The row of `record_id` (the last one, if a broken log repeats an id): found
+        through the chunk table, checked whole on opening, and one chunk of the index,
+        checked whole when read, so an absence is as sure as a find. A few small reads at
+        any length."""
+        c = bisect.bisect_right(self.firsts, record_id) - 1
+        if c < 0:
             return None
-        position = lo - 1
-        start = self._offset(position)[1]
-        stop = self._offset(position + 1)[1] if position + 1 < self.count else self._end
-        raw = self._read(start, stop - start)
-        if not (self._body_at <= start < stop <= self._end) or len(raw) != stop - start \
-                or not raw.endswith(b"\n"):
-            raise Damaged(f"line {position} is torn")
-        return self._row(raw[:-1], position, record_id)
+        rows = self._chunk(c)
+        at = bisect.bisect_right(rows, record_id, key=_first) - 1
+        if at < 0 or rows[at][0] != record_id:
+            return None
+        position = c * CHUNK + at
+        (_, _, body), = self._lines(position, position + 1)
+        return self.row_of(body, position, record_id)
 
-    def ids(self) -> list[int]:
-        """Every record id in log order, from an index checked whole against the header."""
-        size = self._body_at - self._index_at
-        raw = self._read(self._index_at, size)
-        if len(raw) != size or hashlib.sha256(raw).hexdigest() != self._index_sha:
-            raise Damaged("the index fails its check")
-        return [int(raw[at:at + 10]) for at in range(0, size, _INDEX_LINE)]
+    def chunk_rows(self, c: int) -> list[tuple[int, bytes, bytes]]:
+        """Chunk c's rows as (id, body, seal), each checked: what `extend` makes again."""
+        start = c * CHUNK
+        stop = min(self.count, start + CHUNK)
+        seals = [seal for _, _, seal in self._chunk(c)]
+        return [(record_id, body, seal) for (_, record_id, body), seal
+                in zip(self._lines(start, stop), seals, strict=True)]
 
-    def bodies(self) -> list[bytes]:
-        """Every line's body in log order, each checked against its seal and its offset in
-        the index (which `ids` checks whole): what `extend` carries over."""
-        size = self._end - self._body_at
-        chunk = self._read(self._body_at, size)
-        if len(chunk) != size or (size and not chunk.endswith(b"\n")):
-            raise Damaged("the body is torn")
-        lines = chunk[:-1].split(b"\n") if size else []
-        if len(lines) != self.count:
-            raise Damaged("the body does not fit the index")
-        index = self._read(self._index_at, self._body_at - self._index_at)
-        offsets = b"".join(index[at + 11:at + 24] for at in range(0, len(index), _INDEX_LINE))
-        if offsets != b"".join(b"%012d\n" % at for at in _starts(lines)):
-            raise Damaged("a line is not where the index says")
-        prefix = _sealer(self.key)
-        bodies = []
-        for position, line in enumerate(lines):
-            seal, _, body = line.partition(b" ")
-            check = prefix.copy()
-            check.update(body)
-            if check.hexdigest().encode() != seal:
-                raise Damaged(f"line {position} fails its check")
-            bodies.append(body)
-        return bodies
+    def chunk_as_is(self, c: int) -> _Chunk:
+        """Chunk c as spans of this file, unread: what `extend` copies."""
+        start = c * CHUNK
+        count = min(self.count, start + CHUNK) - start
+        body_start = self._body_at + self._starts[c]
+        body_stop = (self._body_at + self._starts[c + 1] if c + 1 < len(self.firsts)
+                     else self._end)
+        row = self._table[c * _TABLE_LINE:(c + 1) * _TABLE_LINE]
+        return _Chunk(self.firsts[c], count,
+                      _Span(self._index_at + start * _INDEX_LINE, count * _INDEX_LINE),
+                      _Span(body_start, body_stop - body_start), body_stop - body_start,
+                      row[24:88])
+
+    def read_all(self) -> bytes:
+        """The whole file (for `extend` on bytes, which copies spans of it)."""
+        data: bytes = self._read(0, self._end)
+        return data
 
 
-def _starts(lines: list[bytes]) -> Iterator[int]:
-    """The offset of each line (each ends with one more byte, its newline)."""
-    offset = 0
-    for line in lines:
-        yield offset
-        offset += len(line) + 1
-
-
-def _sealer(key: str) -> Any:
-    """A hash primed with the key: each line's seal is a copy of it fed the line's body."""
-    return hashlib.sha256(key.encode() + b"\0")
+def _first(row: tuple[int, int, bytes]) -> int:
+    return row[0]

@@ -54,9 +54,21 @@ def logged(repo: Path) -> Path:
     return repo
 
 
-def _reseal(line: bytes, commit: str) -> bytes:
-    body = line.partition(b" ")[2]
-    return hashlib.sha256(commit.encode() + b"\0" + body).hexdigest().encode() + b" " + body
+def _forged(data: bytes, old: bytes, new: bytes) -> bytes:
+    """The view with `old` replaced by `new` in the bodies, every hash made again: what only
+    someone who writes the file on purpose can make."""
+    fields = data.partition(b"\n")[0].decode().split(" ")
+    key, settings = fields[3], fields[4]
+    bodies = logview.View.of_bytes(data, key, settings).bodies()
+    return logview.assemble([(rid, body.replace(old, new)) for rid, body in bodies], key,
+                            settings)
+
+
+def _layout(data: bytes) -> tuple[int, int, int]:
+    """Where the chunk table, the index and the body start."""
+    fields = data.partition(b"\n")[0].split(b" ")
+    count, table_at, body_at = int(fields[5]), int(fields[7]), int(fields[8])
+    return table_at, body_at - count * 57, body_at
 
 
 def test_the_view_prints_what_the_long_way_prints(logged: Path) -> None:
@@ -73,11 +85,7 @@ def test_a_sealed_view_is_what_is_served(logged: Path) -> None:
     edit its hooks): a line resealed by hand is served, which shows the view is read."""
     squad(logged, "log")
     data = _view(logged).read_bytes()
-    head = git(logged, "rev-parse", "HEAD:decisions").strip()
-    lines = data.split(b"\n")
-    k = next(i for i, line in enumerate(lines) if b'"Use SQLite"' in line)
-    lines[k] = _reseal(lines[k].replace(b'"Use SQLite"', b'"Use SQLitE"'), head)
-    _view(logged).write_bytes(b"\n".join(lines))
+    _view(logged).write_bytes(_forged(data, b'"Use SQLite"', b'"Use SQLitE"'))
     assert "Use SQLitE" in squad(logged, "log").stdout
 
 
@@ -95,7 +103,9 @@ def test_a_damaged_or_stale_view_is_never_served_and_is_rebuilt(logged: Path) ->
         "a line moved to another place": _swap_last_two(good),
         "an index pointing elsewhere": _bad_index(good),
         "an index with a wrong id": _bad_index(good, line=1, field=b"0000000009"),
-        "another version": good.replace(b"squad-log-view 2 ", b"squad-log-view 0 ", 1),
+        "a chunk table pointing elsewhere": _bad_table(good),
+        "a line of another state of the log": _stale_line(good),
+        "another version": good.replace(b"squad-log-view 3 ", b"squad-log-view 0 ", 1),
     }
     for fault, data in damaged.items():
         for args, expected in list(zip(COMMANDS, truth, strict=True))[::3]:
@@ -130,11 +140,29 @@ def _swap_last_two(data: bytes) -> bytes:
 
 def _bad_index(data: bytes, line: int = 0, field: bytes = b"") -> bytes:
     """The index line `line` with its offset moved (or its id replaced by `field`)."""
-    header, _, rest = data.partition(b"\n")
-    at = line * 24
-    old = rest[at:at + 24]
-    new = field + old[10:] if field else old[:11] + b"000000000007\n"
-    return header + b"\n" + rest[:at] + new + rest[at + 24:]
+    at = _layout(data)[1] + line * 57
+    old = data[at:at + 57]
+    new = field + old[10:] if field else old[:11] + b"000000000007" + old[23:]
+    return data[:at] + new + data[at + 57:]
+
+
+def _bad_table(data: bytes) -> bytes:
+    """The chunk table's first line naming another first id."""
+    at = _layout(data)[0]
+    return data[:at] + b"0000000002" + data[at + 10:]
+
+
+def _stale_line(data: bytes) -> bytes:
+    """Record 1's line as another state of the log had it (status proposed), in its place,
+    with the seal of that line: sound on its own, but not what this view's index says."""
+    old = b'"current_status":"accepted"'
+    new = b'"current_status":"proposed"'
+    stale = _forged(data, old, new)
+    start = _layout(data)[2]
+    first = data[start:].partition(b"\n")[0]
+    assert old in first
+    return data[:start] + stale[_layout(stale)[2]:].partition(b"\n")[0] + data[
+        start + len(first):]
 
 
 CELL = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=70)
