@@ -15,6 +15,14 @@ carried. The old view is put back (untimed) before each run. Baseline, measured 
 run at each size: reading the view file, hashing it once with sha256 and writing the bytes
 to a new file (what any carry that touches the whole file pays at least). Median of
 --repeat runs, wall milliseconds; each figure also as a ratio to its 100-record value.
+The carried file must lay out (`logview.compact`) to the bytes `logview.build` gives, or
+the bench stops.
+
+A carry appends the blocks it makes again to the file; once the dead bytes would outweigh
+the live ones it lays the file out afresh instead (a relay). `appended KB` is what one
+carry adds, `relay ms` what laying the file out afresh costs (timed as `compact` + a
+whole-file write), `carries/relay` how many such carries fit before one, and `amortized
+ms` the carry plus its share of a relay.
 
 Run: .venv/bin/python bench/logview_carry.py [--sizes 100,10000,100000] [--repeat 7]
 """
@@ -101,14 +109,19 @@ def measure(n: int, repeat: int, tmp: Path) -> dict[str, float]:
     blobs = {e.name: _blob(e.name) for e in whole.entries[n:]}
     expected = logview.build(whole, {e.name: _blob(e.name) for e in whole.entries}, "b" * 40,
                              "none")
-    carry, base = [], []
+    carry, base, relay = [], [], []
     for _ in range(repeat):
         logview.save(path, old)
         t = time.perf_counter()
         carried = logview.carry(git_dir, "a" * 40, "b" * 40, "none", whole, blobs)
         carry.append(time.perf_counter() - t)
-        if not carried or path.read_bytes() != expected:
+        data = path.read_bytes()
+        view = logview.View.of_bytes(data, "b" * 40, "none")
+        if not carried or logview.compact(view) != expected:
             raise SystemExit(f"carry at {n} did not give the rebuilt view")
+        t = time.perf_counter()
+        logview.save(path.with_name("relaid"), logview.compact(view))
+        relay.append(time.perf_counter() - t)
         t = time.perf_counter()
         data = path.read_bytes()
         hashlib.sha256(data).hexdigest()
@@ -116,8 +129,10 @@ def measure(n: int, repeat: int, tmp: Path) -> dict[str, float]:
         copy.write_bytes(data)
         base.append(time.perf_counter() - t)
         copy.unlink()
-    size = sum(f.stat().st_size for f in path.parent.iterdir())
-    return {"carry": _median_ms(carry), "baseline": _median_ms(base), "mb": size / 1e6}
+    appended = len(data) - len(old)
+    return {"carry": _median_ms(carry), "baseline": _median_ms(base), "mb": len(old) / 1e6,
+            "appended": appended, "relay": _median_ms(relay),
+            "between": max(1, (len(expected) + (1 << 16)) // max(1, appended))}
 
 
 def main() -> None:
@@ -130,12 +145,15 @@ def main() -> None:
         rows = {n: measure(n, args.repeat, Path(tmp)) for n in sizes}
     first = rows[sizes[0]]
     print(f"{'records':>8} {'view MB':>8} {'carry ms':>9} {'x100':>6} "
-          f"{'read+sha+write ms':>18} {'x100':>6} {'carry/baseline':>15}")
+          f"{'read+sha+write ms':>18} {'x100':>6} {'carry/baseline':>15} "
+          f"{'appended KB':>12} {'relay ms':>9} {'carries/relay':>14} {'amortized ms':>13}")
     for n, row in rows.items():
+        amortized = row["carry"] + row["relay"] / row["between"]
         print(f"{n:>8} {row['mb']:>8.1f} {row['carry']:>9.2f} "
               f"{row['carry'] / first['carry']:>6.2f} {row['baseline']:>18.2f} "
               f"{row['baseline'] / first['baseline']:>6.2f} "
-              f"{row['carry'] / row['baseline']:>15.2f}")
+              f"{row['carry'] / row['baseline']:>15.2f} {row['appended'] / 1e3:>12.1f} "
+              f"{row['relay']:>9.1f} {row['between']:>14} {amortized:>13.2f}")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import hashlib
-import itertools
 import json
 import os
 import threading
@@ -65,10 +64,13 @@ if TYPE_CHECKING:
 
 MAGIC = "squad-log-view 3"
 NAME = "log-view"
-CHUNK = 128  # rows per chunk of the index, one hash each in the chunk table
+CHUNK = 128  # rows per block, one hash each in the chunk table
 _SEAL = 32  # hex digits of a line's seal
-_INDEX_LINE = 10 + 1 + 12 + 1 + _SEAL + 1  # "<id:010d> <offset in chunk:012d> <seal>\n"
-_TABLE_LINE = 10 + 1 + 12 + 1 + 64 + 1  # "<first id:010d> <body start:012d> <sha256>\n"
+_INDEX_LINE = 10 + 1 + 12 + 1 + _SEAL + 1  # "<id:010d> <offset in block:012d> <seal>\n"
+# "<first id:010d> <block offset:012d> <block size:012d> <sha256 of its index lines>\n"
+_TABLE_LINE = 10 + 1 + 12 + 1 + 12 + 1 + 64 + 1
+_TRAILER_MAX = 1024  # the trailer line is shorter: it is looked for in the file's last KiB
+_SLACK = 1 << 16  # dead bytes always allowed before a carry lays the file out afresh
 # The graph groups of `squad show`, in the order it prints them.
 GROUPS = ("supersedes", "accepts", "rejects", "inputs", "superseded by",
           "accepted/rejected by", "input to")
@@ -163,16 +165,26 @@ def build(ledger: Ledger, listing: dict[str, str], key: str, settings: str) -> b
 
 def assemble(bodies: list[tuple[int, bytes]], key: str, settings: str) -> bytes:
     """The file of (id, body) in log order, for the decisions/ tree `key`."""
-    chunks = [_Chunk.made([(rid, body, _seal(body)) for rid, body in bodies[at:at + CHUNK]])
+    blocks = [_Block.made([(rid, body, _seal(body)) for rid, body in bodies[at:at + CHUNK]])
               for at in range(0, len(bodies), CHUNK)]
-    return _materialize(_pieces(chunks, len(bodies), key, settings), b"")
+    return _materialize(_compact(blocks, len(bodies), key, settings), b"")
 
 
 def extend(old: View, ledger: Ledger, blobs: dict[str, str], key: str) -> bytes:
     """The view of `ledger` for the decisions/ tree `key`, made from `old`, the view of the
     log `ledger` held before its last `len(blobs)` appends (`blobs`: their paths in
-    decisions/ -> blob ids): the same bytes `build` gives (see `_carried`)."""
-    return _materialize(_carried(old, ledger, blobs, key), old.read_all())
+    decisions/ -> blob ids), laid out afresh: the same bytes `build` gives (see
+    `_carried`)."""
+    return _materialize(_compact(old.expanded(_carried(old, ledger, blobs)),
+                                 len(ledger.entries), key, old.settings), old.read_all())
+
+
+def compact(view: View) -> bytes:
+    """The view laid out afresh (its blocks in order, no dead bytes): what `build` gives for
+    the same log, so a carried file can be compared with a rebuilt one."""
+    blocks = view.expanded([range(len(view.firsts))])
+    return _materialize(_compact(blocks, view.count, view.key, view.settings),
+                        view.read_all())
 
 
 @dataclass(frozen=True)
@@ -184,61 +196,61 @@ class _Span:
 
 
 _Piece = bytes | _Span
+# What a carry makes of the old file: blocks made again, and runs of old blocks (their
+# numbers) kept where they are.
+_Carried = list["_Block | range"]
 
 
 @dataclass(frozen=True)
-class _Chunk:
-    """Up to CHUNK rows as the file holds them: their index lines and their body lines,
-    each either made anew or a span of the old file."""
+class _Block:
+    """Up to CHUNK rows as the file holds them: their index lines, then their body lines;
+    made anew (bytes) or a span of the old file."""
 
     first: int  # the id of its first row
-    count: int
-    index: _Piece
-    body: _Piece
-    body_size: int
+    data: _Piece
+    size: int
     sha: bytes  # sha256 of its index lines, hex
 
     @classmethod
-    def made(cls, rows: list[tuple[int, bytes, bytes]]) -> _Chunk:
-        """A chunk of (id, body, seal) rows."""
+    def made(cls, rows: list[tuple[int, bytes, bytes]]) -> _Block:
+        """A block of (id, body, seal) rows."""
         index: list[bytes] = []
         offset = 0
         for record_id, body, seal in rows:
             index.append(b"%010d %012d %s\n" % (record_id, offset, seal))
             offset += len(body) + 1
         index_bytes = b"".join(index)
-        body_bytes = b"".join(body + b"\n" for _, body, _ in rows)
-        return cls(rows[0][0], len(rows), index_bytes, body_bytes, len(body_bytes),
-                   hashlib.sha256(index_bytes).hexdigest().encode())
+        data = b"".join([index_bytes, *(body + b"\n" for _, body, _ in rows)])
+        return cls(rows[0][0], data, len(data), hashlib.sha256(index_bytes).hexdigest().encode())
 
 
-def _pieces(chunks: list[_Chunk], count: int, key: str, settings: str) -> list[_Piece]:
-    """The file: header, chunk table, every chunk's index lines, every chunk's body."""
+def _table_line(block: _Block, at: int) -> bytes:
+    return b"%010d %012d %012d %s\n" % (block.first, at, block.size, block.sha)
+
+
+def _tail(table: bytes, count: int, key: str, settings: str, table_at: int) -> bytes:
+    """The chunk table and the trailer line after it."""
+    fields = (f"{MAGIC} {__version__} {key} {settings} {count} {table_at:012d} "
+              f"{hashlib.sha256(table).hexdigest()}")
+    return table + f"{fields} {hashlib.sha256(fields.encode()).hexdigest()}\n".encode()
+
+
+def _compact(blocks: list[_Block], count: int, key: str, settings: str) -> list[_Piece]:
+    """The file laid out afresh: every block in log order, the table, the trailer."""
+    out: list[_Piece] = []
     table: list[bytes] = []
-    start = 0
-    for chunk in chunks:
-        table.append(b"%010d %012d %s\n" % (chunk.first, start, chunk.sha))
-        start += chunk.body_size
-    table_bytes = b"".join(table)
-    fields = (f"{MAGIC} {__version__} {key} {settings} {count} "
-              f"{hashlib.sha256(table_bytes).hexdigest()}")
-    # offsets of the table and body depend on the header's own length: fix it by padding
-    head_len = len(fields) + 2 * 13 + 65 + 1
-    body_at = head_len + len(table_bytes) + count * _INDEX_LINE
-    tail = f" {head_len:012d} {body_at:012d}"
-    check = hashlib.sha256((fields + tail).encode()).hexdigest()
-    header = f"{fields}{tail} {check}\n".encode()
-    assert len(header) == head_len
-    out: list[_Piece] = [header + table_bytes]
-    for piece in [chunk.index for chunk in chunks] + [chunk.body for chunk in chunks]:
-        last = out[-1]
+    at = 0
+    for block in blocks:
+        table.append(_table_line(block, at))
+        at += block.size
+        last = out[-1] if out else None
+        piece = block.data
         if isinstance(piece, _Span) and isinstance(last, _Span) \
                 and last.at + last.size == piece.at:
             out[-1] = _Span(last.at, last.size + piece.size)  # one copy, not many
-        elif isinstance(piece, bytes) and isinstance(last, bytes):
-            out[-1] = last + piece
         else:
             out.append(piece)
+    out.append(_tail(b"".join(table), count, key, settings, at))
     return out
 
 
@@ -247,20 +259,19 @@ def _materialize(pieces: list[_Piece], old: bytes) -> bytes:
                     for piece in pieces)
 
 
-def _carried(old: View, ledger: Ledger, blobs: dict[str, str], key: str) -> list[_Piece]:
-    """The pieces of the view of `ledger` at `key`, from `old`, the view of its first
-    `old.count` records. Only the chunks holding a row the new records change (their
-    targets, what they supersede or take as input) or the new rows are made again; every
-    other chunk is copied as it is, its index lines and body lines in two spans of the old
-    file, with its hash from the old table: a damaged chunk stays damaged in the new file,
+def _carried(old: View, ledger: Ledger, blobs: dict[str, str]) -> _Carried:
+    """The blocks of the view of `ledger`, from `old`, the view of its first `old.count`
+    records. Only the blocks holding a row the new records change (their targets, what
+    they supersede or take as input) or the new rows are made again; every other block is
+    kept as it is, unread, with its hash from the old table: a damaged block stays damaged,
     and its readers still find out. What is made again is checked first (`Damaged`): the
-    old table against its sha256, each chunk read against its hash, each of its lines
+    old table against its sha256, each block read against its hash, each of its lines
     against its seal, its ids against the ledger's."""
     entries = ledger.entries
     first = len(entries) - len(blobs)
     if first != old.count or first < 0:
         raise Damaged("the view is not of the log before these records")
-    if any(entries[c * CHUNK].record.id != found for c, found in enumerate(old.firsts)):
+    if [entry.record.id for entry in entries[:first:CHUNK]] != old.firsts:
         raise Damaged("the view's ids are not the log's")
     previous = entries[first - 1].record.id if first else 0
     for entry in entries[first:]:  # new ids only grow: an old row is found by its id
@@ -279,10 +290,10 @@ def _carried(old: View, ledger: Ledger, blobs: dict[str, str], key: str) -> list
             positions[record_id] = list(range(lo, hi))
     touched = {at // CHUNK for found in positions.values() for at in found}
     if first % CHUNK:
-        touched.add(first // CHUNK)  # the last chunk, which the new rows fill up
+        touched.add(first // CHUNK)  # the last block, which the new rows fill up
     rows: dict[int, tuple[int, bytes, bytes]] = {}  # old position -> (id, body, seal)
     for c in sorted(touched):
-        for position, row in enumerate(old.chunk_rows(c), start=c * CHUNK):
+        for position, row in enumerate(old.block_rows(c), start=c * CHUNK):
             if row[0] != entries[position].record.id:
                 raise Damaged("the view's ids are not the log's")
             rows[position] = row
@@ -304,14 +315,17 @@ def _carried(old: View, ledger: Ledger, blobs: dict[str, str], key: str) -> list
         body = _body(position, entry, blobs[entry.name], ledger,
                      edges.get(entry.record.id, {}))
         rows[position] = (entry.record.id, body, _seal(body))
-    chunks: list[_Chunk] = []
-    for c in range((len(entries) + CHUNK - 1) // CHUNK):
-        if c < len(old.firsts) and c not in touched:
-            chunks.append(old.chunk_as_is(c))
-        else:
-            chunks.append(_Chunk.made([rows[at] for at in
-                                       range(c * CHUNK, min(len(entries), (c + 1) * CHUNK))]))
-    return _pieces(chunks, len(entries), key, old.settings)
+    out: _Carried = []
+    kept = 0  # the first old block not yet placed
+    for c in [*sorted(touched), *range(len(old.firsts), (len(entries) + CHUNK - 1) // CHUNK)]:
+        if c > kept:
+            out.append(range(kept, min(c, len(old.firsts))))
+        out.append(_Block.made([rows[at] for at in
+                                range(c * CHUNK, min(len(entries), (c + 1) * CHUNK))]))
+        kept = c + 1
+    if kept < len(old.firsts):
+        out.append(range(kept, len(old.firsts)))
+    return out
 
 
 def _id_of(entry: Entry) -> int:
@@ -323,19 +337,22 @@ def carry(git_dir: Path, old_key: str, key: str, settings: str, ledger: Ledger,
     """After a commit that appended records: turn the view of the log before it (`old_key`,
     if that is the view on file and it checks out) into the view of `ledger` at `key`, so
     the first `log` or `show` after the commit reads a fresh view instead of loading the
-    log. The chunks it leaves alone are copied from the old file by the kernel
-    (`copy_file_range`), never read into Python. Returns whether it did; a missing, stale
-    or damaged view is left for the next `log` to rebuild, and a view that cannot be
-    written only costs speed."""
+    log. The blocks made again, a new table and a new trailer are appended to the file in
+    one write: what a reader of the old state reads is never written over, and the old
+    blocks are not read at all. Once the dead blocks outweigh the live ones the file is
+    laid out afresh instead (`_relaid`). Returns whether it did; a missing, stale or
+    damaged view is left for the next `log` to rebuild, and a view that cannot be written
+    only costs speed."""
     path = view_path(git_dir)
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return False
     try:
-        pieces = _carried(View.of_file(fd, old_key, settings), ledger, blobs, key)
+        old = View.of_file(fd, old_key, settings)
+        carried = _carried(old, ledger, blobs)
         with contextlib.suppress(OSError):
-            _write_pieces(path, pieces, fd)
+            _append(path, fd, old, carried, len(ledger.entries), key)
     except Damaged:
         return False
     finally:
@@ -343,17 +360,54 @@ def carry(git_dir: Path, old_key: str, key: str, settings: str, ledger: Ledger,
     return True
 
 
-def _write_pieces(path: Path, pieces: list[_Piece], src: int) -> None:
-    """Replace the file whole (as `replace_whole`), copying the spans from `src`."""
+def _append(path: Path, fd: int, old: View, carried: _Carried, count: int, key: str) -> None:
+    """Append the new blocks, table and trailer to the file open as `fd` (the view `old`),
+    the kept blocks' lines of the table copied from the old one; or lay the file out
+    afresh when the dead bytes would outweigh the live ones."""
+    table: list[bytes] = []
+    new: list[bytes] = []
+    at = end = old.end
+    live = 0  # the bytes of the blocks the new table names
+    for item in carried:
+        if isinstance(item, range):
+            table.append(old.table_lines(item))
+            live += old.sizes(item)
+        else:
+            assert isinstance(item.data, bytes)
+            table.append(_table_line(item, at))
+            new.append(item.data)
+            at += item.size
+            live += item.size
+    tail = _tail(b"".join(table), count, key, old.settings, at)
+    if at + len(tail) > 2 * (live + len(tail)) + _SLACK:
+        _relaid(path, fd, _compact(old.expanded(carried), count, key, old.settings))
+        return
+    data = b"".join([*new, tail])
+    out = os.open(path, os.O_WRONLY)
+    try:
+        mine, theirs = os.fstat(out), os.fstat(fd)
+        if (mine.st_ino, mine.st_dev, mine.st_size) != (theirs.st_ino, theirs.st_dev, end):
+            return  # replaced or grown since it was read: leave it to the next `log`
+        _write_all(out, data, end)
+    finally:
+        os.close(out)
+
+
+def _relaid(path: Path, src: int, pieces: list[_Piece]) -> None:
+    """Replace the file whole (as `replace_whole`), copying the spans from `src` in the
+    kernel where it can."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
+            at = 0
             for piece in pieces:
                 if isinstance(piece, bytes):
-                    _write_all(dst, piece)
+                    _write_all(dst, piece, at)
+                    at += len(piece)
                 else:
-                    _copy_span(src, dst, piece)
+                    _copy_span(src, dst, piece, at)
+                    at += piece.size
         finally:
             os.close(dst)
         os.replace(tmp, path)
@@ -362,31 +416,32 @@ def _write_pieces(path: Path, pieces: list[_Piece], src: int) -> None:
             tmp.unlink()
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes, at: int) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        done = os.pwrite(fd, view, at)
+        view, at = view[done:], at + done
 
 
-def _copy_span(src: int, dst: int, span: _Span) -> None:
-    """Copy a span of `src` to the end of `dst`: in the kernel where it can."""
+def _copy_span(src: int, dst: int, span: _Span, to: int) -> None:
+    """Copy a span of `src` to `dst` at `to`: in the kernel where it can."""
     at, left = span.at, span.size
     while left:
         try:
-            done = os.copy_file_range(src, dst, left, at)
+            done = os.copy_file_range(src, dst, left, at, to)
         except (AttributeError, OSError):  # no such call here, or not between these files
             done = 0
         if not done:
             data = os.pread(src, min(left, 1 << 22), at)
             if not data:
                 raise Damaged("the view ended while it was copied")
-            _write_all(dst, data)
+            _write_all(dst, data, to)
             done = len(data)
-        at, left = at + done, left - done
+        at, left, to = at + done, left - done, to + done
 
 
 def _seal(body: bytes) -> bytes:
-    """A line's seal: 128 bits of the sha256 of its body, kept in its chunk's index."""
+    """A line's seal: 128 bits of the sha256 of its body, kept in its block's index."""
     return hashlib.sha256(body).hexdigest()[:_SEAL].encode()
 
 
@@ -415,17 +470,24 @@ class View:
     """An open view, checked as it is read (`Damaged` on any fault)."""
 
     def __init__(self, read: Any, key: str, settings: str, count: int, table: bytes,
-                 body_at: int, end: int) -> None:
+                 table_at: int, end: int) -> None:
         self._read = read  # (offset, size) -> bytes
         self.key, self.settings = key, settings
-        self.count = count
-        self._table = table  # checked against the header's sha256
-        self._index_at = body_at - count * _INDEX_LINE
-        self._body_at, self._end = body_at, end
+        self.count, self.end, self._table_at = count, end, table_at
+        self._table = table  # checked against the trailer's sha256
         self.firsts = [int(table[at:at + 10]) for at in range(0, len(table), _TABLE_LINE)]
-        self._starts = [int(table[at + 11:at + 23])
-                        for at in range(0, len(table), _TABLE_LINE)]
-        self._chunks: dict[int, list[tuple[int, int, bytes]]] = {}
+        self._blocks: dict[int, list[tuple[int, int, bytes]]] = {}
+
+    def _place(self, c: int) -> tuple[int, int]:
+        """Where block c is and its size, from the table, if they fit the file."""
+        line = self._table[c * _TABLE_LINE:(c + 1) * _TABLE_LINE]
+        try:
+            at, size = int(line[11:23]), int(line[24:36])
+        except ValueError:
+            raise Damaged("a damaged chunk table") from None
+        if at + size > self._table_at or size < self._rows_in(c) * _INDEX_LINE:
+            raise Damaged("the chunk table's offsets do not fit the file")
+        return at, size
 
     @classmethod
     def of_bytes(cls, data: bytes, key: str, settings: str) -> View:
@@ -433,6 +495,8 @@ class View:
 
     @classmethod
     def of_file(cls, fd: int, key: str, settings: str) -> View:
+        """The view in the file open as `fd`, as far as it reaches now: bytes appended
+        later (a carry's) are not read."""
         return cls._open(lambda at, size: os.pread(fd, size, at), os.fstat(fd).st_size,
                          key, settings)
 
@@ -440,85 +504,83 @@ class View:
     def _open(cls, read: Any, end: int, key: str, settings: str) -> View:
         """The view, if it is of the decisions/ tree `key` with these settings; else
         `Damaged`."""
-        first = read(0, 400)
-        line, sep, _ = first.partition(b"\n")
-        if not sep:
-            raise Damaged("no header")
+        tail = read(max(0, end - _TRAILER_MAX), min(end, _TRAILER_MAX))
+        _, sep, line = tail[:-1].rpartition(b"\n")
+        if not tail.endswith(b"\n") or (not sep and end > len(tail)):
+            raise Damaged("no trailer")
         try:
             *fields, check = line.decode("ascii").split(" ")
-            magic_a, magic_b, version, at, digest, count, table_sha, table_at, body_at = fields
-            n, t, b = int(count), int(table_at), int(body_at)
+            magic_a, magic_b, version, at, digest, count, table_at, table_sha = fields
+            n, t = int(count), int(table_at)
         except ValueError:
-            raise Damaged("a header of another form") from None
+            raise Damaged("a trailer of another form") from None
         if hashlib.sha256(" ".join(fields).encode()).hexdigest() != check:
-            raise Damaged("the header's check fails")
+            raise Damaged("the trailer's check fails")
         if (f"{magic_a} {magic_b}", version) != (MAGIC, __version__):
             raise Damaged("another format or squad version")
         if at != key or digest != settings:
             raise Damaged("stale: another log or other settings")
-        table_size = (n + CHUNK - 1) // CHUNK * _TABLE_LINE
-        if t != len(line) + 1 or b != t + table_size + n * _INDEX_LINE or b > end:
-            raise Damaged("the header's offsets do not fit the file")
-        table = read(t, table_size)
+        size = (n + CHUNK - 1) // CHUNK * _TABLE_LINE
+        if n < 0 or t < 0 or t + size != end - len(line) - 1:
+            raise Damaged("the trailer's offsets do not fit the file")
+        table = read(t, size)
         if hashlib.sha256(table).hexdigest() != table_sha:
             raise Damaged("the chunk table fails its check")
         try:
-            view = cls(read, key, settings, n, table, b, end)
+            return cls(read, key, settings, n, table, t, end)
         except ValueError:
             raise Damaged("a damaged chunk table") from None
-        starts = view._starts
-        if starts[:1] not in ([], [0]) or any(a > z for a, z in itertools.pairwise(starts)) \
-                or (starts and b + starts[-1] > end):
-            raise Damaged("the chunk table's offsets do not fit the file")
-        return view
 
-    def _chunk(self, c: int) -> list[tuple[int, int, bytes]]:
-        """Chunk c's index: (id, absolute offset, seal) per row, checked against the table."""
-        found = self._chunks.get(c)
+    def _rows_in(self, c: int) -> int:
+        return min(self.count, (c + 1) * CHUNK) - c * CHUNK
+
+    def _index(self, c: int) -> list[tuple[int, int, bytes]]:
+        """Block c's index: (id, offset in the file, seal) per row, checked against the
+        table."""
+        found = self._blocks.get(c)
         if found is not None:
             return found
-        start = c * CHUNK
-        size = (min(self.count, start + CHUNK) - start) * _INDEX_LINE
-        raw = self._read(self._index_at + start * _INDEX_LINE, size)
+        size = self._rows_in(c) * _INDEX_LINE
+        block_at = self._place(c)[0]
+        raw = self._read(block_at, size)
         if len(raw) != size or hashlib.sha256(raw).hexdigest().encode() \
-                != self._table[c * _TABLE_LINE + 24:c * _TABLE_LINE + 88]:
-            raise Damaged(f"chunk {c} of the index fails its check")
-        base = self._body_at + self._starts[c]
+                != self._table[c * _TABLE_LINE + 37:c * _TABLE_LINE + 101]:
+            raise Damaged(f"block {c} of the view fails its check")
+        base = block_at + size
         try:
             rows = [(int(raw[at:at + 10]), base + int(raw[at + 11:at + 23]),
                      raw[at + 24:at + 24 + _SEAL]) for at in range(0, size, _INDEX_LINE)]
         except ValueError:
-            raise Damaged(f"chunk {c} of the index is damaged") from None
-        self._chunks[c] = rows
+            raise Damaged(f"block {c} of the view is damaged") from None
+        self._blocks[c] = rows
         return rows
 
-    def _stop(self, position: int) -> int:
-        """Where the line at `position` ends (after its newline)."""
-        if position + 1 >= self.count:
-            return self._end
-        if (position + 1) % CHUNK:
-            return self._chunk(position // CHUNK)[(position + 1) % CHUNK][1]
-        return self._body_at + self._starts[(position + 1) // CHUNK]
-
     def _lines(self, start: int, stop: int) -> Iterator[tuple[int, int, bytes]]:
-        """(position, id, body) of the lines at start..stop-1, read in one piece, each
+        """(position, id, body) of the lines at start..stop-1, read a block at a time, each
         checked against its seal."""
-        if start >= stop:
-            return
-        spans = [self._chunk(p // CHUNK)[p % CHUNK] for p in range(start, stop)]
-        first, last = spans[0][1], self._stop(stop - 1)
-        if not self._body_at <= first <= last <= self._end:
-            raise Damaged("index offsets out of order")
-        chunk = self._read(first, last - first)
-        if len(chunk) != last - first:
-            raise Damaged("the body is torn")
-        ends = [at for _, at, _ in spans[1:]] + [last]
-        for position, (record_id, at, seal), end in zip(range(start, stop), spans, ends,
-                                                        strict=True):
-            line = chunk[at - first:end - first]
-            if not line.endswith(b"\n") or _seal(line[:-1]) != seal:
-                raise Damaged(f"line {position} fails its check")
-            yield position, record_id, line[:-1]
+        while start < stop:
+            c = start // CHUNK
+            upto = min(stop, (c + 1) * CHUNK)
+            index = self._index(c)
+            spans = index[start - c * CHUNK:upto - c * CHUNK]
+            block_at, block_size = self._place(c)
+            block_end = block_at + block_size
+            last = index[upto - c * CHUNK][1] if upto < (c + 1) * CHUNK \
+                and upto < self.count else block_end
+            first = spans[0][1]
+            if not block_at <= first <= last <= block_end:
+                raise Damaged(f"block {c}'s offsets out of order")
+            chunk = self._read(first, last - first)
+            if len(chunk) != last - first:
+                raise Damaged("the view is torn")
+            ends = [at for _, at, _ in spans[1:]] + [last]
+            for position, (record_id, at, seal), end in zip(range(start, upto), spans, ends,
+                                                            strict=True):
+                line = chunk[at - first:end - first]
+                if not line.endswith(b"\n") or _seal(line[:-1]) != seal:
+                    raise Damaged(f"line {position} fails its check")
+                yield position, record_id, line[:-1]
+            start = upto
 
     def row_of(self, body: bytes, position: int, record_id: int | None = None) -> Row:
         """The row a checked line's body holds, if it names its own place."""
@@ -542,44 +604,53 @@ class View:
 
     def get(self, record_id: int) -> Row | None:
         """The row of `record_id` (the last one, if a broken log repeats an id): found
-        through the chunk table, checked whole on opening, and one chunk of the index,
-        checked whole when read, so an absence is as sure as a find. A few small reads at
-        any length."""
+        through the chunk table, checked whole on opening, and one block's index, checked
+        whole when read, so an absence is as sure as a find. A few small reads at any
+        length."""
         c = bisect.bisect_right(self.firsts, record_id) - 1
         if c < 0:
             return None
-        rows = self._chunk(c)
-        at = bisect.bisect_right(rows, record_id, key=_first) - 1
-        if at < 0 or rows[at][0] != record_id:
+        index = self._index(c)
+        at = bisect.bisect_right(index, record_id, key=_first) - 1
+        if at < 0 or index[at][0] != record_id:
             return None
         position = c * CHUNK + at
         (_, _, body), = self._lines(position, position + 1)
         return self.row_of(body, position, record_id)
 
-    def chunk_rows(self, c: int) -> list[tuple[int, bytes, bytes]]:
-        """Chunk c's rows as (id, body, seal), each checked: what `extend` makes again."""
-        start = c * CHUNK
-        stop = min(self.count, start + CHUNK)
-        seals = [seal for _, _, seal in self._chunk(c)]
-        return [(record_id, body, seal) for (_, record_id, body), seal
-                in zip(self._lines(start, stop), seals, strict=True)]
+    def block_rows(self, c: int) -> list[tuple[int, bytes, bytes]]:
+        """Block c's rows as (id, body, seal), each checked: what `extend` makes again."""
+        seals = [seal for _, _, seal in self._index(c)]
+        lines = self._lines(c * CHUNK, c * CHUNK + self._rows_in(c))
+        return [(record_id, body, seal)
+                for (_, record_id, body), seal in zip(lines, seals, strict=True)]
 
-    def chunk_as_is(self, c: int) -> _Chunk:
-        """Chunk c as spans of this file, unread: what `extend` copies."""
-        start = c * CHUNK
-        count = min(self.count, start + CHUNK) - start
-        body_start = self._body_at + self._starts[c]
-        body_stop = (self._body_at + self._starts[c + 1] if c + 1 < len(self.firsts)
-                     else self._end)
-        row = self._table[c * _TABLE_LINE:(c + 1) * _TABLE_LINE]
-        return _Chunk(self.firsts[c], count,
-                      _Span(self._index_at + start * _INDEX_LINE, count * _INDEX_LINE),
-                      _Span(body_start, body_stop - body_start), body_stop - body_start,
-                      row[24:88])
+    def expanded(self, carried: _Carried) -> list[_Block]:
+        """Every block, those kept as spans of this file, unread: what a relay copies."""
+        out: list[_Block] = []
+        for item in carried:
+            if not isinstance(item, range):
+                out.append(item)
+                continue
+            for c in item:
+                at, size = self._place(c)
+                sha = self._table[c * _TABLE_LINE + 37:c * _TABLE_LINE + 101]
+                out.append(_Block(self.firsts[c], _Span(at, size), size, sha))
+        return out
+
+    def table_lines(self, blocks: range) -> bytes:
+        """The table's lines of these blocks, as they are: what an append keeps."""
+        return self._table[blocks.start * _TABLE_LINE:blocks.stop * _TABLE_LINE]
+
+    def sizes(self, blocks: range) -> int:
+        """The bytes these blocks hold."""
+        return sum(int(self._table[at + 24:at + 36])
+                   for at in range(blocks.start * _TABLE_LINE, blocks.stop * _TABLE_LINE,
+                                   _TABLE_LINE))
 
     def read_all(self) -> bytes:
-        """The whole file (for `extend` on bytes, which copies spans of it)."""
-        data: bytes = self._read(0, self._end)
+        """The whole file as far as this view reaches (for the spans of `extend`)."""
+        data: bytes = self._read(0, self.end)
         return data
 
 
