@@ -7,40 +7,47 @@ import bill larger than the answer. This file holds, for one state of the log, e
 those two commands print: per record its JSON form with its current status and
 superseded-by list, the status shown in the table, its path and blob id, and its edges in
 the decision graph (what it names and what names it). Reading it needs only `json` and
-`hashlib`, and a `show` reads one line, found through a fixed-width index: the same cost at
-100 records as at 100,000. `log` without filters reads the newest page only.
+`hashlib`, and a `show` reads the chunk table, one block's index and one line: the same
+cost at 100 records as at 100,000 but for the table, 102 bytes per 128 records. `log`
+without filters reads the newest page only.
 
 It lives in the worktree's own git dir (`.git/squad/log-view`, or
 `.git/worktrees/<name>/squad/log-view`), never in the working tree, keyed by the tree id of
 `decisions/` at HEAD when it was built (all the log is), squad's version and the settings
 file: a commit that leaves `decisions/` alone (code, a run's log) leaves it fresh; any other
 log, version or settings makes it stale, and the command that finds it stale loads the log
-as before and rewrites it (one temporary file and a rename: a reader sees the old file or
-the new one). Deleting it costs one slower command.
+as before and rewrites it (one temporary file and a rename). Deleting it costs one slower
+command.
 
 Carried over a commit: the coordinator, which holds the log in memory, turns the view of
-the log it loaded into the view of the log it committed (`carry`, `extend`). A line's seal
-does not depend on the key, so a line that does not change is carried as it is: only the
-chunks of the index that hold a row the new records change (their targets, what they
-supersede or take as input) or the new rows are read, checked and made again; the other
-chunks are copied by the kernel, unread, with their hashes. The result is the very bytes a
-rebuild gives (a property test compares them). A rewrite, merge or renumber, a commit by
-plain git, or a view that fails a check is not carried: the next `log` rebuilds it.
+the log it loaded into the view of the log it committed (`carry`). A line's seal does not
+depend on the key, so a line that does not change stays as it is: only the blocks holding
+a row the new records change (their targets, what they supersede or take as input) or the
+new rows are read, checked and made again, and appended to the file with a new table and
+trailer in one write. The other blocks are not read; the new table names them where they
+are, with their hashes. Bytes a reader of the old state may read are never written over,
+and a reader never reads past the end the file had when it opened it. Once the dead blocks
+would outweigh the live ones, the carry lays the file out afresh instead (a new file and a
+rename, the kept blocks copied by the kernel). Laid out afresh (`compact`, `extend`), a
+carried view is the very bytes a rebuild gives (property tests compare them). A rewrite,
+merge or renumber, a commit by plain git, or a view that fails a check is not carried: the
+next `log` rebuilds it.
 
-Form: a header line `squad-log-view 3 <version> <key> <settings digest> <count>
-<table sha256> <table offset> <body offset> <check>` (check: sha256 of the fields before
-it); then the chunk table, one line per CHUNK rows, `<first id:010d> <body start:012d>
-<sha256 of the chunk's index lines>`; then `count` index lines `<id:010d> <offset in its
-chunk:012d> <seal>` in log order (ids never decrease; the seal: 128 bits of the sha256 of
-the line's body); then one body line per record, its JSON, naming its own position and id.
-Every byte a reader uses hangs from the header by a chain of hashes: the header (which
-names the key) holds the table's sha256, the table each chunk's, a chunk's index lines each
-line's seal. A reader checks the header and the table whole, each chunk of the index it
-uses whole (so an absence is as sure as a find), and each line it uses against its seal,
-its position and its id. A damaged, torn or spliced file, or a line of another state of
-the log, fails one of these and is never trusted: the command falls back to the log and
-rewrites the file. Like the parsed-log cache it holds data only and is as trustworthy as
-`.git` itself; `squad verify` never reads it.
+Form: blocks of up to CHUNK rows, each `<id:010d> <offset of its line in the block's
+body:012d> <seal>` per row (ids never decrease; the seal: 128 bits of the sha256 of the
+line's body), then the rows' body lines, each its JSON, naming its own position and id;
+then the chunk table, one line per block in log order, `<first id:010d> <block
+offset:012d> <block size:012d> <sha256 of the block's index lines>`; then the trailer, the
+last line: `squad-log-view 3 <version> <key> <settings digest> <count> <table offset>
+<table sha256> <check>` (check: sha256 of the fields before it). Every byte a reader uses
+hangs from the trailer by a chain of hashes: the trailer (which names the key) holds the
+table's sha256, the table each block's index hash, a block's index each line's seal. A
+reader checks the trailer and the table whole, each block index it uses whole (so an
+absence is as sure as a find), and each line it uses against its seal, its position and
+its id. A damaged, torn or spliced file, or a line of another state of the log, fails one
+of these and is never trusted: the command falls back to the log and rewrites the file.
+Like the parsed-log cache it holds data only and is as trustworthy as `.git` itself;
+`squad verify` never reads it.
 """
 
 from __future__ import annotations
