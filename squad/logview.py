@@ -651,9 +651,12 @@ class View:
 
     def sizes(self, blocks: range) -> int:
         """The bytes these blocks hold."""
-        return sum(int(self._table[at + 24:at + 36])
-                   for at in range(blocks.start * _TABLE_LINE, blocks.stop * _TABLE_LINE,
-                                   _TABLE_LINE))
+        try:
+            return sum(int(self._table[at + 24:at + 36])
+                       for at in range(blocks.start * _TABLE_LINE,
+                                       blocks.stop * _TABLE_LINE, _TABLE_LINE))
+        except ValueError:
+            raise Damaged("a damaged chunk table") from None
 
     def read_all(self) -> bytes:
         """The whole file as far as this view reaches (for the spans of `extend`)."""
