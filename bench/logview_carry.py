@@ -22,7 +22,9 @@ A carry appends the blocks it makes again to the file; once the dead bytes would
 the live ones it lays the file out afresh instead (a relay). `appended KB` is what one
 carry adds, `relay ms` what laying the file out afresh costs (timed as `compact` + a
 whole-file write), `carries/relay` how many such carries fit before one, and `amortized
-ms` the carry plus its share of a relay.
+ms` the carry plus its share of a relay. `show ms` is opening the carried view and reading
+one row by its id, `log page ms` opening it and reading the newest 23 rows (what `show`
+and `log` read of it; in-process, no command start).
 
 Run: .venv/bin/python bench/logview_carry.py [--sizes 100,10000,100000] [--repeat 7]
 """
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import statistics
 import sys
 import tempfile
@@ -130,9 +133,23 @@ def measure(n: int, repeat: int, tmp: Path) -> dict[str, float]:
         base.append(time.perf_counter() - t)
         copy.unlink()
     appended = len(data) - len(old)
+    show, page = [], []
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for i in range(repeat):
+            t = time.perf_counter()
+            view = logview.View.of_file(fd, "b" * 40, "none")
+            view.get(1 + (i * 7919) % n)
+            show.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            logview.View.of_file(fd, "b" * 40, "none").rows(n - 20)
+            page.append(time.perf_counter() - t)
+    finally:
+        os.close(fd)
     return {"carry": _median_ms(carry), "baseline": _median_ms(base), "mb": len(old) / 1e6,
             "appended": appended, "relay": _median_ms(relay),
-            "between": max(1, (len(expected) + (1 << 16)) // max(1, appended))}
+            "between": max(1, (len(expected) + (1 << 16)) // max(1, appended)),
+            "show": _median_ms(show), "page": _median_ms(page)}
 
 
 def main() -> None:
@@ -146,14 +163,16 @@ def main() -> None:
     first = rows[sizes[0]]
     print(f"{'records':>8} {'view MB':>8} {'carry ms':>9} {'x100':>6} "
           f"{'read+sha+write ms':>18} {'x100':>6} {'carry/baseline':>15} "
-          f"{'appended KB':>12} {'relay ms':>9} {'carries/relay':>14} {'amortized ms':>13}")
+          f"{'appended KB':>12} {'relay ms':>9} {'carries/relay':>14} {'amortized ms':>13} "
+          f"{'show ms':>8} {'log page ms':>12}")
     for n, row in rows.items():
         amortized = row["carry"] + row["relay"] / row["between"]
         print(f"{n:>8} {row['mb']:>8.1f} {row['carry']:>9.2f} "
               f"{row['carry'] / first['carry']:>6.2f} {row['baseline']:>18.2f} "
               f"{row['baseline'] / first['baseline']:>6.2f} "
               f"{row['carry'] / row['baseline']:>15.2f} {row['appended'] / 1e3:>12.1f} "
-              f"{row['relay']:>9.1f} {row['between']:>14} {amortized:>13.2f}")
+              f"{row['relay']:>9.1f} {row['between']:>14} {amortized:>13.2f} "
+              f"{row['show']:>8.3f} {row['page']:>12.3f}")
 
 
 if __name__ == "__main__":
