@@ -357,20 +357,19 @@ def carry(git_dir: Path, old_key: str, key: str, settings: str, ledger: Ledger,
         return False
     try:
         old = View.of_file(fd, old_key, settings)
-        carried = _carried(old, ledger, blobs)
-        with contextlib.suppress(OSError):
-            _append(path, fd, old, carried, len(ledger.entries), key)
-    except Damaged:
+        return _append(path, fd, old, _carried(old, ledger, blobs), len(ledger.entries), key)
+    except (Damaged, OSError):
         return False
     finally:
         os.close(fd)
-    return True
 
 
-def _append(path: Path, fd: int, old: View, carried: _Carried, count: int, key: str) -> None:
+def _append(path: Path, fd: int, old: View, carried: _Carried, count: int, key: str) -> bool:
     """Append the new blocks, table and trailer to the file open as `fd` (the view `old`),
     the kept blocks' lines of the table copied from the old one; or lay the file out
-    afresh when the dead bytes would outweigh the live ones."""
+    afresh when the dead bytes would outweigh the live ones. Only to the very file read,
+    with no other name: a file replaced, grown, linked or made a symlink since is left
+    alone (False)."""
     table: list[bytes] = []
     new: list[bytes] = []
     at = end = old.end
@@ -388,16 +387,18 @@ def _append(path: Path, fd: int, old: View, carried: _Carried, count: int, key: 
     tail = _tail(b"".join(table), count, key, old.settings, at)
     if at + len(tail) > 2 * (live + len(tail)) + _SLACK:
         _relaid(path, fd, _compact(old.expanded(carried), count, key, old.settings))
-        return
+        return True
     data = b"".join([*new, tail])
-    out = os.open(path, os.O_WRONLY)
+    out = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
     try:
         mine, theirs = os.fstat(out), os.fstat(fd)
-        if (mine.st_ino, mine.st_dev, mine.st_size) != (theirs.st_ino, theirs.st_dev, end):
-            return  # replaced or grown since it was read: leave it to the next `log`
+        if (mine.st_ino, mine.st_dev, mine.st_size, mine.st_nlink) \
+                != (theirs.st_ino, theirs.st_dev, end, 1):
+            return False  # leave it to the next `log`, which replaces it whole
         _write_all(out, data, end)
     finally:
         os.close(out)
+    return True
 
 
 def _relaid(path: Path, src: int, pieces: list[_Piece]) -> None:
@@ -405,7 +406,7 @@ def _relaid(path: Path, src: int, pieces: list[_Piece]) -> None:
     kernel where it can."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
         try:
             at = 0
             for piece in pieces:

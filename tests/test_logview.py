@@ -361,3 +361,22 @@ def test_dead_bytes_are_dropped_by_laying_the_file_out_afresh(tmp_path: Path) ->
             assert path.stat().st_size > before.st_size  # appended in place
         assert path.stat().st_size <= 2 * len(rebuilt) + (1 << 16)
     assert relaid >= 1
+
+
+@pytest.mark.parametrize("link", ["symlink", "hard link"])
+def test_a_carry_never_writes_through_another_name(logged: Path, tmp_path: Path,
+                                                    link: str) -> None:
+    """A carry appends in place only to a file with no other name: a view that is a symlink
+    or has a second hard link is left alone, and the bytes elsewhere are kept."""
+    squad(logged, "log")
+    outside = tmp_path / "elsewhere"
+    if link == "symlink":
+        _view(logged).rename(outside)
+        _view(logged).symlink_to(outside)
+    else:
+        outside.hardlink_to(_view(logged))
+    kept = outside.read_bytes()
+    squad(logged, "decide", "--agent", "docs", "--title", "Fifth", "--decision", "z")
+    assert outside.read_bytes() == kept
+    assert "Fifth" in squad(logged, "log").stdout
+    assert outside.read_bytes() == kept
