@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from squad import __version__
+from squad.safety import write_new
 
 if TYPE_CHECKING:
     from squad.ledger import Entry, Ledger
@@ -464,8 +465,10 @@ def replace_whole(path: Path, data: bytes) -> None:
     the parse cache's way)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()  # a killed writer's, or anything planted there: never written through
     try:
-        tmp.write_bytes(data)
+        write_new(tmp, data, sync=False)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -380,3 +380,21 @@ def test_a_carry_never_writes_through_another_name(logged: Path, tmp_path: Path,
     assert outside.read_bytes() == kept
     assert "Fifth" in squad(logged, "log").stdout
     assert outside.read_bytes() == kept
+
+
+def test_a_whole_rewrite_never_writes_through_a_planted_temporary(tmp_path: Path) -> None:
+    """The caches' whole-file replace writes a fresh temporary: a symlink found at its name
+    (a killed writer's leftover, or planted) is removed, never written through."""
+    import os
+    import threading
+
+    target = tmp_path / "squad" / "log-cache"
+    target.parent.mkdir()
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"not squad's")
+    planted = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    planted.symlink_to(outside)
+    logview.replace_whole(target, b"new cache")
+    assert outside.read_bytes() == b"not squad's"
+    assert target.read_bytes() == b"new cache"
+    assert not os.path.lexists(planted)
