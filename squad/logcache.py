@@ -69,11 +69,12 @@ def cache_path(git_dir: Path) -> Path:
 
 
 def load(repo: Repository, listing: dict[str, str], parse_newest: bool = False,
-         where: str = "decisions") -> Ledger:
+         where: str = "decisions", checks: dict[str, str] | None = None) -> Ledger:
     """The ledger of the records in `listing` (path inside decisions/ -> blob id), parsing
-    only misses."""
+    only misses. With `checks`, it is filled with blob -> the sha256 of the cache entry now
+    on file for each record (what a verified point binds, see `squad.checkpoint`)."""
     path = cache_path(repo.git_dir)
-    raw, damaged = _read(path)
+    raw, sums, damaged = _read(path)
     newest = max(listing, key=_number, default=None) if parse_newest else None
     entries: list[Entry] = []
     missing: dict[str, str] = {}
@@ -84,6 +85,11 @@ def load(repo: Repository, listing: dict[str, str], parse_newest: bool = False,
         else:
             entries.append(entry)
     parsed = Ledger.from_blobs({name: repo.blob(blob) for name, blob in missing.items()}, where)
+    for entry in parsed.entries:  # an entry on file that a parse contradicts is dropped
+        blob = missing[entry.name]
+        if blob in raw and _hit(raw[blob], entry.name) != entry:
+            del raw[blob], sums[blob]
+            damaged = True
     entries += parsed.entries
     entries.sort(key=lambda entry: (entry.record.id, entry.name))
     fresh = {missing[e.name]: e for e in parsed.entries if missing[e.name] not in raw}
@@ -95,7 +101,44 @@ def load(repo: Repository, listing: dict[str, str], parse_newest: bool = False,
                      {listing[e.name]: e for e in entries})
         elif fresh:
             _append(path, fresh, new_file=not raw)
+    if checks is not None:
+        frames = {blob: _check(blob, _payload(entry)) for blob, entry in fresh.items()}
+        checks.update({listing[e.name]: sums.get(listing[e.name]) or frames[listing[e.name]]
+                       for e in entries})
     return Ledger(entries)
+
+
+def load_vouched(repo: Repository, listing: dict[str, str],
+                 checks: dict[str, str]) -> Ledger | None:
+    """The ledger of `listing` from exactly the cache entries a verified point vouched for
+    (`checks`), the newest record parsed from git as in a checked load; None if any entry
+    is missing or not the one vouched for (the caller then checks the log in full)."""
+    raw, sums, _ = _read(cache_path(repo.git_dir))
+    newest = max(listing, key=_number, default=None)
+    entries: list[Entry] = []
+    for name, blob in listing.items():
+        if name == newest:
+            continue
+        check = checks.get(blob)
+        if check is None or sums.get(blob) != check:
+            return None
+        entry = _hit(raw[blob], name, fit=False)  # the check saw it fit its file name
+        if entry is None:
+            return None
+        entries.append(entry)
+    if newest is not None:
+        entries += Ledger.from_blobs({newest: repo.blob(listing[newest])}).entries
+    entries.sort(key=lambda entry: (entry.record.id, entry.name))
+    return Ledger(entries)
+
+
+def remember(repo: Repository, fresh: dict[str, Entry]) -> dict[str, str]:
+    """Append entries the caller knows to be parses of their blobs (the coordinator's own
+    records, rendered and parsed back before their commit); returns blob -> entry sha256."""
+    path = cache_path(repo.git_dir)
+    with contextlib.suppress(OSError):
+        _append(path, fresh, new_file=not path.is_file())
+    return {blob: _check(blob, _payload(entry)) for blob, entry in fresh.items()}
 
 
 def _number(name: str) -> int:
@@ -106,15 +149,17 @@ def _number(name: str) -> int:
 
 # ---- reading ----------------------------------------------------------------------------
 
-def _read(path: Path) -> tuple[dict[str, bytes], bool]:
-    """blob id -> checked payload of every sound entry, and whether anything was damaged."""
+def _read(path: Path) -> tuple[dict[str, bytes], dict[str, str], bool]:
+    """blob id -> checked payload of every sound entry, blob id -> that entry's sha256, and
+    whether anything was damaged."""
     try:
         data = path.read_bytes()
     except OSError:
-        return {}, False
+        return {}, {}, False
     if not data.startswith(HEADER):
-        return {}, bool(data)  # another format or squad version: rebuild
+        return {}, {}, bool(data)  # another format or squad version: rebuild
     entries: dict[str, bytes] = {}
+    sums: dict[str, str] = {}
     pos, end = len(HEADER), len(data)
     while pos < end:
         try:
@@ -122,18 +167,20 @@ def _read(path: Path) -> tuple[dict[str, bytes], bool]:
             blob, check, size = data[pos:eol].decode("ascii").split(" ")
             start, stop = eol + 1, eol + 1 + int(size)
         except ValueError:
-            return entries, True
+            return entries, sums, True
         payload = data[start:stop]
         if (stop >= end or data[stop:stop + 1] != b"\n" or len(blob) != 40
                 or hashlib.sha256(blob.encode() + payload).hexdigest() != check):
-            return entries, True
+            return entries, sums, True
         entries[blob] = payload
+        sums[blob] = check
         pos = stop + 1
-    return entries, False
+    return entries, sums, False
 
 
-def _hit(payload: bytes | None, name: str) -> Entry | None:
-    """The entry a checked payload stands for, if it fits the file name it is found under."""
+def _hit(payload: bytes | None, name: str, fit: bool = True) -> Entry | None:
+    """The entry a checked payload stands for, if it fits the file name it is found under
+    (`fit`: asked unless a verified point vouches for the entry under that name)."""
     if payload is None:
         return None
     try:
@@ -153,9 +200,10 @@ def _hit(payload: bytes | None, name: str) -> Entry | None:
         if fields["was"] is not None:  # a nested value is a model, as a parse gives
             fields["was"] = Origin.model_construct(**fields["was"])
         record = _construct(fields)
-        folder, _, file = name.rpartition("/")
-        if filename(record) != file or (folder and folder != folder_of(record.id)):
-            return None
+        if fit:
+            folder, _, file = name.rpartition("/")
+            if filename(record) != file or (folder and folder != folder_of(record.id)):
+                return None
     except (ValueError, TypeError, AttributeError, KeyError):
         return None
     return Entry(record, name, values[0])
@@ -175,19 +223,26 @@ def _construct(fields: dict[str, Any]) -> Record:
 
 # ---- writing ----------------------------------------------------------------------------
 
-def _encode(blob: str, entry: Entry) -> bytes:
+def _payload(entry: Entry) -> bytes:
     record = entry.record
     fields = record.model_dump(mode="json", exclude=set(SECTIONS_LOWER))
     head = json.dumps([entry.digest, *(fields[name] for name in _HEAD)],
                       ensure_ascii=False, separators=(",", ":"))
-    payload = "\0".join((head, record.context, record.decision,
-                         record.consequences)).encode("utf-8")
-    return _frame(blob, payload)
+    return "\0".join((head, record.context, record.decision,
+                      record.consequences)).encode("utf-8")
+
+
+def _encode(blob: str, entry: Entry) -> bytes:
+    return _frame(blob, _payload(entry))
+
+
+def _check(blob: str, payload: bytes) -> str:
+    return hashlib.sha256(blob.encode() + payload).hexdigest()
 
 
 def _frame(blob: str, payload: bytes) -> bytes:
-    check = hashlib.sha256(blob.encode() + payload).hexdigest()
-    return b"%s %s %d\n%s\n" % (blob.encode(), check.encode(), len(payload), payload)
+    return b"%s %s %d\n%s\n" % (blob.encode(), _check(blob, payload).encode(), len(payload),
+                                 payload)
 
 
 def _append(path: Path, fresh: dict[str, Entry], new_file: bool) -> None:

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from squad import layout, logcache
+from squad import checkpoint, layout, logcache
+from squad.checkpoint import Point
 from squad.clock import Clock, default_clock
 from squad.config import Config, load_config
 from squad.dropbox import Inbox
@@ -23,6 +24,18 @@ from squad.vcs import Repository, blob_sha, open_repo
 
 DECISIONS = "decisions"
 INDEX = f"{DECISIONS}/README.md"
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A log read to be committed on: its ledger, layout and listing (path inside
+    decisions/ -> blob), and the cache entries vouched for (record blob -> entry sha256;
+    None when the cache could not vouch and the records were parsed from git)."""
+
+    ledger: Ledger
+    layout: Layout
+    files: dict[str, str]
+    checks: dict[str, str] | None
 
 
 @dataclass
@@ -95,13 +108,38 @@ class Workspace:
     def log(self, commit: str | None = None, checked: bool = False) -> tuple[Ledger, Layout,
                                                                               dict[str, str]]:
         """The ledger, the layout and the listing (path in decisions/ -> blob) at `commit`."""
+        if checked:
+            found = self.checked(commit)
+            return found.ledger, found.layout, found.files
         files = layout.listing(self.repo, commit)
+        return logcache.load(self.repo, layout.records(files)), layout.detect(files), files
+
+    def checked(self, commit: str | None = None) -> Checked:
+        """The log at `commit` as `log(commit, checked=True)` reads it, with the cache
+        entries its check vouched for (see `Checked`).
+
+        The same `decisions/` tree as a point on file is taken from the cache entries that
+        point vouched for, with no listing and no pages to render; any other tree is
+        checked in full, and a check that passes puts its point on file.
+        """
+        head = commit or self.repo.head()
+        tree = self.repo.tree_sha(DECISIONS, head)
+        point = checkpoint.read(self.repo, tree)
+        if point is not None:
+            ledger = logcache.load_vouched(self.repo, layout.records(point.files), point.checks)
+            if ledger is not None:
+                return Checked(ledger, layout.detect(point.files), point.files, point.checks)
+        files = layout.listing(self.repo, head)
         shape = layout.detect(files)
         records = layout.records(files)
-        ledger = logcache.load(self.repo, records, parse_newest=checked)
-        if checked and records and not self._vouches(files, ledger, shape):
+        checks: dict[str, str] = {}
+        ledger = logcache.load(self.repo, records, parse_newest=True, checks=checks)
+        if records and not self._vouches(files, ledger, shape):
             ledger = Ledger.from_blobs({path: self.repo.blob(sha) for path, sha in records.items()})
-        return ledger, shape, files
+            return Checked(ledger, shape, files, None)
+        if tree is not None:
+            checkpoint.write(self.repo, Point(tree, files, checks))
+        return Checked(ledger, shape, files, checks)
 
     def _vouches(self, files: dict[str, str], ledger: Ledger, shape: Layout) -> bool:
         """Whether every committed index page is what `ledger` renders."""

@@ -1,0 +1,96 @@
+"""The verified point: what the last full check of one `decisions/` tree established.
+
+Loading a log to commit on top of it is a check (`Workspace.checked`): every cached parse
+must reproduce the committed index pages, the newest record is parsed from git, and the
+whole tree is listed. At 10,000 records that costs a few hundred milliseconds, paid again
+by every run and every ingest although the log is, most times, exactly the tree that the
+coordinator checked (or wrote itself) the time before. A tree id names every byte below it,
+so what a check found for one tree holds for as long as the tree is the same: this file
+keeps it, keyed by that id.
+
+It holds the tree id, the listing (path inside decisions/ -> blob id of every record and
+page) and, per record, the sha256 of the parsed-log cache entry that the check vouched for
+(`logcache`): a later load takes exactly those entries, or none. It is written only after a
+check passed (pages vouched, or records parsed from git), or by the coordinator after its own
+commits on top of a checked log, whose records it rendered and parsed back itself.
+
+Like the other caches it lives in the common git dir (`.git/squad/checked`), never in the
+working tree, and is only derived: deleting it costs one full check. Form: a header line
+`squad-checked 1 <squad version> <tree id> <count> <sha256 of the rest>`, then one
+`<path> <blob> <entry sha256 or ->` line per file, sorted. A file with another version, a
+damaged body or another tree id is ignored (and replaced by the next check). `squad verify`
+never reads it: a full verify stays a full check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from squad import __version__
+from squad.logcache import cache_path
+from squad.logview import replace_whole
+
+if TYPE_CHECKING:
+    from squad.vcs import Repository
+
+MAGIC = f"squad-checked 1 {__version__}"
+_NONE = "-"
+
+
+@dataclass(frozen=True)
+class Point:
+    """A checked `decisions/` tree: its id, its listing, and the cache entries vouched for."""
+
+    tree: str
+    files: dict[str, str]  # path inside decisions/ -> blob id (records and pages)
+    checks: dict[str, str]  # record blob id -> sha256 of the log cache entry vouched for
+
+
+def path_of(repo: Repository) -> Path:
+    return cache_path(repo.git_dir).with_name("checked")
+
+
+def read(repo: Repository, tree: str | None) -> Point | None:
+    """The verified point for `tree`, if one is on file, whole and of this squad version."""
+    if tree is None:
+        return None
+    try:
+        data = path_of(repo).read_bytes()
+    except OSError:
+        return None
+    header, sep, body = data.partition(b"\n")
+    try:
+        magic, found, count, check = header.decode("ascii").rsplit(" ", 3)
+        text = body.decode("utf-8")
+    except ValueError:
+        return None
+    if not sep or magic != MAGIC or found != tree \
+            or hashlib.sha256(body).hexdigest() != check:
+        return None
+    files: dict[str, str] = {}
+    checks: dict[str, str] = {}
+    for line in text.split("\n")[:-1]:
+        parts = line.rsplit(" ", 2)
+        if len(parts) != 3:
+            return None
+        path, blob, entry = parts
+        files[path] = blob
+        if entry != _NONE:
+            checks[blob] = entry
+    if str(len(files)) != count:
+        return None
+    return Point(tree, files, checks)
+
+
+def write(repo: Repository, point: Point) -> None:
+    """Put `point` on file in place of the one before (a cache that cannot be written is
+    only slower)."""
+    body = "".join(f"{path} {blob} {point.checks.get(blob, _NONE)}\n"
+                   for path, blob in sorted(point.files.items())).encode("utf-8")
+    header = f"{MAGIC} {point.tree} {len(point.files)} {hashlib.sha256(body).hexdigest()}\n"
+    with contextlib.suppress(OSError):
+        replace_whole(path_of(repo), header.encode("ascii") + body)
