@@ -112,10 +112,15 @@ class Coordinator:
             folders += [entry for entry in self.ws.decisions.iterdir()
                         if layout.FOLDER.match(entry.name) and entry.is_dir()
                         and not entry.is_symlink()]
-        for folder in folders:
-            for leftover in folder.glob(".*.squad-tmp"):
-                if leftover.is_file() and not leftover.is_symlink():
-                    leftover.unlink(missing_ok=True)
+        for folder in folders:  # one listing each, no pattern matched per record
+            try:
+                found = [entry for entry in os.scandir(folder) if _temporary(entry.name)]
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for leftover in found:
+                if leftover.is_file(follow_symlinks=False):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(leftover.path)
 
     def _recover(self, listing: dict[str, str]) -> None:
         """Redo step 4 for committed files missing from the working tree or the index.
@@ -437,6 +442,11 @@ class Coordinator:
         os.rename(self.ws.inbox.new / name, folder / target)
         report.quarantined.append((name, reason))
         self.log(f"quarantined {trailer_name(name)}: {reason}")
+
+
+def _temporary(name: str) -> bool:
+    """A name `vcs.write_atomic` gives its temporary files (`.*.squad-tmp`)."""
+    return name.startswith(".") and name.endswith(".squad-tmp") and len(name) > len(".squad-tmp")
 
 
 def _scope(path: str) -> str:

@@ -126,7 +126,10 @@ class Workspace:
         tree = self.repo.tree_sha(DECISIONS, head)
         point = checkpoint.read(self.repo, tree)
         if point is not None:
-            ledger = logcache.load_vouched(self.repo, layout.records(point.files), point.checks)
+            # every path listed is a record or a page, and no record is named like a page
+            records = {path: blob for path, blob in point.files.items()
+                       if not path.endswith(layout.PAGE)}
+            ledger = logcache.load_vouched(self.repo, records, point.checks)
             if ledger is not None:
                 return Checked(ledger, layout.detect(point.files), point.files, point.checks)
         files = layout.listing(self.repo, head)
