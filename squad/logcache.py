@@ -22,7 +22,9 @@ A cache is never trusted blindly:
   give the file name; otherwise the blob is parsed again;
 - for a log that gets committed on (`parse_newest`), the newest record, whose digest the next
   record chains to, is parsed from git (the workspace also checks such a log against the
-  committed index);
+  committed index), and an entry on file that such a parse contradicts is dropped; once a
+  check passed, the verified point (`squad.checkpoint`) names the sha256 of each entry it
+  vouched for, and a later load of the same tree takes exactly those entries or none;
 - the file holds data only (JSON and text, never pickle), so a forged entry can at most
   misreport an older record in `log`, `show --json` or an agent's context, never reach the
   committed index, and only by someone who can already write `.git` (and so its hooks).
