@@ -16,16 +16,19 @@ commits on top of a checked log, whose records it rendered and parsed back itsel
 
 Like the other caches it lives in the common git dir (`.git/squad/checked`), never in the
 working tree, and is only derived: deleting it costs one full check. Form: a header line
-`squad-checked 1 <squad version> <tree id> <count> <sha256 of the rest>`, then one
-`<path> <blob> <entry sha256 or ->` line per file, sorted. A file with another version, a
-damaged body or another tree id is ignored (and replaced by the next check). `squad verify`
-never reads it: a full verify stays a full check.
+`squad-checked 2 <squad version> <tree id> <sha256 of the rest>`, then one JSON object,
+`{"files": {path: blob}, "checks": {blob: entry sha256}}` (JSON, so that 10,000 records are
+written and read back by the C codec: the coordinator writes it at the end of every session
+that committed). A file with another version, a damaged body or another tree id is ignored
+(and replaced by the next check). `squad verify` never reads it: a full verify stays a full
+check.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,8 +40,7 @@ from squad.logview import replace_whole
 if TYPE_CHECKING:
     from squad.vcs import Repository
 
-MAGIC = f"squad-checked 1 {__version__}"
-_NONE = "-"
+MAGIC = f"squad-checked 2 {__version__}"
 
 
 @dataclass(frozen=True)
@@ -64,24 +66,20 @@ def read(repo: Repository, tree: str | None) -> Point | None:
         return None
     header, sep, body = data.partition(b"\n")
     try:
-        magic, found, count, check = header.decode("ascii").rsplit(" ", 3)
-        text = body.decode("utf-8")
+        magic, found, check = header.decode("ascii").rsplit(" ", 2)
     except ValueError:
         return None
     if not sep or magic != MAGIC or found != tree \
             or hashlib.sha256(body).hexdigest() != check:
         return None
-    files: dict[str, str] = {}
-    checks: dict[str, str] = {}
-    for line in text.split("\n")[:-1]:
-        parts = line.rsplit(" ", 2)
-        if len(parts) != 3:
-            return None
-        path, blob, entry = parts
-        files[path] = blob
-        if entry != _NONE:
-            checks[blob] = entry
-    if str(len(files)) != count:
+    try:
+        facts = json.loads(body)
+        files, checks = facts["files"], facts["checks"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    if type(files) is not dict or type(checks) is not dict \
+            or not all(type(value) is str for value in files.values()) \
+            or not all(type(value) is str for value in checks.values()):
         return None
     return Point(tree, files, checks)
 
@@ -89,8 +87,8 @@ def read(repo: Repository, tree: str | None) -> Point | None:
 def write(repo: Repository, point: Point) -> None:
     """Put `point` on file in place of the one before (a cache that cannot be written is
     only slower)."""
-    body = "".join(f"{path} {blob} {point.checks.get(blob, _NONE)}\n"
-                   for path, blob in sorted(point.files.items())).encode("utf-8")
-    header = f"{MAGIC} {point.tree} {len(point.files)} {hashlib.sha256(body).hexdigest()}\n"
+    body = json.dumps({"files": point.files, "checks": point.checks},
+                      separators=(",", ":")).encode("utf-8")
+    header = f"{MAGIC} {point.tree} {hashlib.sha256(body).hexdigest()}\n"
     with contextlib.suppress(OSError):
         replace_whole(path_of(repo), header.encode("ascii") + body)

@@ -67,7 +67,7 @@ def test_a_point_is_taken_only_whole_and_only_for_its_tree(repo: Path) -> None:
     other = git(repo, "rev-parse", "HEAD~1:decisions").strip()
     for bad in (crafted.replace(tree.encode(), other.encode()),
                 crafted.replace(b"-in-memory.md", b"-in-memorz.md"),  # a flipped bit
-                crafted.replace(b"squad-checked 1 ", b"squad-checked 0 ")):
+                crafted.replace(b"squad-checked 2 ", b"squad-checked 1 ")):
         path.write_bytes(bad)
         assert checkpoint.read(ws.repo, tree) is None
         assert len(ws.checked().ledger.entries) == 3
