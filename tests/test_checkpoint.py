@@ -7,7 +7,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from helpers import drop_text, git, squad
+from helpers import decide_once, drop_text, git, squad
+from scripted_server import ScriptedServer
 
 from squad import checkpoint, layout
 from squad.checkpoint import Point
@@ -49,6 +50,22 @@ def test_the_coordinator_leaves_the_point_of_the_log_it_committed(repo: Path) ->
     assert found.checks == point.checks and found.ledger.entries == _parsed(ws).entries
     ws.repo.close()
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_a_run_leaves_the_point_of_the_log_it_committed(team: Path,
+                                                        server: ScriptedServer) -> None:
+    """Two rounds of two agents: each round's records join the point its coordinator loaded
+    on, so the next command takes the log from the cache entries that point names."""
+    server.responder = decide_once
+    squad(team, "run", "Add rate limiting", "--agents", "architect,tester", "--rounds", "2",
+          env={"OPENAI_BASE_URL": server.base_url})
+    ws = Workspace.open(team)
+    point = checkpoint.read(ws.repo, _tree(ws))
+    assert point is not None and point.files == layout.listing(ws.repo)
+    found = ws.checked()
+    assert found.checks == point.checks and len(found.ledger.entries) >= 2
+    assert found.ledger.entries == _parsed(ws).entries
+    ws.repo.close()
 
 
 def test_a_point_is_taken_only_whole_and_only_for_its_tree(repo: Path) -> None:
