@@ -58,8 +58,13 @@ def path_of(repo: Repository) -> Path:
 
 def read(repo: Repository, tree: str | None) -> Point | None:
     """The verified point for `tree`, if one is on file, whole and of this squad version."""
-    if tree is None:
-        return None
+    return read_any(repo, tree) if tree is not None else None
+
+
+def read_any(repo: Repository, tree: str | None = None) -> Point | None:
+    """The verified point on file, whole and of this squad version, for `tree` or (None)
+    whatever tree it was checked at: the entries it names were vouched for under its paths,
+    which a check of a later tree need not vouch for again (see `Workspace.checked`)."""
     try:
         data = path_of(repo).read_bytes()
     except OSError:
@@ -69,7 +74,7 @@ def read(repo: Repository, tree: str | None) -> Point | None:
         magic, found, check = header.decode("ascii").rsplit(" ", 2)
     except ValueError:
         return None
-    if not sep or magic != MAGIC or found != tree \
+    if not sep or magic != MAGIC or (tree is not None and found != tree) \
             or hashlib.sha256(body).hexdigest() != check:
         return None
     try:
@@ -81,7 +86,7 @@ def read(repo: Repository, tree: str | None) -> Point | None:
             or not all(type(value) is str for value in files.values()) \
             or not all(type(value) is str for value in checks.values()):
         return None
-    return Point(tree, files, checks)
+    return Point(found, files, checks)
 
 
 def write(repo: Repository, point: Point) -> None:

@@ -137,23 +137,38 @@ class Workspace:
         records = layout.records(files)
         checks: dict[str, str] = {}
         ledger = logcache.load(self.repo, records, parse_newest=True, checks=checks)
-        if records and not self._vouches(files, ledger, shape):
+        if records and not self._vouches(files, ledger, shape, self._unvouched(records, checks)):
             ledger = Ledger.from_blobs({path: self.repo.blob(sha) for path, sha in records.items()})
             return Checked(ledger, shape, files, None)
         if tree is not None:
             checkpoint.write(self.repo, Point(tree, files, checks))
         return Checked(ledger, shape, files, checks)
 
-    def _vouches(self, files: dict[str, str], ledger: Ledger, shape: Layout) -> bool:
-        """Whether every committed index page is what `ledger` renders."""
+    def _unvouched(self, records: dict[str, str], checks: dict[str, str]) -> set[str] | None:
+        """The folders holding a record whose cache entry no earlier check vouched for under
+        its path (None: every folder). The verified point on file, of whatever tree, names
+        the entries its check vouched for; the pages of folders made only of those need not
+        be rendered again (after a pull that added one folder's records, one page is)."""
+        earlier = checkpoint.read_any(self.repo)
+        if earlier is None:
+            return None
+        return {layout.split(path)[0] for path, blob in records.items()
+                if earlier.files.get(path) != blob or earlier.checks.get(blob) is None
+                or earlier.checks[blob] != checks.get(blob)}
+
+    def _vouches(self, files: dict[str, str], ledger: Ledger, shape: Layout,
+                 folders: set[str] | None = None) -> bool:
+        """Whether the committed index pages are what `ledger` renders: every page exists,
+        and those of `folders` (None: all) and the summary hold the same bytes."""
+        pages = {path: sha for path, sha in files.items() if layout.is_page(path)}
         try:
-            rendered = layout.pages(ledger, shape, self.templates)
+            if set(pages) != layout.page_paths(ledger, shape):
+                return False
+            rendered = layout.pages(ledger, shape, self.templates,
+                                    folders=folders if shape == layout.FOLDERS else None)
         except Exception:  # a broken template override: the commit itself will report it
             return False
-        pages = {path: sha for path, sha in files.items() if layout.is_page(path)}
-        if set(pages) != set(rendered):
-            return False
-        return all(blob_sha(data) == pages[path] for path, data in rendered.items())
+        return all(blob_sha(data) == pages.get(path) for path, data in rendered.items())
 
     @property
     def quarantine(self) -> Path:

@@ -7,10 +7,11 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
 from helpers import decide_once, drop_text, git, squad
 from scripted_server import ScriptedServer
 
-from squad import checkpoint, layout
+from squad import checkpoint, layout, logcache
 from squad.checkpoint import Point
 from squad.dropbox import Inbox
 from squad.ledger import Ledger
@@ -136,3 +137,35 @@ def test_verify_neither_reads_nor_writes_the_point(repo: Path) -> None:
     path.unlink()
     assert squad(repo, "verify").returncode == 0
     assert not path.exists()
+
+
+@pytest.mark.slow
+def test_a_tree_changed_outside_squad_renders_only_pages_no_check_vouched(repo: Path) -> None:
+    """1,001 records fill folders 000 and 001. After a reset (a tree no point was written
+    for), the entries the point on file vouched for under the same paths need no page
+    rendered again; an entry changed since does, and a forged one is caught there."""
+    _ingest(repo, [f"Record {n}" for n in range(1, 1002)])
+    git(repo, "reset", "-q", "--hard", "HEAD~1")
+    ws = Workspace.open(repo)
+    assert checkpoint.read(ws.repo, _tree(ws)) is None
+    records = layout.records(layout.listing(ws.repo))
+    checks: dict[str, str] = {}
+    logcache.load(ws.repo, records, parse_newest=True, checks=checks)
+    assert ws._unvouched(records, checks) == set()  # only the summary is rendered
+    # A forger rewrites record 5's entry (same slug, so it fits its file name).
+    path, parts = cache_path(repo / ".git"), [HEADER]
+    data = path.read_bytes()[len(HEADER):]
+    while data:
+        line, _, data = data.partition(b"\n")
+        blob, _, size = line.decode().split(" ")
+        payload, data = data[:int(size)], data[int(size) + 1:]
+        payload = payload.replace(b'"Record 5"', b'"RECORD 5"')
+        check = hashlib.sha256(blob.encode() + payload).hexdigest()
+        parts.append(b"%s %s %d\n%s\n" % (blob.encode(), check.encode(), len(payload), payload))
+    path.write_bytes(b"".join(parts))
+    checks = {}
+    logcache.load(ws.repo, records, parse_newest=True, checks=checks)
+    assert ws._unvouched(records, checks) == {"000"}
+    found = ws.checked()  # folder 000's page shows the title the entry contradicts
+    assert found.checks is None and found.ledger.get(5).record.title == "Record 5"
+    ws.repo.close()
