@@ -19,9 +19,10 @@ working tree, and is only derived: deleting it costs one full check. Form: a hea
 `squad-checked 2 <squad version> <tree id> <sha256 of the rest>`, then one JSON object,
 `{"files": {path: blob}, "checks": {blob: entry sha256}}` (JSON, so that 10,000 records are
 written and read back by the C codec: the coordinator writes it at the end of every session
-that committed). A file with another version, a damaged body or another tree id is ignored
-(and replaced by the next check). `squad verify` never reads it: a full verify stays a full
-check.
+that committed). A file with another version or a damaged body is ignored (and replaced by
+the next check); one of another tree serves only to spare that check the pages of folders
+whose entries it vouched for under the same paths. `squad verify` never reads it: a full
+verify stays a full check.
 """
 
 from __future__ import annotations
