@@ -28,7 +28,8 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from squad import dropcache, heap, layout, logview, safety
+from squad import checkpoint, dropcache, heap, layout, logcache, logview, safety
+from squad.checkpoint import Point
 from squad.errors import RecordError, SquadError
 from squad.ledger import Ledger, entry_for
 from squad.records import Draft, Record, digest, parse_draft, parse_record, render
@@ -78,6 +79,13 @@ class Coordinator:
         self._staged_memo: tuple[tuple[int, int, int], set[str], dict[str, str]] | None = None
         # the log view's key (decisions/ tree id) and length of the log as last loaded
         self._view_base: tuple[str | None, int] = (None, 0)
+        # the listing at `_head` (path in decisions/ -> blob), kept up to date by `_commit`,
+        # and the cache entries the verified point under the loaded log vouched for (None:
+        # no point, the log was parsed from git): with them, a session that committed puts
+        # the point of the log it leaves on file (see `_seal`)
+        self._files: dict[str, str] = {}
+        self._checks: dict[str, str] | None = None
+        self._sealed: tuple[str | None, int] = (None, 0)  # head and log length on file
 
     # ---- state --------------------------------------------------------------------------
 
@@ -88,7 +96,11 @@ class Coordinator:
         if head == self._head:
             return
         with heap.loading():  # tens of thousands of objects, none garbage, kept all run
-            self._ledger, self._layout, files = self.ws.log(head, checked=True)
+            found = self.ws.checked(head)
+        self._ledger, self._layout, files = found.ledger, found.layout, found.files
+        self._files = dict(files)
+        self._checks = dict(found.checks) if found.checks is not None else None
+        self._sealed = (head, len(self._ledger.entries))
         self._done = dropcache.committed(repo, head) if head is not None else set()
         self._head = self._settled_head = self._index_head = head
         self._view_base = (repo.tree_sha(DECISIONS, head), len(self._ledger.entries))
@@ -104,10 +116,15 @@ class Coordinator:
             folders += [entry for entry in self.ws.decisions.iterdir()
                         if layout.FOLDER.match(entry.name) and entry.is_dir()
                         and not entry.is_symlink()]
-        for folder in folders:
-            for leftover in folder.glob(".*.squad-tmp"):
-                if leftover.is_file() and not leftover.is_symlink():
-                    leftover.unlink(missing_ok=True)
+        for folder in folders:  # one listing each, no pattern matched per record
+            try:
+                found = [entry for entry in os.scandir(folder) if _temporary(entry.name)]
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for leftover in found:
+                if leftover.is_file(follow_symlinks=False):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(leftover.path)
 
     def _recover(self, listing: dict[str, str]) -> None:
         """Redo step 4 for committed files missing from the working tree or the index.
@@ -175,6 +192,7 @@ class Coordinator:
                     self._settle_index()
                 raise
             self._settle_index()
+            self._seal()
             self._carry_view()
 
     def _settle_index(self) -> None:
@@ -182,6 +200,24 @@ class Coordinator:
         self.ws.repo.settle_index()
         if self._index_head != self._settled_head:
             self._settled, self._index_head = self._index_stamp(), self._settled_head
+
+    def _seal(self) -> None:
+        """Put the verified point of the log this session leaves on file: the point it
+        loaded on, plus the records it committed itself (each rendered, parsed back and
+        chained here), so the next session on this tree needs no full check."""
+        head, repo = self._head, self.ws.repo
+        if self._checks is None or head is None or head == "unknown" \
+                or self._sealed[0] == head:
+            return
+        tree = repo.tree_sha(DECISIONS, head)
+        if tree is None:
+            return
+        added = self._ledger.entries[self._sealed[1]:]
+        with contextlib.suppress(KeyError):  # a record without its blob: no point
+            self._checks.update(logcache.remember(
+                repo, {self._files[entry.name]: entry for entry in added}))
+            checkpoint.write(repo, Point(tree, dict(self._files), dict(self._checks)))
+            self._sealed = (head, len(self._ledger.entries))
 
     def _carry_view(self) -> None:
         """Bring the log view (`squad log`, `squad show`) up to the records this session
@@ -364,6 +400,8 @@ class Coordinator:
         if key in self.writers:
             trailers.append(("Squad-Writer", self.writers[key]))
         self._keep_users_versions(list(files), report or PassReport())
+        self._files.update({path.partition("/")[2]: blob_sha(data)
+                            for path, data in files.items()})
         message = record.title + "\n\n" + "".join(f"{k}: {v}\n" for k, v in trailers)
         try:
             self._head = repo.make_commit_on(self._head, dict(files), message, now,
@@ -427,6 +465,11 @@ class Coordinator:
         os.rename(self.ws.inbox.new / name, folder / target)
         report.quarantined.append((name, reason))
         self.log(f"quarantined {trailer_name(name)}: {reason}")
+
+
+def _temporary(name: str) -> bool:
+    """A name `vcs.write_atomic` gives its temporary files (`.*.squad-tmp`)."""
+    return name.startswith(".") and name.endswith(".squad-tmp") and len(name) > len(".squad-tmp")
 
 
 def _scope(path: str) -> str:

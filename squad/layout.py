@@ -133,6 +133,13 @@ def pages(ledger: Ledger, layout: Layout, root: templating.Templates = None,
     return out
 
 
+def page_paths(ledger: Ledger, layout: Layout) -> set[str]:
+    """The paths inside decisions/ of every index page `pages` writes for `ledger`."""
+    if layout == FLAT:
+        return {PAGE}
+    return {f"{folder}/{PAGE}" for folder in _groups(ledger)} | {PAGE}
+
+
 def touched(ledger: Ledger, entry: Entry) -> set[str]:
     """The folders whose pages change when `entry` joins `ledger` (before or after)."""
     return {folder_of(i) for i in ledger.affected(entry.record)}

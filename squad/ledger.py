@@ -66,8 +66,18 @@ class Ledger:
             return value
 
     def copy(self) -> Ledger:
-        """A ledger of the same entries that later appends to this one do not reach."""
-        return Ledger(list(self.entries))
+        """A ledger of the same entries that later appends to this one do not reach: the
+        fold is copied, not folded again (a run's round copies a log of 10,000 records)."""
+        twin = Ledger.__new__(Ledger)
+        twin.entries = list(self.entries)
+        twin._by_id = dict(self._by_id)
+        twin._latest = self._latest
+        twin._base = dict(self._base)
+        twin._later = {old: list(news) for old, news in self._later.items()}
+        twin._counts = Counter(self._counts)
+        twin._memo = {}
+        twin._memo_lock = threading.RLock()
+        return twin
 
     @classmethod
     def from_blobs(cls, blobs: dict[str, bytes], where: str = "decisions") -> Ledger:

@@ -22,7 +22,9 @@ A cache is never trusted blindly:
   give the file name; otherwise the blob is parsed again;
 - for a log that gets committed on (`parse_newest`), the newest record, whose digest the next
   record chains to, is parsed from git (the workspace also checks such a log against the
-  committed index);
+  committed index), and an entry on file that such a parse contradicts is dropped; once a
+  check passed, the verified point (`squad.checkpoint`) names the sha256 of each entry it
+  vouched for, and a later load of the same tree takes exactly those entries or none;
 - the file holds data only (JSON and text, never pickle), so a forged entry can at most
   misreport an older record in `log`, `show --json` or an agent's context, never reach the
   committed index, and only by someone who can already write `.git` (and so its hooks).
@@ -35,6 +37,7 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +59,9 @@ _BEFORE = _ORDER[:_ORDER.index(SECTIONS_LOWER[0])]
 _AFTER = _ORDER[_ORDER.index(SECTIONS_LOWER[-1]) + 1:]
 _SPLIT = 1 + len(_BEFORE)  # in a payload's list, after the digest
 assert _BEFORE + SECTIONS_LOWER + _AFTER == _ORDER, "sections are not together in Record"
-_loads = json.JSONDecoder().decode
+# the decoder's C scanner, called directly: `decode` adds a Python frame and two regex
+# matches per call, which at 10,000 records is a tenth of reading the log back
+_scan: Callable[[str, int], tuple[Any, int]] = vars(json.JSONDecoder())["scan_once"]
 _set = object.__setattr__
 _TUPLES = ("supersedes", "tags", "inputs")
 
@@ -69,11 +74,12 @@ def cache_path(git_dir: Path) -> Path:
 
 
 def load(repo: Repository, listing: dict[str, str], parse_newest: bool = False,
-         where: str = "decisions") -> Ledger:
+         where: str = "decisions", checks: dict[str, str] | None = None) -> Ledger:
     """The ledger of the records in `listing` (path inside decisions/ -> blob id), parsing
-    only misses."""
+    only misses. With `checks`, it is filled with blob -> the sha256 of the cache entry now
+    on file for each record (what a verified point binds, see `squad.checkpoint`)."""
     path = cache_path(repo.git_dir)
-    raw, damaged = _read(path)
+    raw, sums, damaged = _read(path)
     newest = max(listing, key=_number, default=None) if parse_newest else None
     entries: list[Entry] = []
     missing: dict[str, str] = {}
@@ -84,6 +90,11 @@ def load(repo: Repository, listing: dict[str, str], parse_newest: bool = False,
         else:
             entries.append(entry)
     parsed = Ledger.from_blobs({name: repo.blob(blob) for name, blob in missing.items()}, where)
+    for entry in parsed.entries:  # an entry on file that a parse contradicts is dropped
+        blob = missing[entry.name]
+        if blob in raw and _hit(raw[blob], entry.name) != entry:
+            del raw[blob], sums[blob]
+            damaged = True
     entries += parsed.entries
     entries.sort(key=lambda entry: (entry.record.id, entry.name))
     fresh = {missing[e.name]: e for e in parsed.entries if missing[e.name] not in raw}
@@ -95,7 +106,45 @@ def load(repo: Repository, listing: dict[str, str], parse_newest: bool = False,
                      {listing[e.name]: e for e in entries})
         elif fresh:
             _append(path, fresh, new_file=not raw)
+    if checks is not None:
+        frames = {blob: _check(blob, _payload(entry)) for blob, entry in fresh.items()}
+        checks.update({listing[e.name]: sums.get(listing[e.name]) or frames[listing[e.name]]
+                       for e in entries})
     return Ledger(entries)
+
+
+def load_vouched(repo: Repository, listing: dict[str, str],
+                 checks: dict[str, str]) -> Ledger | None:
+    """The ledger of `listing` (its records) from exactly the cache entries a verified
+    point vouched for (`checks`), the newest record parsed again from git as in a checked
+    load; None if any entry is missing or not the one vouched for, or the newest differs
+    from its parse (the caller then checks the log in full)."""
+    raw, sums, _ = _read(cache_path(repo.git_dir))
+    entries: list[Entry] = []
+    for name, blob in listing.items():
+        check = checks.get(blob)
+        if check is None or sums.get(blob) != check:
+            return None
+        entry = _hit(raw[blob], name, fit=False)  # the check saw it fit its file name
+        if entry is None:
+            return None
+        entries.append(entry)
+    entries.sort(key=lambda entry: (entry.record.id, entry.name))
+    if entries:
+        newest = entries[-1]
+        if Ledger.from_blobs({newest.name: repo.blob(listing[newest.name])}).entries \
+                != [newest]:
+            return None
+    return Ledger(entries)
+
+
+def remember(repo: Repository, fresh: dict[str, Entry]) -> dict[str, str]:
+    """Append entries the caller knows to be parses of their blobs (the coordinator's own
+    records, rendered and parsed back before their commit); returns blob -> entry sha256."""
+    path = cache_path(repo.git_dir)
+    with contextlib.suppress(OSError):
+        _append(path, fresh, new_file=not path.is_file())
+    return {blob: _check(blob, _payload(entry)) for blob, entry in fresh.items()}
 
 
 def _number(name: str) -> int:
@@ -106,15 +155,17 @@ def _number(name: str) -> int:
 
 # ---- reading ----------------------------------------------------------------------------
 
-def _read(path: Path) -> tuple[dict[str, bytes], bool]:
-    """blob id -> checked payload of every sound entry, and whether anything was damaged."""
+def _read(path: Path) -> tuple[dict[str, bytes], dict[str, str], bool]:
+    """blob id -> checked payload of every sound entry, blob id -> that entry's sha256, and
+    whether anything was damaged."""
     try:
         data = path.read_bytes()
     except OSError:
-        return {}, False
+        return {}, {}, False
     if not data.startswith(HEADER):
-        return {}, bool(data)  # another format or squad version: rebuild
+        return {}, {}, bool(data)  # another format or squad version: rebuild
     entries: dict[str, bytes] = {}
+    sums: dict[str, str] = {}
     pos, end = len(HEADER), len(data)
     while pos < end:
         try:
@@ -122,23 +173,27 @@ def _read(path: Path) -> tuple[dict[str, bytes], bool]:
             blob, check, size = data[pos:eol].decode("ascii").split(" ")
             start, stop = eol + 1, eol + 1 + int(size)
         except ValueError:
-            return entries, True
+            return entries, sums, True
         payload = data[start:stop]
         if (stop >= end or data[stop:stop + 1] != b"\n" or len(blob) != 40
                 or hashlib.sha256(blob.encode() + payload).hexdigest() != check):
-            return entries, True
+            return entries, sums, True
         entries[blob] = payload
+        sums[blob] = check
         pos = stop + 1
-    return entries, False
+    return entries, sums, False
 
 
-def _hit(payload: bytes | None, name: str) -> Entry | None:
-    """The entry a checked payload stands for, if it fits the file name it is found under."""
+def _hit(payload: bytes | None, name: str, fit: bool = True) -> Entry | None:
+    """The entry a checked payload stands for, if it fits the file name it is found under
+    (`fit`: asked unless a verified point vouches for the entry under that name)."""
     if payload is None:
         return None
     try:
         head, context, decision, consequences = payload.decode("utf-8").split("\0")
-        values = _loads(head)
+        values, end = _scan(head, 0)
+        if end != len(head):
+            return None
         if type(values) is not list or len(values) != len(_HEAD) + 1 \
                 or type(values[0]) is not str:
             return None
@@ -147,16 +202,18 @@ def _hit(payload: bytes | None, name: str) -> Entry | None:
         fields["context"], fields["decision"], fields["consequences"] = \
             context, decision, consequences
         fields.update(zip(_AFTER, values[_SPLIT:], strict=True))
-        fields["date"] = datetime.fromisoformat(fields["date"]).astimezone(UTC)
+        date = datetime.fromisoformat(fields["date"])
+        fields["date"] = date if date.tzinfo is UTC else date.astimezone(UTC)
         for key in _TUPLES:
             fields[key] = tuple(fields[key])
         if fields["was"] is not None:  # a nested value is a model, as a parse gives
             fields["was"] = Origin.model_construct(**fields["was"])
         record = _construct(fields)
-        folder, _, file = name.rpartition("/")
-        if filename(record) != file or (folder and folder != folder_of(record.id)):
-            return None
-    except (ValueError, TypeError, AttributeError, KeyError):
+        if fit:
+            folder, _, file = name.rpartition("/")
+            if filename(record) != file or (folder and folder != folder_of(record.id)):
+                return None
+    except (ValueError, TypeError, AttributeError, KeyError, StopIteration):
         return None
     return Entry(record, name, values[0])
 
@@ -175,19 +232,26 @@ def _construct(fields: dict[str, Any]) -> Record:
 
 # ---- writing ----------------------------------------------------------------------------
 
-def _encode(blob: str, entry: Entry) -> bytes:
+def _payload(entry: Entry) -> bytes:
     record = entry.record
     fields = record.model_dump(mode="json", exclude=set(SECTIONS_LOWER))
     head = json.dumps([entry.digest, *(fields[name] for name in _HEAD)],
                       ensure_ascii=False, separators=(",", ":"))
-    payload = "\0".join((head, record.context, record.decision,
-                         record.consequences)).encode("utf-8")
-    return _frame(blob, payload)
+    return "\0".join((head, record.context, record.decision,
+                      record.consequences)).encode("utf-8")
+
+
+def _encode(blob: str, entry: Entry) -> bytes:
+    return _frame(blob, _payload(entry))
+
+
+def _check(blob: str, payload: bytes) -> str:
+    return hashlib.sha256(blob.encode() + payload).hexdigest()
 
 
 def _frame(blob: str, payload: bytes) -> bytes:
-    check = hashlib.sha256(blob.encode() + payload).hexdigest()
-    return b"%s %s %d\n%s\n" % (blob.encode(), check.encode(), len(payload), payload)
+    return b"%s %s %d\n%s\n" % (blob.encode(), _check(blob, payload).encode(), len(payload),
+                                 payload)
 
 
 def _append(path: Path, fresh: dict[str, Entry], new_file: bool) -> None:

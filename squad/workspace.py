@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from squad import layout, logcache
+from squad import checkpoint, layout, logcache
+from squad.checkpoint import Point
 from squad.clock import Clock, default_clock
 from squad.config import Config, load_config
 from squad.dropbox import Inbox
@@ -23,6 +24,18 @@ from squad.vcs import Repository, blob_sha, open_repo
 
 DECISIONS = "decisions"
 INDEX = f"{DECISIONS}/README.md"
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A log read to be committed on: its ledger, layout and listing (path inside
+    decisions/ -> blob), and the cache entries vouched for (record blob -> entry sha256;
+    None when the cache could not vouch and the records were parsed from git)."""
+
+    ledger: Ledger
+    layout: Layout
+    files: dict[str, str]
+    checks: dict[str, str] | None
 
 
 @dataclass
@@ -95,24 +108,67 @@ class Workspace:
     def log(self, commit: str | None = None, checked: bool = False) -> tuple[Ledger, Layout,
                                                                               dict[str, str]]:
         """The ledger, the layout and the listing (path in decisions/ -> blob) at `commit`."""
+        if checked:
+            found = self.checked(commit)
+            return found.ledger, found.layout, found.files
         files = layout.listing(self.repo, commit)
+        return logcache.load(self.repo, layout.records(files)), layout.detect(files), files
+
+    def checked(self, commit: str | None = None) -> Checked:
+        """The log at `commit` as `log(commit, checked=True)` reads it, with the cache
+        entries its check vouched for (see `Checked`).
+
+        The same `decisions/` tree as a point on file is taken from the cache entries that
+        point vouched for, with no listing and no pages to render; any other tree is
+        checked in full, and a check that passes puts its point on file.
+        """
+        head = commit or self.repo.head()
+        tree = self.repo.tree_sha(DECISIONS, head)
+        point = checkpoint.read(self.repo, tree)
+        if point is not None:
+            # every path listed is a record or a page, and no record is named like a page
+            records = {path: blob for path, blob in point.files.items()
+                       if not path.endswith(layout.PAGE)}
+            ledger = logcache.load_vouched(self.repo, records, point.checks)
+            if ledger is not None:
+                return Checked(ledger, layout.detect(point.files), point.files, point.checks)
+        files = layout.listing(self.repo, head)
         shape = layout.detect(files)
         records = layout.records(files)
-        ledger = logcache.load(self.repo, records, parse_newest=checked)
-        if checked and records and not self._vouches(files, ledger, shape):
+        checks: dict[str, str] = {}
+        ledger = logcache.load(self.repo, records, parse_newest=True, checks=checks)
+        if records and not self._vouches(files, ledger, shape, self._unvouched(records, checks)):
             ledger = Ledger.from_blobs({path: self.repo.blob(sha) for path, sha in records.items()})
-        return ledger, shape, files
+            return Checked(ledger, shape, files, None)
+        if tree is not None:
+            checkpoint.write(self.repo, Point(tree, files, checks))
+        return Checked(ledger, shape, files, checks)
 
-    def _vouches(self, files: dict[str, str], ledger: Ledger, shape: Layout) -> bool:
-        """Whether every committed index page is what `ledger` renders."""
+    def _unvouched(self, records: dict[str, str], checks: dict[str, str]) -> set[str] | None:
+        """The folders holding a record whose cache entry no earlier check vouched for under
+        its path (None: every folder). The verified point on file, of whatever tree, names
+        the entries its check vouched for; the pages of folders made only of those need not
+        be rendered again (after a pull that added one folder's records, one page is)."""
+        earlier = checkpoint.read_any(self.repo)
+        if earlier is None:
+            return None
+        return {layout.split(path)[0] for path, blob in records.items()
+                if earlier.files.get(path) != blob or earlier.checks.get(blob) is None
+                or earlier.checks[blob] != checks.get(blob)}
+
+    def _vouches(self, files: dict[str, str], ledger: Ledger, shape: Layout,
+                 folders: set[str] | None = None) -> bool:
+        """Whether the committed index pages are what `ledger` renders: every page exists,
+        and those of `folders` (None: all) and the summary hold the same bytes."""
+        pages = {path: sha for path, sha in files.items() if layout.is_page(path)}
         try:
-            rendered = layout.pages(ledger, shape, self.templates)
+            if set(pages) != layout.page_paths(ledger, shape):
+                return False
+            rendered = layout.pages(ledger, shape, self.templates,
+                                    folders=folders if shape == layout.FOLDERS else None)
         except Exception:  # a broken template override: the commit itself will report it
             return False
-        pages = {path: sha for path, sha in files.items() if layout.is_page(path)}
-        if set(pages) != set(rendered):
-            return False
-        return all(blob_sha(data) == pages[path] for path, data in rendered.items())
+        return all(blob_sha(data) == pages.get(path) for path, data in rendered.items())
 
     @property
     def quarantine(self) -> Path:

@@ -170,3 +170,33 @@ def test_a_symlinked_folder_is_refused_before_anything_is_written(repo: Path,
     assert result.returncode == 3 and "decisions/000: is a symlink" in result.stderr
     assert list(outside.iterdir()) == []
     assert git(repo, "rev-list", "--count", "HEAD").strip() == "1"
+
+
+def test_a_copied_ledger_folds_as_a_fresh_one_and_grows_apart() -> None:
+    """`Ledger.copy` copies the fold instead of folding again: the copy must answer as a
+    ledger built from the same entries, and appends to either must not reach the other."""
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    ledger = Ledger()
+
+    def add(to: Ledger, rid: int, **fields: object) -> None:
+        record = Record(id=rid, title=f"R{rid}", agent="a", date=when + timedelta(minutes=rid),
+                        decision="x", prev=to.head_digest, **fields)  # type: ignore[arg-type]
+        to.append(entry_for(record, render(record).encode(), layout.folder_of(rid)))
+
+    add(ledger, 1)
+    add(ledger, 2, supersedes=(1,))
+    add(ledger, 3, kind="accept", target=2)
+    twin = ledger.copy()
+    fresh = Ledger(list(ledger.entries))
+    for other in (twin, fresh):
+        assert (other.statuses(), other.counts(), other.superseded_by(), other.last_date) \
+            == (ledger.statuses(), ledger.counts(), ledger.superseded_by(), ledger.last_date)
+    add(twin, 4, kind="reject", target=2)
+    add(fresh, 4, kind="reject", target=2)
+    assert twin.statuses() == fresh.statuses() == {1: "proposed", 2: "rejected"}
+    assert twin.counts() == fresh.counts() and twin.superseded_by() == fresh.superseded_by()
+    add(twin, 5, supersedes=(1,))
+    assert twin.superseded_by() == {1: [2, 5]}
+    assert len(ledger.entries) == 3 and ledger.statuses() == {1: "superseded", 2: "accepted"}
+    assert ledger.superseded_by() == {1: [2]}
+    assert ledger.counts() == {"accepted": 1, "superseded": 1}

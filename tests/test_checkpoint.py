@@ -1,0 +1,171 @@
+"""The verified point: a checked log's facts, keyed by its tree id, taken only whole and
+only for that tree; the cache entries it vouches for are exactly the ones checked."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from helpers import decide_once, drop_text, git, squad
+from scripted_server import ScriptedServer
+
+from squad import checkpoint, layout, logcache
+from squad.checkpoint import Point
+from squad.dropbox import Inbox
+from squad.ledger import Ledger
+from squad.logcache import HEADER, cache_path
+from squad.workspace import DECISIONS, Workspace
+
+
+def _ingest(repo: Path, titles: list[str]) -> None:
+    inbox = Inbox(repo / "decisions" / "inbox")
+    for title in titles:
+        inbox.drop(drop_text(title))
+    squad(repo, "ingest")
+
+
+def _parsed(ws: Workspace) -> Ledger:
+    """The log parsed straight from git, no cache involved."""
+    listing = layout.records(layout.listing(ws.repo))
+    return Ledger.from_blobs({name: ws.repo.blob(sha) for name, sha in listing.items()})
+
+
+def _tree(ws: Workspace) -> str:
+    tree = ws.repo.tree_sha(DECISIONS, ws.repo.head())
+    assert tree is not None
+    return tree
+
+
+def test_the_coordinator_leaves_the_point_of_the_log_it_committed(repo: Path) -> None:
+    _ingest(repo, ["Use SQLite", "Cache in memory"])
+    squad(repo, "accept", "1")
+    ws = Workspace.open(repo)
+    point = checkpoint.read(ws.repo, _tree(ws))
+    assert point is not None and str(checkpoint.path_of(ws.repo)).startswith(str(repo / ".git"))
+    assert point.files == layout.listing(ws.repo)  # the pages and the accept included
+    records = layout.records(point.files)
+    assert set(point.checks) == set(records.values())
+    found = ws.checked()
+    assert found.checks == point.checks and found.ledger.entries == _parsed(ws).entries
+    ws.repo.close()
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_a_run_leaves_the_point_of_the_log_it_committed(team: Path,
+                                                        server: ScriptedServer) -> None:
+    """Two rounds of two agents: each round's records join the point its coordinator loaded
+    on, so the next command takes the log from the cache entries that point names."""
+    server.responder = decide_once
+    squad(team, "run", "Add rate limiting", "--agents", "architect,tester", "--rounds", "2",
+          env={"OPENAI_BASE_URL": server.base_url})
+    ws = Workspace.open(team)
+    point = checkpoint.read(ws.repo, _tree(ws))
+    assert point is not None and point.files == layout.listing(ws.repo)
+    found = ws.checked()
+    assert found.checks == point.checks and len(found.ledger.entries) >= 2
+    assert found.ledger.entries == _parsed(ws).entries
+    ws.repo.close()
+
+
+def test_a_point_is_taken_only_whole_and_only_for_its_tree(repo: Path) -> None:
+    _ingest(repo, ["Use SQLite", "Cache in memory", "Ship on Fridays"])
+    ws = Workspace.open(repo)
+    tree, path = _tree(ws), checkpoint.path_of(ws.repo)
+    point = checkpoint.read(ws.repo, tree)
+    assert point is not None
+    # A sound point for this tree is what the load stands on: one without record 1 ...
+    first = next(name for name in point.files if name.endswith("-use-sqlite.md"))
+    checkpoint.write(ws.repo, Point(tree, {k: v for k, v in point.files.items() if k != first},
+                                    point.checks))
+    assert [e.record.id for e in ws.checked().ledger.entries] == [2, 3]
+    crafted = path.read_bytes()
+    # ... but not for another tree, nor damaged, nor of another squad version.
+    other = git(repo, "rev-parse", "HEAD~1:decisions").strip()
+    for bad in (crafted.replace(tree.encode(), other.encode()),
+                crafted.replace(b"-in-memory.md", b"-in-memorz.md"),  # a flipped bit
+                crafted.replace(b"squad-checked 2 ", b"squad-checked 1 ")):
+        path.write_bytes(bad)
+        assert checkpoint.read(ws.repo, tree) is None
+        assert len(ws.checked().ledger.entries) == 3
+    path.write_bytes(b"")
+    found = ws.checked()  # the full check puts a sound point back
+    assert found.ledger.entries == _parsed(ws).entries
+    assert checkpoint.read(ws.repo, tree) == Point(tree, found.files, found.checks or {})
+    ws.repo.close()
+
+
+def test_a_cache_entry_changed_since_the_check_is_not_taken(repo: Path) -> None:
+    _ingest(repo, ["Use SQLite", "Cache in memory", "Ship on Fridays"])
+    path = cache_path(repo / ".git")
+    ws = Workspace.open(repo)
+    assert checkpoint.read(ws.repo, _tree(ws)) is not None
+    # A forger who read logcache.py rewrites record 1's entry with a sound checksum.
+    data, parts = path.read_bytes()[len(HEADER):], [HEADER]
+    while data:
+        line, _, data = data.partition(b"\n")
+        blob, _, size = line.decode().split(" ")
+        payload, data = data[:int(size)], data[int(size) + 1:]
+        payload = payload.replace(b"Use SQLite", b"Use Oracle")
+        check = hashlib.sha256(blob.encode() + payload).hexdigest()
+        parts.append(b"%s %s %d\n%s\n" % (blob.encode(), check.encode(), len(payload), payload))
+    path.write_bytes(b"".join(parts))
+    # Not the entry the point vouched for: the log is checked in full, the forged entry
+    # (whose title does not give its file name) is parsed again from git and replaced.
+    found = ws.checked()
+    assert found.ledger.entries == _parsed(ws).entries
+    assert b"Use Oracle" not in path.read_bytes()
+    assert checkpoint.read(ws.repo, _tree(ws)) == Point(_tree(ws), found.files,
+                                                        found.checks or {})
+    assert ws.checked().ledger.entries == _parsed(ws).entries  # through the point
+    ws.repo.close()
+    _ingest(repo, ["Fourth"])
+    page = (repo / "decisions" / "000" / "README.md").read_text()
+    assert "Use SQLite" in page and "Use Oracle" not in page
+    assert squad(repo, "verify").returncode == 0
+    shown = json.loads(squad(repo, "show", "1", "--json").stdout)
+    assert shown["title"] == "Use SQLite"
+
+
+def test_verify_neither_reads_nor_writes_the_point(repo: Path) -> None:
+    _ingest(repo, ["Use SQLite", "Cache in memory"])
+    path = checkpoint.path_of(Workspace.open(repo).repo)
+    path.write_bytes(b"not a point\n")
+    assert squad(repo, "verify").stdout.strip() == "ok: 2 records verified"
+    assert path.read_bytes() == b"not a point\n"
+    path.unlink()
+    assert squad(repo, "verify").returncode == 0
+    assert not path.exists()
+
+
+@pytest.mark.slow
+def test_a_tree_changed_outside_squad_renders_only_pages_no_check_vouched(repo: Path) -> None:
+    """1,001 records fill folders 000 and 001. After a reset (a tree no point was written
+    for), the entries the point on file vouched for under the same paths need no page
+    rendered again; an entry changed since does, and a forged one is caught there."""
+    _ingest(repo, [f"Record {n}" for n in range(1, 1002)])
+    git(repo, "reset", "-q", "--hard", "HEAD~1")
+    ws = Workspace.open(repo)
+    assert checkpoint.read(ws.repo, _tree(ws)) is None
+    records = layout.records(layout.listing(ws.repo))
+    checks: dict[str, str] = {}
+    logcache.load(ws.repo, records, parse_newest=True, checks=checks)
+    assert ws._unvouched(records, checks) == set()  # only the summary is rendered
+    # A forger rewrites record 5's entry (same slug, so it fits its file name).
+    path, parts = cache_path(repo / ".git"), [HEADER]
+    data = path.read_bytes()[len(HEADER):]
+    while data:
+        line, _, data = data.partition(b"\n")
+        blob, _, size = line.decode().split(" ")
+        payload, data = data[:int(size)], data[int(size) + 1:]
+        payload = payload.replace(b'"Record 5"', b'"RECORD 5"')
+        check = hashlib.sha256(blob.encode() + payload).hexdigest()
+        parts.append(b"%s %s %d\n%s\n" % (blob.encode(), check.encode(), len(payload), payload))
+    path.write_bytes(b"".join(parts))
+    checks = {}
+    logcache.load(ws.repo, records, parse_newest=True, checks=checks)
+    assert ws._unvouched(records, checks) == {"000"}
+    found = ws.checked()  # folder 000's page shows the title the entry contradicts
+    assert found.checks is None and found.ledger.get(5).record.title == "Record 5"
+    ws.repo.close()
