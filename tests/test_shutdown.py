@@ -80,3 +80,12 @@ def test_a_signalled_run_leaves_no_process_behind(team: Path, server: ScriptedSe
     assert proc.returncode == 130, err
     assert left_in(team) == []
     assert events(out)[-1]["event"] == "summary"
+
+
+def test_a_profiled_command_still_writes_its_profile(team: Path, tmp_path: Path) -> None:
+    """Under `python -m cProfile` the ordinary exit is taken, so the profile is written."""
+    out = tmp_path / "log.prof"
+    done = subprocess.run([SQUAD[0], "-m", "cProfile", "-o", str(out), "-m", "squad", "log"],
+                          cwd=team, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 0
