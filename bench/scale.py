@@ -293,7 +293,7 @@ def measure(root: Path, n: int, repeat: int, drops: int, console: Console,
         subprocess.run([*SQUAD, *warm], cwd=repo, check=True, capture_output=True)
     view = repo / ".git" / "squad" / "log-view"
     if only is not None:  # the baselines and the rows named, nothing else
-        return _only(repo, n, repeat, only, server)
+        return _only(repo, n, repeat, only, server, drops)
     row = {
         "build s": built, ".git files": git_files, "decisions/ files": tree_files,
         "python -c pass": timed(repo, [sys.executable, "-c", "pass"], repeat),
@@ -341,9 +341,11 @@ def measure(root: Path, n: int, repeat: int, drops: int, console: Console,
     return row
 
 
-def _only(repo: Path, n: int, repeat: int, only: str, server: ScriptedServer) -> dict[str, Any]:
+def _only(repo: Path, n: int, repeat: int, only: str, server: ScriptedServer,
+          drops: int = 20) -> dict[str, Any]:
     """`--only WORD`: the baselines and the squad commands whose row names WORD (each run
-    as in the full table; `--only run` times the 4-agent run; no ingest or gc)."""
+    as in the full table; `--only run` times the 4-agent run, `--only ingest` the ingest
+    per decision; no gc)."""
     commands = {"squad --help": ["--help"], "squad log": ["log"],
                 "squad log --all": ["log", "--all"], "squad show 1": ["show", "1"],
                 "squad show N": ["show", str(n)], "squad verify": ["verify"]}
@@ -356,6 +358,9 @@ def _only(repo: Path, n: int, repeat: int, only: str, server: ScriptedServer) ->
     if only in "squad run, 4 agents, L=0":
         prepare_run(repo)
         row["squad run, 4 agents, L=0"] = run_agents(repo, server, repeat)
+    if only in "ingest":
+        per, whole, plumbing = ingest_per_decision(repo, drops, repeat)
+        row |= {"ingest s/decision": per, "ingest whole s": whole, "git commit-tree s": plumbing}
     return row
 
 
@@ -376,7 +381,8 @@ def main() -> None:
                              "is read back instead), no ingest, no gc; for 100,000 records")
     parser.add_argument("--only", metavar="WORD",
                         help="time only the squad commands whose row names WORD (e.g. verify), "
-                             "next to the baselines (`run`: the 4-agent run); no ingest or gc")
+                             "next to the baselines (`run`: the 4-agent run; `ingest`: ingest per "
+                             "decision); no gc")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     console = Console(stderr=True)
