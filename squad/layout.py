@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterable
+from operator import attrgetter
 from typing import TYPE_CHECKING, Literal
 
 from squad import templating
@@ -125,10 +126,11 @@ def pages(ledger: Ledger, layout: Layout, root: templating.Templates = None,
     Costs what those pages hold, not what the log holds."""
     if layout == FLAT:
         return {PAGE: render_index(ledger, root).encode("utf-8")}
-    groups = _groups(ledger)
-    wanted = groups if folders is None else [f for f in groups if f in set(folders)]
-    out = {f"{folder}/{PAGE}": _page(ledger, folder, _slice(ledger, folder), root)
-           for folder in wanted}
+    groups = _bounds(ledger)
+    wanted = None if folders is None else set(folders)
+    entries = ledger.entries
+    out = {f"{folder}/{PAGE}": _page(ledger, folder, entries[start:stop], root)
+           for folder, start, stop in groups if wanted is None or folder in wanted}
     out[PAGE] = _summary(ledger, groups, root).encode("utf-8")
     return out
 
@@ -137,7 +139,7 @@ def page_paths(ledger: Ledger, layout: Layout) -> set[str]:
     """The paths inside decisions/ of every index page `pages` writes for `ledger`."""
     if layout == FLAT:
         return {PAGE}
-    return {f"{folder}/{PAGE}" for folder in _groups(ledger)} | {PAGE}
+    return {f"{folder}/{PAGE}" for folder, _, _ in _bounds(ledger)} | {PAGE}
 
 
 def touched(ledger: Ledger, entry: Entry) -> set[str]:
@@ -145,22 +147,20 @@ def touched(ledger: Ledger, entry: Entry) -> set[str]:
     return {folder_of(i) for i in ledger.affected(entry.record)}
 
 
-def _slice(ledger: Ledger, folder: str) -> list[Entry]:
-    """The entries whose ids fall in `folder`'s thousand (entries are in id order)."""
-    low = int(folder) * PER_FOLDER
-    start = bisect.bisect_left(ledger.entries, low, key=lambda entry: entry.record.id)
-    stop = bisect.bisect_left(ledger.entries, low + PER_FOLDER,
-                              key=lambda entry: entry.record.id)
-    return ledger.entries[start:stop]
+_ID = attrgetter("record.id")
 
 
-def _groups(ledger: Ledger) -> list[str]:
-    """The folders that hold records, in order (a bisection per folder, not a scan)."""
-    if not ledger.entries:
-        return []
-    last = ledger.entries[-1].record.id // PER_FOLDER
-    return [folder_of(n * PER_FOLDER) for n in range(last + 1)
-            if _slice(ledger, folder_of(n * PER_FOLDER))]
+def _bounds(ledger: Ledger) -> list[tuple[str, int, int]]:
+    """(folder, start, stop) of each folder holding records, in order, as indexes into
+    `ledger.entries` (in id order): one bisection per folder, no scan and no copies, so a
+    commit's summary page costs what the summary holds."""
+    entries, out, start = ledger.entries, [], 0
+    while start < len(entries):
+        number = _ID(entries[start]) // PER_FOLDER
+        stop = bisect.bisect_left(entries, (number + 1) * PER_FOLDER, lo=start, key=_ID)
+        out.append((folder_of(number * PER_FOLDER), start, stop))
+        start = stop
+    return out
 
 
 def _page(ledger: Ledger, folder: str, entries: list[Entry], root: templating.Templates) -> bytes:
@@ -170,14 +170,13 @@ def _page(ledger: Ledger, folder: str, entries: list[Entry], root: templating.Te
                              last=f"{entries[-1].record.id:04d}").encode("utf-8")
 
 
-def _summary(ledger: Ledger, groups: list[str], root: templating.Templates) -> str:
-    newest = ledger.entries[-NEWEST:]
-    folders = []
-    for folder in groups:
-        entries = _slice(ledger, folder)
-        folders.append({"name": folder, "page": f"{folder}/{PAGE}", "count": len(entries),
-                        "first": f"{entries[0].record.id:04d}",
-                        "last": f"{entries[-1].record.id:04d}"})
+def _summary(ledger: Ledger, groups: list[tuple[str, int, int]],
+             root: templating.Templates) -> str:
+    entries = ledger.entries
+    newest = entries[-NEWEST:]
+    folders = [{"name": folder, "page": f"{folder}/{PAGE}", "count": stop - start,
+                "first": f"{_ID(entries[start]):04d}", "last": f"{_ID(entries[stop - 1]):04d}"}
+               for folder, start, stop in groups]
     return templating.render("index_summary.md.j2", root, total=len(ledger.entries),
                              counts=ledger.counts(), folders=folders, newest=len(newest),
                              rows=rows_of(ledger, newest, root,
