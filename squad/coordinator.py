@@ -27,11 +27,12 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from squad import checkpoint, dropcache, heap, layout, logcache, logview, safety
 from squad.checkpoint import Point
 from squad.errors import RecordError, SquadError
-from squad.ledger import Ledger, entry_for
+from squad.ledger import Entry, Ledger, entry_for
 from squad.records import Draft, Record, digest, parse_draft, parse_record, render
 from squad.vcs import Stopped, blob_sha, write_atomic
 from squad.workspace import DECISIONS, Workspace
@@ -71,10 +72,6 @@ class Coordinator:
         self.writers: dict[tuple[str, str], str] = {}  # drop key -> remote writer, for trailers
         self._settled: tuple[int, int, int] | None = None  # the index as our last settle left it
         self._settled_head: str | None = None  # the commit our last settle wrote out
-        # A run's coordinator leaves the index entries of each group to the run's end (one
-        # `git update-index` per run, not per group): the index then shows this commit.
-        self.defer_index = False
-        self._index_head: str | None = None
         # the user's index entries read while its file had this stamp, and for which scopes
         self._staged_memo: tuple[tuple[int, int, int], set[str], dict[str, str]] | None = None
         # the log view's key (decisions/ tree id) and length of the log as last loaded
@@ -102,7 +99,7 @@ class Coordinator:
         self._checks = dict(found.checks) if found.checks is not None else None
         self._sealed = (head, len(self._ledger.entries))
         self._done = dropcache.committed(repo, head) if head is not None else set()
-        self._head = self._settled_head = self._index_head = head
+        self._head = self._settled_head = head
         self._view_base = (repo.tree_sha(DECISIONS, head), len(self._ledger.entries))
         self._sweep_temporaries()
         self._recover(files)
@@ -145,10 +142,8 @@ class Coordinator:
             return
         staged = repo.index_entries(DECISIONS + "/")
         # What the tree may still show: the commit before the last one, or, after a group
-        # commit, where the branch was before it moved (its reflog); what the index may
-        # still show: also the commit a run killed midway built on (see `defer_index`).
-        earlier = {repo.parent_of(self._head), repo.ref(f"{repo.branch()}@{{1}}"),
-                   repo.run_base(self._head)} - {None}
+        # commit, where the branch was before it moved (its reflog).
+        earlier = {repo.parent_of(self._head), repo.ref(f"{repo.branch()}@{{1}}")} - {None}
         stale = []
         for name, sha in listing.items():
             path = f"{DECISIONS}/{name}"
@@ -185,21 +180,9 @@ class Coordinator:
             safety.check_layout(self.ws.root)
             self.ws.repo.ensure_safe()
             self._load()
-            try:
-                yield
-            except BaseException:
-                with contextlib.suppress(SquadError):  # the fault in hand is the one to tell
-                    self._settle_index()
-                raise
-            self._settle_index()
+            yield
             self._seal()
             self._carry_view()
-
-    def _settle_index(self) -> None:
-        """Write the index entries a run's groups left waiting (see `defer_index`)."""
-        self.ws.repo.settle_index()
-        if self._index_head != self._settled_head:
-            self._settled, self._index_head = self._index_stamp(), self._settled_head
 
     def _seal(self) -> None:
         """Put the verified point of the log this session leaves on file: the point it
@@ -358,11 +341,8 @@ class Coordinator:
         except SquadError:
             self._head = "unknown"  # reload the log from git on the next pass
             raise
-        repo.settle(sorted({path for _, _, paths, _ in group for path in paths}), last,
-                    index=not self.defer_index)
-        self._settled_head = last
-        if not self.defer_index:
-            self._settled, self._index_head = self._index_stamp(), last
+        repo.settle(sorted({path for _, _, paths, _ in group for path in paths}), last)
+        self._settled, self._settled_head = self._index_stamp(), last
         for name, record, _, sha in group:
             os.unlink(self.ws.inbox.new / name)
             report.committed.append(record)
@@ -374,7 +354,7 @@ class Coordinator:
                 report: PassReport | None = None) -> tuple[Record, list[str]]:
         """Number, date and chain the draft and write its commit on top of `_head`; the
         branch does not move (see `_publish`). Returns the record and the paths written."""
-        ledger, repo = self._ledger, self.ws.repo
+        ledger = self._ledger
         now = self.ws.clock()
         if ledger.last_date and now < ledger.last_date:
             now = ledger.last_date  # the log's dates never go backwards
@@ -388,8 +368,22 @@ class Coordinator:
         folder = layout.folder_of(record.id) if self._layout == layout.FOLDERS else ""
         entry = entry_for(record, data, folder)
         ledger.append(entry)
-        pages = layout.pages(ledger, self._layout, self.ws.templates,
-                             folders=layout.touched(ledger, entry))
+        try:
+            files = self._write(entry, data, key, now, report or PassReport())
+        except BaseException:
+            # The record is in the log in memory but not in git: the next session must
+            # load the log from git again, or its next drop would chain to this one.
+            self._head = "unknown"
+            raise
+        return record, files
+
+    def _write(self, entry: Entry, data: bytes, key: tuple[str, str], now: datetime,
+               report: PassReport) -> list[str]:
+        """The commit of `entry` (just appended to the log) on top of `_head`, with the
+        index pages it changes; the paths it writes."""
+        record, repo = entry.record, self.ws.repo
+        pages = layout.pages(self._ledger, self._layout, self.ws.templates,
+                             folders=layout.touched(self._ledger, entry))
         files = {f"{DECISIONS}/{entry.name}": data}
         files.update({f"{DECISIONS}/{name}": page for name, page in pages.items()})
         safety.check_layout(self.ws.root, {p.rpartition("/")[0] for p in files})
@@ -399,17 +393,13 @@ class Coordinator:
             trailers.append(("Squad-Run", record.run))
         if key in self.writers:
             trailers.append(("Squad-Writer", self.writers[key]))
-        self._keep_users_versions(list(files), report or PassReport())
+        self._keep_users_versions(list(files), report)
         self._files.update({path.partition("/")[2]: blob_sha(data)
                             for path, data in files.items()})
         message = record.title + "\n\n" + "".join(f"{k}: {v}\n" for k, v in trailers)
-        try:
-            self._head = repo.make_commit_on(self._head, dict(files), message, now,
-                                             author=self.author)
-        except SquadError:
-            self._head = "unknown"
-            raise
-        return record, list(files)
+        self._head = repo.make_commit_on(self._head, dict(files), message, now,
+                                         author=self.author)
+        return list(files)
 
     def _index_stamp(self) -> tuple[int, int, int] | None:
         try:
@@ -428,10 +418,8 @@ class Coordinator:
             self._staged(stamp, paths)
         for path in paths:
             before = repo.file_sha(path, self._settled_head)  # what the tree should hold
-            indexed = before if self._index_head == self._settled_head else \
-                repo.file_sha(path, self._index_head)  # what the index should hold
             target = self.ws.root / path
-            theirs_staged = staged.get(path, indexed) not in (indexed, None)
+            theirs_staged = staged.get(path, before) not in (before, None)
             if not theirs_staged and _holds(target, {before} if before else set()):
                 continue
             keep = repo.blob(staged[path]) if theirs_staged else None

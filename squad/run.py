@@ -138,7 +138,6 @@ class Run:
         before it connects to a model), so the inputs are not read from git twice."""
         self.team = team if team is not None else check(self.ws, self.settings)
         coordinator = Coordinator(self.ws)
-        coordinator.defer_index = True  # the index is written once, at the run's end
         try:
             with heap.quiet(), coordinator.session(self.stopping, on_busy=self._busy):
                 return self._execute(coordinator)

@@ -44,7 +44,6 @@ _FILE_MODE = 0o100644
 _ZERO = "0" * 40
 _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _SHA = re.compile(r"[0-9a-f]{40}")
-_RUN_WALK_MAX = 100_000  # commits of one run that `run_base` walks at most
 # a branch ref read straight from its file: plain components only (no `..`, no dot first)
 _REF_NAME = re.compile(r"refs/heads(?:/[A-Za-z0-9_+-][A-Za-z0-9_.+-]*)+")
 # What a commit sets at a path: new bytes, the sha of a blob already stored, or None (remove).
@@ -173,7 +172,6 @@ class Repository:
         # there as one pack (see squad.packs) when a ref is about to name them, or before any
         # git process that could read them starts.
         self._pending: dict[str, tuple[str, bytes]] = {}
-        self._unindexed: dict[str, str] = {}  # index entries a settle left to write (path: blob)
         self._packing = threading.Lock()
         self._swept = False
         self._packs = -1  # packs in the object store as far as we know (-1: not counted yet)
@@ -528,16 +526,14 @@ class Repository:
         self._consolidate()
 
     def settle(self, paths: list[str], commit: str | None = None,
-               overwrite: bool = True, *, index: bool = True) -> None:
+               overwrite: bool = True) -> None:
         """Make the working tree and the user's index agree with `commit` on `paths` only.
 
         With overwrite=False an existing working-tree file is left as it is (a person's edit
         of a committed record is theirs to see and verify to report, never squad's to undo).
-        With index=False the index entries wait (`unindexed`) for the next settle or
-        `settle_index`, which writes them all with one `git update-index`: a run writes
-        the index once at its end, not once per group of drops (each is a git process).
         """
         commit = commit or self.head()
+        info: list[str] = []
         for path in paths:
             entry = self._lookup(self._root_tree(commit), path)
             if entry is None or entry[0] == _TREE_MODE:
@@ -545,49 +541,14 @@ class Repository:
             target = self.root / path
             if overwrite or not target.exists():
                 write_atomic(target, self.blob(entry[1]))
-            self._unindexed.pop(path, None)  # in the order settled: the last one wins
-            self._unindexed[path] = entry[1]
-        if index:
-            self.settle_index()
-
-    @property
-    def unindexed(self) -> dict[str, str]:
-        """path -> blob of the settled files whose index entries are still to be written."""
-        return dict(self._unindexed)
-
-    def settle_index(self) -> None:
-        """Write the index entries that settles left waiting, in one `git update-index`."""
-        if not self._unindexed:
-            return
-        info: list[str] = []
-        for path, sha in self._unindexed.items():
-            info += ["--cacheinfo", f"{_FILE_MODE:o},{sha},{path}"]
-        try:
-            self._repo.git.update_index("--add", *info)
-        except git.GitCommandError as exc:
-            raise UnsafeRepoError(
-                f"{self.root}: committed, but could not update the index: {_stderr(exc)}"
-            ) from None
-        self._unindexed.clear()
-
-    def run_base(self, commit: str) -> str | None:
-        """The commit a run built on: the first one, walking first parents from `commit`,
-        without `commit`'s `Squad-Run` trailer (None if `commit` has none). A run writes
-        the index once at its end (see `settle`), so after a kill mid-run the index may
-        still show this commit's pages."""
-        def run_of(sha: str) -> list[str] | None:
-            message = self._read(sha)[1].decode("utf-8", "replace").partition("\n\n")[2]
-            return _trailers(message.rstrip("\n").rpartition("\n\n")[2]).get("Squad-Run")
-
-        run = run_of(commit)
-        sha: str | None = commit
-        for _ in range(_RUN_WALK_MAX):
-            if not run or sha is None:
-                break
-            if run_of(sha) != run:
-                return sha
-            sha = self.parent_of(sha)
-        return None
+            info += ["--cacheinfo", f"{_FILE_MODE:o},{entry[1]},{path}"]
+        if info:
+            try:
+                self._repo.git.update_index("--add", *info)
+            except git.GitCommandError as exc:
+                raise UnsafeRepoError(
+                    f"{self.root}: committed, but could not update the index: {_stderr(exc)}"
+                ) from None
 
     def unsettled(self, commit: str, prefix: str) -> set[str]:
         """Paths under `prefix` where the user's index differs from `commit` or the working

@@ -348,54 +348,37 @@ def test_head_and_branch_follow_git_whether_the_ref_is_loose_or_packed(
         ws.repo.close()
 
 
-def test_a_run_killed_before_its_index_write_is_finished_not_kept_as_the_users(
+def test_a_person_committing_during_a_session_keeps_the_records_committed(
         ws: Workspace) -> None:
-    """A run's coordinator writes the user's index once, at the run's end. Killed after
-    two groups, the index still shows the commit the run built on, several branch moves
-    back: those entries are squad's own, and the next pass writes the run's out."""
-    run = "20260101-000000-abcdef"
-    ws.inbox.drop(drop_text("First"), name="a.md")
-    Coordinator(ws).ingest()
-    crashed = Coordinator(Workspace.open(ws.root, clock=ws.clock), run=run)
-    crashed.defer_index = True
-    crashed._load()
-    for group in (("b.md", "c.md"), ("d.md",), ("e.md",)):
-        for name in group:
-            ws.inbox.drop(drop_text(f"Run {name[0]}", run=run), name=name)
-        report = PassReport()
-        crashed.take_all(list(group), report)
-        assert len(report.committed) == len(group) and report.kept == []
-    assert crashed.ws.repo.unindexed  # then killed: the index was never written
-    assert "decisions/README.md" in git(ws.root, "diff", "--cached", "--name-only", "HEAD")
-    crashed.ws.repo.close()
-
-    report = Coordinator(ws).ingest()
-    assert report.committed == [] and report.kept == []
-    assert git(ws.root, "status", "--porcelain", "--untracked-files=all") == ""
-    # (the run's log was never committed: verify says so, and only that)
-    assert {f.problem.split(",")[1] for f in verify(ws)} == {
-        " which is not recorded in .squad/runs/ (removed?)"}
-
-
-def test_a_users_staged_edit_during_a_run_is_kept_though_the_index_waits(
-        ws: Workspace) -> None:
-    """While a run leaves the index for its end, an entry there that is neither the run's
-    base nor anything squad wrote is the user's: kept aside before squad writes the page."""
-    ws.inbox.drop(drop_text("First"), name="a.md")
-    Coordinator(ws).ingest()
-    run = "20260101-000000-abcdef"
-    coordinator = Coordinator(ws, run=run)
-    coordinator.defer_index = True
+    """Each group's index entries are written with its branch move: a person who commits
+    while a run still holds the session commits on top of the run's records, never a tree
+    that deletes them."""
+    coordinator = Coordinator(ws)
+    ws.inbox.drop(drop_text("One"), name="one.md")
+    (ws.root / "app.py").write_text("mine\n")
     with coordinator.session():
-        ws.inbox.drop(drop_text("Run b", run=run), name="b.md")
-        report = PassReport()
-        coordinator.take_all(["b.md"], report)
-        assert report.kept == []
-        page = ws.root / "decisions/README.md"
-        page.write_text("my own notes\n")
-        git(ws.root, "add", "decisions/README.md")
-        ws.inbox.drop(drop_text("Run c", run=run), name="c.md")
-        coordinator.take_all(["c.md"], report)
-        assert report.kept and report.kept[0][0] == "decisions/README.md"
-        assert (ws.root / report.kept[0][1]).read_text() == "my own notes\n"
-    assert git(ws.root, "diff", "--cached", "--name-only", "HEAD") == ""
+        coordinator.take_all(ws.inbox.ready(), PassReport())
+        assert git(ws.root, "status", "--porcelain", "--", "decisions") == ""
+        git(ws.root, "add", "app.py")
+        git(ws.root, "commit", "-q", "-m", "mine")
+    tracked = git(ws.root, "ls-tree", "-r", "--name-only", "HEAD").split()
+    assert "decisions/000/0001-one.md" in tracked and "app.py" in tracked
+    assert verify(ws) == []
+
+
+def test_a_drop_refused_at_its_folder_leaves_no_phantom_in_the_log(ws: Workspace) -> None:
+    """A refusal after the record was numbered (its folder is a file) must not leave that
+    record in the coordinator's log in memory: a watcher that retries after the person
+    fixes the folder numbers and chains the drop from git, not after a record never
+    committed."""
+    coordinator = Coordinator(ws)
+    ws.inbox.drop(drop_text("First"), name="first.md")
+    (ws.root / "decisions/000").write_text("a file where squad's folder goes\n")
+    for _ in range(2):  # a watcher tries again before the person has fixed it
+        with pytest.raises(UnsafeRepoError, match="decisions/000: is a file"):
+            coordinator.ingest()
+    (ws.root / "decisions/000").unlink()
+    report = coordinator.ingest()
+    assert [record.id for record in report.committed] == [1]
+    assert records(ws.root) == ["0001-first.md"]
+    assert verify(ws) == []
