@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from squad.errors import SquadError
 from squad.logcache import cache_path
-from squad.logview import replace_whole
+from squad.logview import read_regular, replace_whole
 
 if TYPE_CHECKING:
     from squad.vcs import Repository
@@ -67,7 +67,7 @@ def _encode(head: str, keys: set[Key]) -> bytes:
 def _read(path: Path) -> tuple[str, set[Key]] | None:
     """(commit, keys) if the file is whole and sound; None otherwise."""
     try:
-        data = path.read_bytes()
+        data = read_regular(path)
     except OSError:
         return None
     header, sep, body = data.partition(b"\n")

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from squad import __version__
 from squad.layout import folder_of
 from squad.ledger import Entry, Ledger
-from squad.logview import replace_whole
+from squad.logview import open_regular, read_regular, replace_whole
 from squad.records import SECTIONS_LOWER, Origin, Record, filename
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ def _read(path: Path) -> tuple[dict[str, bytes], dict[str, str], bool]:
     """blob id -> checked payload of every sound entry, blob id -> that entry's sha256, and
     whether anything was damaged."""
     try:
-        data = path.read_bytes()
+        data = read_regular(path)
     except OSError:
         return {}, {}, False
     if not data.startswith(HEADER):
@@ -259,7 +259,7 @@ def _append(path: Path, fresh: dict[str, Entry], new_file: bool) -> None:
     if new_file:
         replace_whole(path, HEADER + data)
         return
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    fd = open_regular(path, os.O_WRONLY | os.O_APPEND)  # not through a link, not a FIFO
     try:
         os.write(fd, data)  # one write: concurrent appenders do not interleave inside it
     finally:

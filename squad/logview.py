@@ -54,9 +54,11 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -353,7 +355,7 @@ def carry(git_dir: Path, old_key: str, key: str, settings: str, ledger: Ledger,
     only costs speed."""
     path = view_path(git_dir)
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = open_regular(path)
     except OSError:
         return False
     try:
@@ -458,6 +460,28 @@ def save(path: Path, data: bytes) -> None:
     """Replace the file whole; a view that cannot be written only costs speed."""
     with contextlib.suppress(OSError):
         replace_whole(path, data)
+
+
+def open_regular(path: Path, flags: int = os.O_RDONLY) -> int:
+    """A descriptor of `path` if it is a regular file: never blocking on a FIFO, never
+    following a symlink when writing; OSError otherwise (a directory, a device), which
+    every reader and writer of squad's caches takes as "no cache here"."""
+    if flags != os.O_RDONLY:
+        flags |= os.O_NOFOLLOW
+    fd = os.open(path, flags | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: Path) -> bytes:
+    """The bytes of `path` if it is a regular file (see `open_regular`)."""
+    with open(open_regular(path), "rb") as file:
+        return file.read()
 
 
 def replace_whole(path: Path, data: bytes) -> None:

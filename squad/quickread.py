@@ -27,7 +27,7 @@ from pathlib import Path
 from squad import graph
 from squad.errors import UsageError
 from squad.logquery import Query, admits_row
-from squad.logview import GROUPS, Damaged, Row, View, settings_digest, view_path
+from squad.logview import GROUPS, Damaged, Row, View, open_regular, settings_digest, view_path
 from squad.safety import check_layout
 
 DECISIONS = "decisions"  # squad.workspace.DECISIONS, without importing the workspace
@@ -74,7 +74,7 @@ def fresh_view() -> Iterator[tuple[View, Path] | None]:
     check_layout(root)  # refuses as the long way would, before anything is read
     try:
         settings = settings_digest(root)
-        fd = os.open(view_path(git_dir), os.O_RDONLY)
+        fd = open_regular(view_path(git_dir))
     except OSError:
         yield None
         return

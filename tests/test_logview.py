@@ -398,3 +398,40 @@ def test_a_whole_rewrite_never_writes_through_a_planted_temporary(tmp_path: Path
     assert outside.read_bytes() == b"not squad's"
     assert target.read_bytes() == b"new cache"
     assert not os.path.lexists(planted)
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_a_cache_that_is_not_a_regular_file_is_no_cache(logged: Path, kind: str) -> None:
+    """A folder or a FIFO where a cache goes is no cache: log and show answer the long
+    way (no hang on the FIFO, no traceback on the folder), and a commit goes through."""
+    import os
+
+    expected = squad(logged, "log").stdout
+    squad_dir = logged / ".git" / "squad"
+    for name in ("log-view", "log-cache", "drops"):
+        path = squad_dir / name
+        path.unlink(missing_ok=True)
+        if kind == "directory":
+            path.mkdir()
+        else:
+            os.mkfifo(path)
+    assert squad(logged, "log").stdout == expected
+    assert "Cache in Redis" in squad(logged, "show", "4").stdout
+    squad(logged, "decide", "--agent", "docs", "--title", "Fifth", "--decision", "z")
+    assert "Fifth" in squad(logged, "log").stdout
+    assert squad(logged, "verify").returncode == 0
+
+
+def test_the_parse_cache_is_never_appended_through_a_symlink(logged: Path,
+                                                           tmp_path: Path) -> None:
+    """A parse cache that is a symlink (to a copy of itself outside) is read, but a commit
+    never appends to the file it points at."""
+    cache = logged / ".git" / "squad" / "log-cache"
+    outside = tmp_path / "outside-cache"
+    outside.write_bytes(cache.read_bytes())
+    cache.unlink()
+    cache.symlink_to(outside)
+    kept = outside.read_bytes()
+    squad(logged, "decide", "--agent", "docs", "--title", "Fifth", "--decision", "z")
+    assert outside.read_bytes() == kept
+    assert "Fifth" in squad(logged, "log").stdout
