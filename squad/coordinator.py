@@ -213,10 +213,19 @@ class Coordinator:
         if tree is None:
             return
         added = self._ledger.entries[self._sealed[1]:]
+        since = repo.tree_sha(DECISIONS, self._sealed[0]) if self._sealed[0] else None
         with contextlib.suppress(KeyError):  # a record without its blob: no point
-            self._checks.update(logcache.remember(
-                repo, {self._files[entry.name]: entry for entry in added}))
-            checkpoint.write(repo, Point(tree, dict(self._files), dict(self._checks)))
+            checks = logcache.remember(repo, {self._files[entry.name]: entry
+                                              for entry in added})
+            self._checks.update(checks)
+            # what this session's commits wrote: its records and (some of) the pages
+            changed = [entry.name for entry in added] \
+                + [path for path in layout.page_paths(self._ledger, self._layout)
+                   if path in self._files]
+            files, every = self._files, self._checks
+            checkpoint.extend(repo, since,
+                              Point(tree, {path: files[path] for path in changed}, checks),
+                              lambda: Point(tree, files, every))
             self._sealed = (head, len(self._ledger.entries))
 
     def _carry_view(self) -> None:
