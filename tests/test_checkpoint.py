@@ -266,7 +266,7 @@ def test_an_append_never_follows_a_whole_rewrite_by_another_command(repo: Path) 
         path.write_bytes(theirs)
         new = Point("e" * 40, {**current.files, "000/9999-x.md": "d" * 40}, current.checks)
         checkpoint.extend(ws.repo, tree, Point(new.tree, {"000/9999-x.md": "d" * 40}, {}),
-                          lambda new=new: new)  # type: ignore[misc]
+                          lambda new=new: new)
         assert _lines(path) == []
         assert checkpoint.read_any(ws.repo) == new
         assert checkpoint.read(ws.repo, older) is None
@@ -315,7 +315,7 @@ def test_applying_the_lines_gives_the_whole_point(
         since, tree = whole.tree, f"{n:040x}"
         whole = Point(tree, {**whole.files, **files}, {**whole.checks, **checks})
         checkpoint.extend(ws.repo, since, Point(tree, files, checks),
-                          lambda whole=whole: whole)  # type: ignore[misc]
+                          lambda whole=whole: whole)
         assert checkpoint.read(ws.repo, tree) == whole
         assert checkpoint.read(ws.repo, since) is None
         lines = _lines(path)
