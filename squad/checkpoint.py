@@ -31,7 +31,8 @@ checks the session added or changed. Seals chain: the base's is the sha256 of it
 and body, a line's the sha256 of the seal before it, its tree id and its delta. A reader
 checks the base and every line's seal, applies the deltas in order, and believes the result
 for the tree id of the last whole line only; a torn last line (no newline) is left out, and
-any other fault (a damaged, truncated or spliced base or line) sets the whole file aside.
+any other fault (a damaged, truncated or spliced base or line) sets the whole file aside. A
+file cut at the end of a line is the point of that line's tree, which it was checked at.
 
 A line is appended only to the very file this process last read or wrote whole and sound, as
 it was then (same inode and size, its last line still the one it read, naming the tree the
