@@ -218,10 +218,13 @@ class Coordinator:
             checks = logcache.remember(repo, {self._files[entry.name]: entry
                                               for entry in added})
             self._checks.update(checks)
-            # what this session's commits wrote: its records and (some of) the pages
+            # what this session's commits wrote: its records and (some of) the index pages,
+            # each of which is the summary or the page of a folder up to the newest record's
+            newest = self._ledger.entries[-1].record.id // layout.PER_FOLDER
+            pages = [layout.PAGE] + [f"{layout.folder_of(n * layout.PER_FOLDER)}/{layout.PAGE}"
+                                     for n in range(newest + 1)]
             changed = [entry.name for entry in added] \
-                + [path for path in layout.page_paths(self._ledger, self._layout)
-                   if path in self._files]
+                + [path for path in pages if path in self._files]
             files, every = self._files, self._checks
             checkpoint.extend(repo, since,
                               Point(tree, {path: files[path] for path in changed}, checks),
