@@ -218,11 +218,10 @@ class Coordinator:
             checks = logcache.remember(repo, {self._files[entry.name]: entry
                                               for entry in added})
             self._checks.update(checks)
-            # what this session's commits wrote: its records and (some of) the index pages,
-            # each of which is the summary or the page of a folder up to the newest record's
-            newest = self._ledger.entries[-1].record.id // layout.PER_FOLDER
-            pages = [layout.PAGE] + [f"{layout.folder_of(n * layout.PER_FOLDER)}/{layout.PAGE}"
-                                     for n in range(newest + 1)]
+            # what this session's commits wrote (see `_commit`): its records, the summary and
+            # the pages of the folders each record touched (a flat log has the summary only)
+            pages = {layout.PAGE} | {f"{folder}/{layout.PAGE}" for entry in added
+                                     for folder in layout.touched(self._ledger, entry)}
             changed = [entry.name for entry in added] \
                 + [path for path in pages if path in self._files]
             files, every = self._files, self._checks
