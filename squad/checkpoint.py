@@ -108,12 +108,14 @@ def read_any(repo: Repository, tree: str | None = None) -> Point | None:
     whatever tree it was checked at: the entries it names were vouched for under its paths,
     which a check of a later tree need not vouch for again (see `Workspace.checked`)."""
     path = path_of(repo)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:  # never blocking on a FIFO planted there, never through a symlink
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     try:
         info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
         data = _read_all(fd)
     except OSError:
         return None
@@ -226,7 +228,7 @@ def _append(path: Path, since: str, delta: Point) -> bool:
     line = f"{delta.tree} {seal} ".encode("ascii") + body + b"\n"
     if seen.end - seen.base + len(line) > max(seen.base, _SLACK):
         return False  # laid out afresh: a reader would parse more lines than base
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # another appender waits, then finds the file grown
         info = os.fstat(fd)

@@ -287,6 +287,11 @@ def test_the_point_is_never_written_through_a_symlink_or_a_second_link(repo: Pat
     assert not path.is_symlink() and outside.read_bytes() == path.with_name("gone").read_bytes()
     assert checkpoint.read(ws.repo, _tree(ws)) is not None
     kept = path.read_bytes()
+    path.unlink()
+    os.mkfifo(path)  # read by the next load: not waited on, replaced whole by its check
+    _ingest(repo, ["A FIFO in its place"])
+    assert path.is_file() and checkpoint.read(ws.repo, _tree(ws)) is not None
+    kept = path.read_bytes()
     os.link(path, tmp_path / "second")
     _ingest(repo, ["Ship on Fridays"])
     assert (tmp_path / "second").read_bytes() == kept
