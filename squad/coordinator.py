@@ -196,10 +196,21 @@ class Coordinator:
         if tree is None:
             return
         added = self._ledger.entries[self._sealed[1]:]
+        since = repo.tree_sha(DECISIONS, self._sealed[0]) if self._sealed[0] else None
         with contextlib.suppress(KeyError):  # a record without its blob: no point
-            self._checks.update(logcache.remember(
-                repo, {self._files[entry.name]: entry for entry in added}))
-            checkpoint.write(repo, Point(tree, dict(self._files), dict(self._checks)))
+            checks = logcache.remember(repo, {self._files[entry.name]: entry
+                                              for entry in added})
+            self._checks.update(checks)
+            # what this session's commits wrote (see `_commit`): its records, the summary and
+            # the pages of the folders each record touched (a flat log has the summary only)
+            pages = {layout.PAGE} | {f"{folder}/{layout.PAGE}" for entry in added
+                                     for folder in layout.touched(self._ledger, entry)}
+            changed = [entry.name for entry in added] \
+                + [path for path in pages if path in self._files]
+            files, every = self._files, self._checks
+            checkpoint.extend(repo, since,
+                              Point(tree, {path: files[path] for path in changed}, checks),
+                              lambda: Point(tree, files, every))
             self._sealed = (head, len(self._ledger.entries))
 
     def _carry_view(self) -> None:
