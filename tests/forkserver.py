@@ -219,6 +219,8 @@ def _become(request: dict[str, Any]) -> None:
     import runpy
     import tempfile
 
+    from squad.shutdown import exit_status  # what the interpreter makes of a SystemExit
+
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -232,7 +234,7 @@ def _become(request: dict[str, Any]) -> None:
             runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
         code = 0
     except SystemExit as exc:
-        code = _exit_code(exc)
+        code = exit_status(exc)
     except KeyboardInterrupt:
         sys.excepthook(*sys.exc_info())
         _shut_down()
@@ -256,16 +258,6 @@ def _run_code(code: str, args: list[str]) -> None:
     main.__builtins__ = builtins  # type: ignore[attr-defined]
     sys.modules["__main__"] = main
     exec(compile(code, "<string>", "exec"), main.__dict__)
-
-
-def _exit_code(exc: SystemExit) -> int:
-    """The exit status the interpreter makes of a SystemExit."""
-    if exc.code is None:
-        return 0
-    if isinstance(exc.code, int):
-        return exc.code & 0xFF
-    print(exc.code, file=sys.stderr)
-    return 1
 
 
 def _shut_down() -> int:
