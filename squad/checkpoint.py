@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 from squad import __version__
 from squad.logcache import cache_path
-from squad.logview import replace_whole
+from squad.logview import open_regular, replace_whole
 
 if TYPE_CHECKING:
     from squad.vcs import Repository
@@ -108,14 +108,12 @@ def read_any(repo: Repository, tree: str | None = None) -> Point | None:
     whatever tree it was checked at: the entries it names were vouched for under its paths,
     which a check of a later tree need not vouch for again (see `Workspace.checked`)."""
     path = path_of(repo)
-    try:  # never blocking on a FIFO planted there, never through a symlink
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:  # a regular file only (no wait on a FIFO), never through a symlink
+        fd = open_regular(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return None
         data = _read_all(fd)
     except OSError:
         return None
